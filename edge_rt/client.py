@@ -1,0 +1,217 @@
+"""Python client: subscribe to an edge_rt publisher and iterate typed messages.
+
+    from edge_rt import Subscriber
+    with Subscriber("tcp://127.0.0.1:5555", topics=["cam0"]) as sub:
+        for msg in sub:
+            if msg.gap: print("lost", msg.gap, "messages")
+            for det in msg.detections: print(det.label, det.conf, det.box)
+
+Gaps come from per-source `seq`; a changed `session` means the publisher restarted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import zmq
+
+from .schema import DETECTIONS, EOS, VERSION, decode
+
+
+class MalformedMessage(ValueError):
+    """A payload that is not a valid edge_rt message; the client counts these and moves on."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    cls: int
+    label: str
+    conf: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+
+
+@dataclass(frozen=True)
+class DetectionMessage:
+    session: str
+    source: str
+    seq: int
+    frame_index: int
+    width: int
+    height: int
+    model: str
+    batch_size: int
+    timestamps: Mapping[str, int]
+    latency_ms: Mapping[str, float]
+    detections: tuple[Detection, ...]
+    raw: Mapping[str, Any] = field(repr=False)
+    gap: int = 0  # messages of this source lost just before this one
+    restarted: bool = False  # first message of a new publisher session for this source
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    session: str
+    source: str
+    seq: int
+    frames: int
+    reason: str
+    raw: Mapping[str, Any] = field(repr=False)
+    gap: int = 0
+    restarted: bool = False
+
+
+Message = DetectionMessage | EndOfStream
+
+
+def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in d:
+        raise MalformedMessage(f"missing key {key!r}")
+    value = d[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedMessage(f"key {key!r}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def _detection(d: Any) -> Detection:
+    if not isinstance(d, dict):
+        raise MalformedMessage("detection is not an object")
+    box = _get(d, "box", list)
+    if len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+        raise MalformedMessage("detection box: expected 4 numbers")
+    conf = float(_get(d, "conf", (int, float)))
+    if not 0 <= conf <= 1:
+        raise MalformedMessage(f"detection conf {conf} outside [0, 1]")
+    return Detection(_get(d, "cls", int), _get(d, "label", str), conf, (box[0], box[1], box[2], box[3]))
+
+
+def parse_message(obj: Mapping[str, Any]) -> Message:
+    """A decoded payload -> typed message; raises MalformedMessage naming what is wrong."""
+    schema = _get(obj, "schema", str)
+    if _get(obj, "version", int) != VERSION:
+        raise MalformedMessage(f"unsupported version {obj['version']} (this client reads {VERSION})")
+    session, source, seq = _get(obj, "session", str), _get(obj, "source", str), _get(obj, "seq", int)
+    if schema == EOS:
+        return EndOfStream(session, source, seq, _get(obj, "frames", int), _get(obj, "reason", str), obj)
+    if schema != DETECTIONS:
+        raise MalformedMessage(f"unknown schema {schema!r}")
+    return DetectionMessage(
+        session=session,
+        source=source,
+        seq=seq,
+        frame_index=_get(obj, "frame_index", int),
+        width=_get(obj, "width", int),
+        height=_get(obj, "height", int),
+        model=_get(obj, "model", str),
+        batch_size=_get(obj, "batch_size", int),
+        timestamps=_get(obj, "timestamps", dict),
+        latency_ms=_get(obj, "latency_ms", dict),
+        detections=tuple(_detection(d) for d in _get(obj, "detections", list)),
+        raw=obj,
+    )
+
+
+class SequenceTracker:
+    """Per-source gap and restart detection from (session, seq)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, int]] = {}
+        self.missed = 0
+        self.restarts = 0
+
+    def check(self, source: str, session: str, seq: int) -> tuple[int, bool]:
+        prev = self._last.get(source)
+        self._last[source] = (session, seq)
+        if prev is None:
+            return 0, False
+        if prev[0] != session:
+            self.restarts += 1
+            return 0, True
+        gap = max(0, seq - prev[1] - 1)
+        self.missed += gap
+        return gap, False
+
+
+class Subscriber:
+    """A SUB socket with bounded waits; iterate it, or call `receive(timeout_ms)`."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Sequence[str] = (),
+        rcvhwm: int = 10000,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self._own_ctx = context is None
+        self._ctx = context or zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a bad peer cannot make us allocate GBs
+        self._sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        self._topics = set(topics)
+        for t in self._topics or {""}:
+            self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        self._sock.connect(endpoint)
+        self.tracker = SequenceTracker()
+        self.received = 0
+        self.malformed = 0
+        self.on_malformed: Callable[[str], None] | None = None
+
+    def receive(self, timeout_ms: int | None = None) -> Message | None:
+        """The next valid message, or None when `timeout_ms` passes first. Malformed ones are counted,
+        handed to `on_malformed` if set, and skipped."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait, zmq.POLLIN):
+                return None
+            parts = self._sock.recv_multipart()
+            topic = parts[0].decode(errors="replace")
+            if self._topics and topic not in self._topics:
+                continue  # ZeroMQ matches prefixes: "cam1" would also bring "cam10"
+            try:
+                msg = self._parse(topic, parts)
+            except MalformedMessage as exc:
+                self.malformed += 1
+                if self.on_malformed is not None:
+                    self.on_malformed(f"topic {topic!r}: {exc}")
+                continue
+            self.received += 1
+            gap, restarted = self.tracker.check(msg.source, msg.session, msg.seq)
+            if gap or restarted:
+                msg = replace(msg, gap=gap, restarted=restarted)
+            return msg
+
+    @staticmethod
+    def _parse(topic: str, parts: list[bytes]) -> Message:
+        if len(parts) != 2:
+            raise MalformedMessage(f"expected 2 frames [topic, payload], got {len(parts)}")
+        try:
+            obj = decode(parts[1])
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means a malformed payload
+            raise MalformedMessage(f"undecodable payload: {type(exc).__name__}: {exc}") from None
+        msg = parse_message(obj)
+        if msg.source != topic:
+            raise MalformedMessage(f"source {msg.source!r} differs from topic {topic!r}")
+        return msg
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            msg = self.receive()
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        self._sock.close(0)
+        if self._own_ctx:
+            self._ctx.term()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

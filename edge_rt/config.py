@@ -1,0 +1,176 @@
+"""One typed config for `edge-rt run`, from a YAML file and the command line (flags win).
+
+Loaded once in main() and passed down; every check names the bad key and what it accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+from .sources import SourceKind, SourceSpec, parse_source
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    sources: tuple[SourceSpec, ...]
+    publish: str = "tcp://*:5555"
+    encoding: str = "json"
+    device: str = "auto"
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    agnostic_nms: bool = False
+    imgsz: int | None = None  # only for models with dynamic height/width
+    max_batch: int | None = None  # only for models with a dynamic batch axis
+    max_wait_ms: float = 10.0
+    await_subscribers: int = 0
+    await_timeout: float = 30.0
+    stall_timeout: float = 5.0
+    open_timeout: float = 5.0
+    reconnect_max: float = 10.0
+    threads: int | None = None
+    log_level: str = "info"
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str, Any], Any]:
+    def check(key: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise ConfigError(f"{key}: must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{key}: must be <= {hi:g}, got {value!r}")
+        return kind(value)
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}")
+        return str(value)
+
+    return check
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _classes(key: str, value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for v in items:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{key}: expected class ids (integers >= 0), got {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda key, value: None if value is None else check(key, value)
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "model": _string,
+    "publish": _string,
+    "encoding": _choice("json", "msgpack"),
+    "device": _choice("auto", "cpu", "cuda", "tensorrt"),
+    "conf": _number(float, 0.0, 1.0),
+    "iou": _number(float, 0.0, 1.0),
+    "max_det": _number(int, 1),
+    "classes": _classes,
+    "agnostic_nms": _boolean,
+    "imgsz": _optional(_number(int, 32)),
+    "max_batch": _optional(_number(int, 1)),
+    "max_wait_ms": _number(float, 0.0),
+    "await_subscribers": _number(int, 0),
+    "await_timeout": _number(float, 0.0),
+    "stall_timeout": _number(float, 0.0, lo_open=True),
+    "open_timeout": _number(float, 0.0, lo_open=True),
+    "reconnect_max": _number(float, 0.0, lo_open=True),
+    "threads": _optional(_number(int, 1)),
+    "log_level": _choice("debug", "info", "warning", "error"),
+}
+# Keys that only make sense per source but may be given once for all of them.
+_SOURCE_DEFAULT_KEYS = {"fps", "loop"}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config {str(p)!r}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config {str(p)!r}: broken YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(p)!r}: expected a mapping of options at the top level, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> SourceSpec:
+    if isinstance(entry, str):
+        spec = parse_source(entry, index, fps=fps)
+        return replace(spec, loop=loop) if loop and spec.kind is SourceKind.FILE else spec
+    if isinstance(entry, dict):
+        unknown = set(entry) - {"name", "uri", "fps", "loop"}
+        if unknown:
+            raise ConfigError(f"sources[{index}]: unknown key {sorted(unknown)[0]!r} (known: name, uri, fps, loop)")
+        if "uri" not in entry:
+            raise ConfigError(f"sources[{index}]: missing 'uri'")
+        name = entry.get("name")
+        if name is not None:
+            name = _string(f"sources[{index}].name", name)
+        src_fps = _optional(_number(float, 0.0, lo_open=True))(f"sources[{index}].fps", entry.get("fps", fps))
+        spec = parse_source(str(entry["uri"]), index, fps=src_fps, name=name)
+        src_loop = _boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
+        return parse_source(str(entry["uri"]), index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
+    raise ConfigError(f"sources[{index}]: expected a string or a mapping with 'uri', got {type(entry).__name__}")
+
+
+def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, Any], origin: str = "config") -> RunConfig:
+    """Merge defaults <- file <- command line, validate every value, parse the sources."""
+    known = {f.name for f in fields(RunConfig)} | _SOURCE_DEFAULT_KEYS
+    for key in file_values:
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+    merged: dict[str, Any] = dict(file_values)
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    if "model" not in merged:
+        raise ConfigError("no model: pass --model FILE.onnx or set 'model' in the config")
+    raw_sources = merged.pop("sources", None)
+    if raw_sources is None or raw_sources == [] or raw_sources == ():
+        raise ConfigError("no source: pass --source (repeatable) or set 'sources' in the config")
+    if not isinstance(raw_sources, (list, tuple)):
+        raw_sources = [raw_sources]
+    fps = _optional(_number(float, 0.0, lo_open=True))("fps", merged.pop("fps", None))
+    loop = _boolean("loop", merged.pop("loop", False))
+    sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
+    values = {key: _CHECKS[key](key, value) for key, value in merged.items()}
+    return RunConfig(sources=sources, **values)

@@ -1,0 +1,72 @@
+"""Latency and counters of one run, summarised as percentiles; NullMetrics when nobody asks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Mapping
+
+import numpy as np
+
+STAGES = ("wait", "preprocess", "queue", "inference", "postprocess", "publish", "total")
+
+
+class Metrics:
+    """Keeps the last `window` samples per stage (bounded memory on a run of weeks)."""
+
+    def __init__(self, window: int = 20000) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self._frames: dict[str, int] = defaultdict(int)
+        self.started = time.monotonic()
+
+    def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
+        with self._lock:
+            self._frames[source] += 1
+            for stage, value in latency_ms.items():
+                self._samples[stage].append(value)
+
+    def record(self, stage: str, value_ms: float) -> None:
+        with self._lock:
+            self._samples[stage].append(value_ms)
+
+    def frames(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._frames)
+
+    def percentiles(self, stage: str, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+        with self._lock:
+            data = np.fromiter(self._samples.get(stage, ()), dtype=np.float64)
+        if data.size == 0:
+            return {}
+        values = np.percentile(data, qs)
+        out = {f"p{q:g}": float(v) for q, v in zip(qs, values)}
+        out["mean"] = float(data.mean())
+        out["max"] = float(data.max())
+        return out
+
+    def summary(self, counters: Mapping[str, Mapping[str, int]] | None = None) -> str:
+        """A short table: per-stage p50/p95/p99, then frames/s and counters per source."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        lines = [f"{'stage (ms)':<12} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"]
+        for stage in STAGES:
+            p = self.percentiles(stage)
+            if p:
+                lines.append(f"{stage:<12} {p['p50']:>8.2f} {p['p95']:>8.2f} {p['p99']:>8.2f} {p['max']:>8.2f}")
+        frames = self.frames()
+        for source in sorted(set(frames) | set(counters or {})):
+            n = frames.get(source, 0)
+            extra = ", ".join(f"{k} {v}" for k, v in (counters or {}).get(source, {}).items())
+            lines.append(f"{source}: {n} frames, {n / elapsed:.1f} frames/s" + (f", {extra}" if extra else ""))
+        return "\n".join(lines)
+
+
+class NullMetrics(Metrics):
+    """Records nothing: for callers that measure elsewhere."""
+
+    def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
+        pass
+
+    def record(self, stage: str, value_ms: float) -> None:
+        pass

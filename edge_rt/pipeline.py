@@ -1,0 +1,269 @@
+"""Wires the stages: capture -> batch + preprocess -> engine -> postprocess + publish.
+
+Three threads overlap the work: while batch k is in the engine, batch k+1 is being preprocessed
+and batch k-1 post-processed and published. Queues between them hold one item, so memory and
+latency stay bounded: when the engine is the bottleneck, live sources drop their stale frames
+at capture (counted), files wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .batching import Batch, Batcher
+from .engines.base import Engine
+from .metrics import Metrics, NullMetrics
+from .postprocess import Detections, Postprocessor
+from .preprocess import Prepared, Preprocessor
+from .schema import DETECTIONS, EOS, VERSION
+from .sources import CaptureState, SourceGroup
+
+log = logging.getLogger("edge_rt.pipeline")
+
+_DONE = object()  # end-of-stream marker between the pipeline's threads
+
+
+class Sink(Protocol):
+    """Where finished messages go (the ZeroMQ publisher, or a list in a test)."""
+
+    def publish(self, topic: str, message: dict[str, Any]) -> bool: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """A preprocessed batch on its way to the engine."""
+
+    batch: Batch
+    prepared: Prepared
+    pre_start_ns: int
+    pre_end_ns: int
+
+
+@dataclass(frozen=True, eq=False)
+class Inferred:
+    """A batch's raw engine output."""
+
+    job: Job
+    output: np.ndarray
+    inf_start_ns: int
+    inf_end_ns: int
+
+
+def _ms(a: int, b: int) -> float:
+    return round((b - a) / 1e6, 3)
+
+
+class Pipeline:
+    """Runs until every source has ended (files without --loop) or `stop()` is called."""
+
+    def __init__(
+        self,
+        sources: SourceGroup,
+        engine: Engine,
+        preprocessor: Preprocessor,
+        postprocessor: Postprocessor,
+        sink: Sink,
+        max_batch: int,
+        max_wait_s: float,
+        model_name: str,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.sources = sources
+        self.engine = engine
+        self.preprocessor = preprocessor
+        self.postprocessor = postprocessor
+        self.sink = sink
+        self.metrics = metrics or NullMetrics()
+        self.model_name = model_name
+        self.session = uuid.uuid4().hex
+        self.batcher = Batcher(sources.slots, sources.cond, max_batch, max_wait_s)
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._to_engine: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._to_publish: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
+        self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
+        self.sink_refused = 0
+        # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
+        self._wall_offset = time.time_ns() - time.perf_counter_ns()
+
+    def stop(self) -> None:
+        """Stop capturing; what is already in flight is still published."""
+        self._stop.set()
+        self.sources.stop(timeout=0)
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._guard, args=(self._prepare_loop,), name="prepare", daemon=True),
+            threading.Thread(target=self._guard, args=(self._infer_loop,), name="infer", daemon=True),
+        ]
+        self.sources.start()
+        for t in threads:
+            t.start()
+        try:
+            self._guard(self._publish_loop)
+        finally:
+            self._stop.set()
+            self.sources.stop()
+            for t in threads:
+                t.join(2.0)
+        if self._errors:
+            raise self._errors[0]
+
+    def _guard(self, loop: Any) -> None:
+        """A stage that fails stops the whole pipeline and re-raises in run(), never dies silently."""
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - re-raised from run()
+            self._errors.append(exc)
+            self._stop.set()
+            self._drain_and_close()
+
+    def _drain_and_close(self) -> None:
+        for q in (self._to_engine, self._to_publish):
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                q.put_nowait(_DONE)
+            except queue.Full:
+                pass
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self._errors:
+                raise RuntimeError("pipeline stopped after an error in another stage")
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _prepare_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self.batcher.next_batch(timeout_s=0.1, stop=self._stop)
+                if batch is None:
+                    if self.batcher.finished():
+                        break
+                    continue
+                t0 = time.perf_counter_ns()
+                prepared = self.preprocessor([f.image for f in batch.frames])
+                self._put(self._to_engine, Job(batch, prepared, t0, time.perf_counter_ns()))
+        finally:
+            if not self._errors:
+                self._put(self._to_engine, _DONE)
+
+    def _infer_loop(self) -> None:
+        while True:
+            job = self._to_engine.get()
+            if job is _DONE:
+                self._put(self._to_publish, _DONE)
+                return
+            t0 = time.perf_counter_ns()
+            output = self.engine.infer(job.prepared.tensor)
+            self._put(self._to_publish, Inferred(job, output, t0, time.perf_counter_ns()))
+
+    def _publish_loop(self) -> None:
+        while True:
+            item = self._to_publish.get()
+            if item is _DONE:
+                break
+            dets = self.postprocessor(item.output, item.job.prepared.letterboxes)
+            post_end = time.perf_counter_ns()
+            for frame_dets, frame in zip(dets, item.job.batch.frames):
+                self._emit(item, frame, frame_dets, post_end)
+        if not self._errors:
+            self._end_of_streams()
+
+    def _emit(self, item: Inferred, frame: Any, dets: Detections, post_end: int) -> None:
+        job = item.job
+        seq = self._seq[frame.source]
+        self._seq[frame.source] = seq + 1
+        h, w = frame.image.shape[:2]
+        now_mono = time.perf_counter_ns()
+        latency = {
+            "wait": _ms(frame.capture_mono_ns, job.pre_start_ns),
+            "preprocess": _ms(job.pre_start_ns, job.pre_end_ns),
+            "queue": _ms(job.pre_end_ns, item.inf_start_ns),
+            "inference": _ms(item.inf_start_ns, item.inf_end_ns),
+            "postprocess": _ms(item.inf_end_ns, post_end),
+            "publish": _ms(post_end, now_mono),
+            "total": _ms(frame.capture_mono_ns, now_mono),
+        }
+        names = self.engine.info.names
+        boxes = np.round(dets.xyxy.astype(np.float64), 2).tolist()
+        confs = np.round(dets.conf.astype(np.float64), 4).tolist()
+        message = {
+            "schema": DETECTIONS,
+            "version": VERSION,
+            "session": self.session,
+            "source": frame.source,
+            "seq": seq,
+            "frame_index": frame.index,
+            "width": w,
+            "height": h,
+            "model": self.model_name,
+            "batch_size": len(job.batch.frames),
+            "timestamps": {
+                "capture_ns": frame.capture_ns,
+                "batch_ns": job.batch.formed_ns,
+                "inference_start_ns": item.inf_start_ns + self._wall_offset,
+                "inference_end_ns": item.inf_end_ns + self._wall_offset,
+                "publish_ns": now_mono + self._wall_offset,
+            },
+            "latency_ms": latency,
+            "detections": [
+                {"cls": int(c), "label": names.get(int(c), str(int(c))), "conf": cf, "box": b}
+                for c, cf, b in zip(dets.cls.tolist(), confs, boxes)
+            ],
+        }
+        if self.sink.publish(frame.source, message):
+            self.published[frame.source] += 1
+        else:
+            self.sink_refused += 1
+        self.metrics.record_frame(frame.source, latency)
+
+    def _end_of_streams(self) -> None:
+        """An explicit last message per source, so subscribers know the stream ended on purpose."""
+        for spec, thread in zip(self.sources.specs, self.sources.threads):
+            ended = thread.events and any(e.state is CaptureState.ENDED for e in thread.events)
+            seq = self._seq[spec.name]
+            self._seq[spec.name] = seq + 1
+            self.sink.publish(
+                spec.name,
+                {
+                    "schema": EOS,
+                    "version": VERSION,
+                    "session": self.session,
+                    "source": spec.name,
+                    "seq": seq,
+                    "frames": self.published[spec.name],
+                    "reason": "end of file" if ended else "shutdown",
+                    "timestamps": {"publish_ns": time.time_ns()},
+                },
+            )
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per-source counts for metrics and the end-of-run summary."""
+        out = {}
+        for slot in self.sources.slots:
+            c = slot.counters
+            out[slot.name] = {
+                "read": c.read,
+                "published": self.published[slot.name],
+                "skipped": c.skipped,
+                "reconnects": c.reconnects,
+                "stalls": c.stalls,
+            }
+        return out

@@ -1,0 +1,52 @@
+"""The wire format: message dicts, their encodings, and the JSON Schema that documents them."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from .errors import ConfigError
+
+DETECTIONS = "edge_rt.detections"
+EOS = "edge_rt.eos"
+VERSION = 1
+ENCODINGS = ("json", "msgpack")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema shipped in the package (edge_rt/schemas/detections-v1.schema.json)."""
+    text = resources.files("edge_rt").joinpath("schemas/detections-v1.schema.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def check_encoding(encoding: str) -> str:
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if encoding == "msgpack":
+        try:
+            import msgpack  # noqa: F401
+        except ImportError:
+            raise ConfigError("--encoding msgpack needs the msgpack package: pip install msgpack") from None
+    return encoding
+
+
+def encode(message: dict[str, Any], encoding: str = "json") -> bytes:
+    if encoding == "msgpack":
+        import msgpack
+
+        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Either encoding: a JSON object starts with '{', a msgpack map with 0x80-0x8f, 0xde or 0xdf."""
+    if payload[:1] == b"{":
+        obj = json.loads(payload)
+    else:
+        import msgpack
+
+        obj = msgpack.unpackb(payload, raw=False)
+    if not isinstance(obj, dict):
+        raise ValueError(f"payload is a {type(obj).__name__}, expected an object")
+    return obj

@@ -1,0 +1,450 @@
+"""Capture: one thread per source, each feeding a slot the batcher takes frames from.
+
+Live sources keep only their newest frame (a slow pipeline never works on stale frames, and every
+frame it skips is counted); files hand over every frame, in order, unless paced like a camera.
+A live source that fails or stalls is reopened with capped exponential back-off.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .errors import ConfigError, SourceError
+
+log = logging.getLogger("edge_rt.sources")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+class SourceKind(enum.Enum):
+    CAMERA = "camera"  # a camera index, e.g. 0
+    DEVICE = "device"  # a device path, e.g. /dev/video0
+    STREAM = "stream"  # a network URL: RTSP, HTTP, RTMP, UDP
+    FILE = "file"  # a video file
+    GSTREAMER = "gstreamer"  # a GStreamer pipeline ending in appsink
+
+    @property
+    def live(self) -> bool:
+        return self is not SourceKind.FILE
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What the user asked for; parsed once, validated before any thread starts."""
+
+    name: str
+    uri: str
+    kind: SourceKind
+    fps: float | None = None  # pace to this rate, like a camera
+    loop: bool = False  # restart a file at its end
+
+    @property
+    def keeps_latest_only(self) -> bool:
+        """Live and paced sources drop what the pipeline cannot keep up with; files do not."""
+        return self.kind.live or self.fps is not None
+
+
+def classify(uri: str) -> SourceKind:
+    if uri.isdigit():
+        return SourceKind.CAMERA
+    if uri.startswith("/dev/"):
+        return SourceKind.DEVICE
+    if uri.lower().startswith(_STREAM_SCHEMES):
+        return SourceKind.STREAM
+    if " ! " in uri or uri.rstrip().endswith("appsink"):
+        return SourceKind.GSTREAMER
+    return SourceKind.FILE
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """`NAME=URI` names a source; an `=` inside a URL or a GStreamer pipeline does not."""
+    head, sep, tail = text.partition("=")
+    if sep and _NAME_RE.match(head) and tail:
+        return head, tail
+    return None, text
+
+
+def parse_source(
+    text: str, index: int, *, fps: float | None = None, loop: bool = False, name: str | None = None
+) -> SourceSpec:
+    """Turn one `--source` value into a spec; names default to cam0, cam1, ..."""
+    if not text or not text.strip():
+        raise SourceError("--source: empty value; give a camera index, device, URL, file or NAME=URI")
+    parsed_name, uri = split_name(text.strip())
+    name = name or parsed_name or f"cam{index}"
+    if not _NAME_RE.match(name):
+        raise SourceError(f"source name {name!r}: use letters, digits, '.', '_' or '-' (it becomes the topic)")
+    if fps is not None and fps <= 0:
+        raise ConfigError(f"source {name!r}: fps must be > 0, got {fps}")
+    kind = classify(uri)
+    if kind is SourceKind.FILE:
+        path = Path(uri).expanduser()
+        if not path.is_file():
+            raise SourceError(f"source {name!r}: no such file {uri!r} (and not a camera index, /dev path, URL or pipeline)")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"source {name!r}: file {uri!r} is not readable")
+        uri = str(path)
+    if kind is SourceKind.STREAM and not re.match(r"^[a-zA-Z]+://[^/\s]+", uri):
+        raise SourceError(f"source {name!r}: malformed URL {uri!r}; expected e.g. rtsp://host:554/path")
+    if loop and kind is not SourceKind.FILE:
+        raise ConfigError(f"source {name!r}: loop applies to files only, not {kind.value} sources")
+    return SourceSpec(name=name, uri=uri, kind=kind, fps=fps, loop=loop)
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One captured image and when it was captured: wall clock for messages, monotonic for durations."""
+
+    source: str
+    index: int  # the source's own frame counter, counting frames the pipeline skipped
+    image: np.ndarray  # H x W x 3, BGR, uint8
+    capture_ns: int  # time.time_ns() when read() returned
+    capture_mono_ns: int  # time.perf_counter_ns() at the same moment
+
+    def __post_init__(self) -> None:
+        im = self.image
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"Frame.image: expected HxWx3 uint8, got shape {im.shape} dtype {im.dtype}")
+
+
+class CaptureState(enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"  # waiting out a back-off before the next open
+    ENDED = "ended"  # a file reached its end (no loop)
+    STOPPED = "stopped"
+
+
+_ALLOWED = {
+    CaptureState.CONNECTING: {CaptureState.STREAMING, CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED},
+    CaptureState.STREAMING: {CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED, CaptureState.CONNECTING},
+    CaptureState.RECONNECTING: {CaptureState.CONNECTING, CaptureState.STOPPED},
+    CaptureState.ENDED: {CaptureState.STOPPED},
+    CaptureState.STOPPED: set(),
+}
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """A capture state change, for logs and metrics."""
+
+    source: str
+    previous: CaptureState
+    state: CaptureState
+    reason: str
+    time_ns: int
+
+
+@dataclass
+class SourceCounters:
+    """Per-source counts; written by the capture thread, read by metrics (ints are atomic enough)."""
+
+    read: int = 0  # frames read from the device or file
+    delivered: int = 0  # frames taken by the batcher
+    skipped: int = 0  # frames replaced in the slot before the pipeline took them
+    paced_out: int = 0  # frames read but not offered because of --fps
+    read_failures: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+
+
+class FrameSlot:
+    """Hand-off from one capture thread to the batcher, under the batcher's condition.
+
+    `latest` keeps one frame and overwrites it (counted as skipped); `queue` keeps up to
+    `capacity` frames and makes the producer wait, so a file loses nothing.
+    """
+
+    def __init__(self, name: str, cond: threading.Condition, latest: bool, capacity: int = 2) -> None:
+        self.name = name
+        self._cond = cond
+        self._latest = latest
+        self._capacity = 1 if latest else capacity
+        self._frames: deque[Frame] = deque()
+        self.closed = False  # no more frames will come
+        self.active = False  # the source is streaming; the batcher may wait for it
+        self.counters = SourceCounters()
+
+    def put(self, frame: Frame, stop: threading.Event) -> bool:
+        """Offer a frame; False when stopping. Only the queue policy ever waits."""
+        with self._cond:
+            if self._latest:
+                if self._frames:
+                    self._frames.popleft()
+                    self.counters.skipped += 1
+            else:
+                while len(self._frames) >= self._capacity and not stop.is_set():
+                    self._cond.wait(0.1)
+                if stop.is_set():
+                    return False
+            self._frames.append(frame)
+            self._cond.notify_all()
+        return True
+
+    def ready(self) -> bool:
+        return bool(self._frames)
+
+    def take(self) -> Frame:
+        """Caller holds the condition."""
+        frame = self._frames.popleft()
+        self.counters.delivered += 1
+        self._cond.notify_all()
+        return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self.active = False
+            self._cond.notify_all()
+
+    def set_active(self, active: bool) -> None:
+        with self._cond:
+            self.active = active
+            self._cond.notify_all()
+
+    @property
+    def exhausted(self) -> bool:
+        return self.closed and not self._frames
+
+
+class VideoReader(Protocol):
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Timeouts that keep OpenCV from blocking forever, and the reconnect back-off."""
+
+    open_timeout_s: float = 5.0
+    stall_timeout_s: float = 5.0  # no new frame for this long: reopen (also OpenCV's read timeout)
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+
+def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
+    """Open with OpenCV; timeouts can only be set at open time, so they go in here."""
+    import cv2
+
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(settings.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(settings.stall_timeout_s * 1000),
+    ]
+    if spec.kind is SourceKind.CAMERA:
+        cap = cv2.VideoCapture(int(spec.uri), cv2.CAP_ANY)
+    elif spec.kind is SourceKind.GSTREAMER:
+        cap = cv2.VideoCapture(spec.uri, cv2.CAP_GSTREAMER)
+    elif spec.kind is SourceKind.DEVICE:
+        cap = cv2.VideoCapture(spec.uri, cv2.CAP_ANY)
+    else:
+        cap = cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(f"source {spec.name!r}: cannot open {spec.uri!r}")
+    return cap
+
+
+def gstreamer_supported() -> bool:
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+Opener = Callable[[SourceSpec, CaptureSettings], VideoReader]
+
+
+class CaptureThread(threading.Thread):
+    """Reads one source into its slot; an explicit state machine decides when to reopen."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        slot: FrameSlot,
+        settings: CaptureSettings = CaptureSettings(),
+        opener: Opener = open_capture,
+        on_event: Callable[[HealthEvent], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"capture-{spec.name}", daemon=True)
+        self.spec = spec
+        self.slot = slot
+        self.settings = settings
+        self._opener = opener
+        self._on_event = on_event
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self.state = CaptureState.CONNECTING
+        self.events: deque[HealthEvent] = deque(maxlen=100)
+        self._frame_index = 0
+        self._cap: VideoReader | None = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def _transition(self, new: CaptureState, reason: str) -> None:
+        with self._lock:
+            old = self.state
+            if new is old:
+                return
+            if new not in _ALLOWED[old]:
+                raise RuntimeError(f"capture {self.spec.name}: illegal transition {old.value} -> {new.value}")
+            self.state = new
+        event = HealthEvent(self.spec.name, old, new, reason, time.time_ns())
+        self.events.append(event)
+        level = logging.WARNING if new is CaptureState.RECONNECTING else logging.INFO
+        log.log(level, "source %s: %s -> %s (%s)", self.spec.name, old.value, new.value, reason)
+        self.slot.set_active(new is CaptureState.STREAMING)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def run(self) -> None:
+        backoff = self.settings.backoff_initial_s
+        try:
+            while not self._stop_event.is_set():
+                self._transition(CaptureState.CONNECTING, "opening")
+                try:
+                    cap = self._opener(self.spec, self.settings)
+                except SourceError as exc:
+                    if not self.spec.kind.live:
+                        # A file that opened at start-up and now fails will not heal by waiting.
+                        self._transition(CaptureState.ENDED, str(exc))
+                        return
+                    self._transition(CaptureState.RECONNECTING, f"open failed; retrying in {backoff:.1f}s")
+                    self.slot.counters.read_failures += 1
+                    if self._stop_event.wait(backoff):
+                        break
+                    backoff = min(backoff * 2, self.settings.backoff_max_s)
+                    continue
+                outcome = self._stream(cap)
+                if outcome == "ended":
+                    self._transition(CaptureState.ENDED, "end of file")
+                    return
+                if outcome == "stopped":
+                    break
+                if outcome == "streamed":
+                    backoff = self.settings.backoff_initial_s  # it worked for a while: start over
+                self.slot.counters.reconnects += 1
+                self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening in {backoff:.1f}s")
+                if self._stop_event.wait(backoff):
+                    break
+                backoff = min(backoff * 2, self.settings.backoff_max_s)
+        finally:
+            if self.state is not CaptureState.STOPPED:
+                self._transition(CaptureState.STOPPED, "stopped")
+            self.slot.close()
+
+    def _stream(self, cap: VideoReader) -> str:
+        """Read until the source ends, fails or stalls; returns why it stopped. Releases `cap`."""
+        try:
+            return self._read_loop(cap)
+        finally:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+
+    def _read_loop(self, cap: VideoReader) -> str:
+        self._cap = cap
+        spec, counters = self.spec, self.slot.counters
+        period_ns = int(1e9 / spec.fps) if spec.fps else 0
+        next_due = time.perf_counter_ns()
+        last_frame = time.monotonic()
+        got_any = False
+        while not self._stop_event.is_set():
+            if period_ns and not spec.kind.live:
+                # Pace a file like a camera: wait for the next tick instead of bursting.
+                delay = next_due - time.perf_counter_ns()
+                if delay > 0 and self._stop_event.wait(delay / 1e9):
+                    return "stopped"
+            ok, image = cap.read()
+            now = time.monotonic()
+            if not ok or image is None:
+                if not spec.kind.live:
+                    if spec.loop and got_any:
+                        cap.release()
+                        cap = self._cap = self._opener(spec, self.settings)  # --loop: from the top
+                        continue
+                    return "ended"
+                counters.read_failures += 1
+                return "read failed" if got_any else "no frames"
+            stalled = spec.kind.live and got_any and now - last_frame > self.settings.stall_timeout_s
+            last_frame = now
+            if stalled:
+                counters.stalls += 1
+                return f"stalled: no new frame for {self.settings.stall_timeout_s:.1f}s"
+            if not got_any:
+                got_any = True
+                self._transition(CaptureState.STREAMING, "first frame")
+            index = self._frame_index
+            self._frame_index += 1
+            counters.read += 1
+            mono = time.perf_counter_ns()
+            if period_ns:
+                if mono < next_due:
+                    counters.paced_out += 1
+                    continue
+                # Keep to the schedule; after falling behind, restart it rather than burst.
+                next_due = max(next_due + period_ns, mono)
+            if image.ndim == 2 or image.shape[2] != 3:
+                import cv2
+
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_BGRA2BGR)
+            frame = Frame(spec.name, index, image, time.time_ns(), mono)
+            if not self.slot.put(frame, self._stop_event):
+                return "stopped"
+        return "stopped"
+
+
+@dataclass
+class SourceGroup:
+    """The capture threads of one run and the condition their slots share with the batcher."""
+
+    specs: list[SourceSpec]
+    settings: CaptureSettings = field(default_factory=CaptureSettings)
+    opener: Opener = open_capture
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    slots: list[FrameSlot] = field(init=False)
+    threads: list[CaptureThread] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.specs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        for spec in self.specs:
+            if spec.kind is SourceKind.GSTREAMER and not gstreamer_supported():
+                raise SourceError(
+                    f"source {spec.name!r}: this OpenCV build has no GStreamer support; "
+                    "use the system OpenCV (e.g. JetPack's) or an RTSP/file source"
+                )
+        self.slots = [FrameSlot(s.name, self.cond, latest=s.keeps_latest_only) for s in self.specs]
+        self.threads = [CaptureThread(s, slot, self.settings, self.opener) for s, slot in zip(self.specs, self.slots)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        for t in self.threads:
+            t.stop()
+        with self.cond:
+            self.cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,145 @@
+"""Fixtures that build real resources: ONNX models exported by Ultralytics, video files, free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics must never try to download in tests
+
+IMGSZ = 320  # small input: these tests check logic, not accuracy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def _calibrate_head(model: object, seed: int) -> None:
+    """Make an untrained YOLO give varied, image-dependent scores, so decode and NMS have real work.
+
+    Ultralytics initialises BatchNorm weights to zero, which makes every feature constant; give
+    them unit scale, then scale each class conv so its logits vary by about one unit over a real image.
+    """
+    import torch
+    import ultralytics
+
+    g = torch.Generator().manual_seed(seed)
+    net = model.model  # type: ignore[attr-defined]
+    head = net.model[-1]
+    heads = [head.cv3] + ([head.one2one_cv3] if getattr(head, "one2one_cv3", None) is not None else [])
+    convs = [seq[-1] for cv3 in heads for seq in cv3]
+    inputs: dict[object, torch.Tensor] = {}
+    hooks = [c.register_forward_hook(lambda mod, inp, out: inputs.__setitem__(mod, inp[0].detach())) for c in convs]
+    im = cv2.imread(str(Path(ultralytics.__file__).parent / "assets" / "bus.jpg"))
+    x = torch.from_numpy(cv2.resize(im, (IMGSZ, IMGSZ))[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+    net.eval()
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.copy_(1 + 0.1 * torch.randn(mod.weight.shape, generator=g))
+                mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
+        net(x)
+        for c in convs:
+            f = inputs[c]
+            mean, std = f.mean((0, 2, 3)), f.std((0, 2, 3)).clamp_min(1e-6)
+            w = torch.randn(c.weight.shape, generator=g) / std.view(1, -1, 1, 1) / f.shape[1] ** 0.5 * 0.7
+            c.weight.copy_(w)
+            c.bias.copy_(-(w[:, :, 0, 0] @ mean) - 3.5 + 0.5 * torch.randn(c.bias.shape, generator=g))
+    for h in hooks:
+        h.remove()
+
+
+def _export(yaml: str, out: Path, seed: int = 0, **kwargs: object) -> Path:
+    import torch
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    model = YOLO(yaml)
+    _calibrate_head(model, seed)
+    produced = Path(model.export(format="onnx", imgsz=IMGSZ, simplify=True, verbose=False, **kwargs))
+    shutil.move(str(produced), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def onnx_static(model_dir: Path) -> Path:
+    """YOLO11n, classic head [1, 84, A], static 1x3x320x320."""
+    return _export("yolo11n.yaml", model_dir / "y11_static.onnx", batch=1)
+
+
+@pytest.fixture(scope="session")
+def onnx_dynamic(model_dir: Path) -> Path:
+    """The same weights with dynamic batch, height and width."""
+    return _export("yolo11n.yaml", model_dir / "y11_dynamic.onnx", dynamic=True, batch=4)
+
+
+@pytest.fixture(scope="session")
+def onnx_batch2(model_dir: Path) -> Path:
+    """Static batch of 2: fewer frames than that are padded."""
+    return _export("yolo11n.yaml", model_dir / "y11_b2.onnx", batch=2)
+
+
+@pytest.fixture(scope="session")
+def onnx_e2e(model_dir: Path) -> Path:
+    """YOLO26n end-to-end head: [1, 300, 6], NMS inside the model."""
+    return _export("yolo26n.yaml", model_dir / "y26_e2e.onnx", batch=1, nms=False)
+
+
+@pytest.fixture(scope="session")
+def onnx_fp16(onnx_static: Path, model_dir: Path) -> Path:
+    """float16 inputs and outputs, as a GPU fp16 export has."""
+    import onnx
+    from onnxruntime.transformers import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(onnx_static)), keep_io_types=False)
+    out = model_dir / "y11_fp16.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """The two images Ultralytics ships with its package."""
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (480, 270), fps: int = 30, seed: int = 0) -> Path:
+    """A real mp4 of moving shapes; frame i has a bright bar at a position that encodes i."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    for i in range(frames):
+        img = base.copy()
+        x = 10 + (i * 17) % (w - 60)
+        cv2.rectangle(img, (x, 40), (x + 50, 120), (255, 255, 255), -1)
+        cv2.circle(img, (w - 60, 60 + (i * 7) % (h - 120)), 30, (0, 0, 255), -1)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4")

@@ -74,9 +74,13 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
 
 def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None] | None = None) -> int:
     check_encoding(config.encoding)
-    engine = load_engine(config.model, config.device, config.threads)
+    publisher = Publisher(config.publish, config.encoding)  # first: a busy port fails fast
+    try:
+        engine = load_engine(config.model, config.device, config.threads)
+    except BaseException:
+        publisher.close()
+        raise
     metrics = Metrics()
-    publisher = Publisher(config.publish, config.encoding)
     try:
         pipeline = build_pipeline(config, engine, publisher, metrics)
         info = engine.info

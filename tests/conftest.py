@@ -67,10 +67,15 @@ def _export(yaml: str, out: Path, seed: int = 0, **kwargs: object) -> Path:
     from ultralytics import YOLO
 
     torch.manual_seed(seed)
-    model = YOLO(yaml)
-    _calibrate_head(model, seed)
-    produced = Path(model.export(format="onnx", imgsz=IMGSZ, simplify=True, verbose=False, **kwargs))
-    shutil.move(str(produced), out)
+    cwd = os.getcwd()
+    os.chdir(out.parent)  # Ultralytics writes a YAML-built model's export into the working directory
+    try:
+        model = YOLO(yaml)
+        _calibrate_head(model, seed)
+        produced = Path(model.export(format="onnx", imgsz=IMGSZ, simplify=True, verbose=False, **kwargs))
+        shutil.move(str(produced), out)
+    finally:
+        os.chdir(cwd)
     return out
 
 

@@ -11,8 +11,8 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError, EdgeRtError

@@ -12,8 +12,9 @@ Gaps come from per-source `seq`; a changed `session` means the publisher restart
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import zmq
 

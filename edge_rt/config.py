@@ -5,9 +5,10 @@ Loaded once in main() and passed down; every check names the bad key and what it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import ConfigError
 from .sources import SourceKind, SourceSpec, parse_source

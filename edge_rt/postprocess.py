@@ -5,8 +5,8 @@ Runs on any backend's raw output tensor, so every engine shares one decoder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

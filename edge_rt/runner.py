@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .postprocess import PostprocessSettings, Postprocessor
+from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import Preprocessor
 from .publish import Publisher
 from .schema import check_encoding

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_rt.engines import load_engine
-from edge_rt.postprocess import Detections, PostprocessSettings, Postprocessor
+from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
 from edge_rt.preprocess import Preprocessor
 
 from .conftest import IMGSZ

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from ultralytics.utils import ops
 
-from edge_rt.postprocess import Detections, PostprocessSettings, Postprocessor, nms, to_source
+from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings, nms, to_source
 from edge_rt.preprocess import plan_letterbox
 
 

@@ -15,6 +15,7 @@ from edge_rt.postprocess import PostprocessSettings
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
+from .support.rtsp import RtspServer, rtsp_available
 from .test_parity import ultralytics_detect
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,6 +48,9 @@ def test_every_frame_of_a_file_is_published_with_ultralytics_boxes(onnx_static: 
         assert ts["capture_ns"] <= ts["batch_ns"] <= ts["inference_start_ns"] <= ts["inference_end_ns"] <= ts["publish_ns"]
         parts = sum(v for k, v in m.latency_ms.items() if k != "total")
         assert parts == pytest.approx(m.latency_ms["total"], abs=0.05)
+    # Overlap: the next batch is batched and preprocessed while the engine still works on this one.
+    overlapped = sum(b.timestamps["batch_ns"] < a.timestamps["inference_end_ns"] for a, b in zip(dets, dets[1:]))
+    assert overlapped >= len(dets) // 2, f"only {overlapped} of {len(dets) - 1} batches overlapped inference"
 
     frames = read_frames(clip)
     reference = ultralytics_detect(onnx_static, frames, PostprocessSettings())
@@ -226,3 +230,31 @@ def test_the_runtime_never_imports_torch_or_ultralytics(onnx_static: Path, tmp_p
     proc = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+@pytest.mark.skipif(not rtsp_available()[0], reason=f"no RTSP test server: {rtsp_available()[1]}")
+def test_camera_that_dies_and_comes_back_keeps_one_session(onnx_static: Path) -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with RtspServer(port=free_port(), fps=15) as cam, Subscriber(endpoint) as sub:
+        proc = start_cli(
+            "run", "--model", str(onnx_static), "--source", f"door={cam.url}", "--publish", endpoint,
+            "--stall-timeout", "1.5", "--reconnect-max", "1", "--device", "cpu",
+        )
+        try:
+            first = [sub.receive(30000) for _ in range(5)]
+            assert all(first), "no messages from the live camera"
+            cam.stop()
+            time.sleep(2)
+            while sub.receive(100) is not None:  # what was in flight when it died
+                pass
+            cam.start()
+            after = sub.receive(30000)
+            assert after is not None, "no messages after the camera came back"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0
+    assert err.count("streaming -> reconnecting") >= 1, "the outage is logged once per state change"
+    assert after.session == first[0].session and not after.restarted
+    assert after.frame_index > first[-1].frame_index

@@ -35,6 +35,7 @@ class RunConfig:
     open_timeout: float = 5.0
     reconnect_max: float = 10.0
     threads: int | None = None
+    stats_interval: float = 60.0  # seconds between stats log lines; 0 turns them off
     log_level: str = "info"
 
 
@@ -109,6 +110,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "open_timeout": _number(float, 0.0, lo_open=True),
     "reconnect_max": _number(float, 0.0, lo_open=True),
     "threads": _optional(_number(int, 1)),
+    "stats_interval": _number(float, 0.0),
     "log_level": _choice("debug", "info", "warning", "error"),
 }
 # Keys that only make sense per source but may be given once for all of them.

@@ -19,10 +19,12 @@ class Metrics:
         self._lock = threading.Lock()
         self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self._frames: dict[str, int] = defaultdict(int)
-        self.started = time.monotonic()
+        self.started: float | None = None  # first frame: model loading and waiting do not count
 
     def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
         with self._lock:
+            if self.started is None:
+                self.started = time.monotonic()
             self._frames[source] += 1
             for stage, value in latency_ms.items():
                 self._samples[stage].append(value)
@@ -48,7 +50,7 @@ class Metrics:
 
     def summary(self, counters: Mapping[str, Mapping[str, int]] | None = None) -> str:
         """A short table: per-stage p50/p95/p99, then frames/s and counters per source."""
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = max(time.monotonic() - (self.started or time.monotonic()), 1e-9)
         lines = [f"{'stage (ms)':<12} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"]
         for stage in STAGES:
             p = self.percentiles(stage)

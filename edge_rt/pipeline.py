@@ -75,6 +75,7 @@ class Pipeline:
         max_wait_s: float,
         model_name: str,
         metrics: Metrics | None = None,
+        stats_interval_s: float = 0.0,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -92,6 +93,9 @@ class Pipeline:
         self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.sink_refused = 0
+        self.stats_interval_s = stats_interval_s
+        self._stats_due = time.monotonic() + stats_interval_s
+        self._stats_last: dict[str, int] = {}
         # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
 
@@ -183,6 +187,8 @@ class Pipeline:
             post_end = time.perf_counter_ns()
             for frame_dets, frame in zip(dets, item.job.batch.frames):
                 self._emit(item, frame, frame_dets, post_end)
+            if self.stats_interval_s and time.monotonic() >= self._stats_due:
+                self._log_stats()
         if not self._errors:
             self._end_of_streams()
 
@@ -254,6 +260,21 @@ class Pipeline:
                 },
             )
 
+    def _log_stats(self) -> None:
+        """One line per interval for long runs: rates and what was dropped since the last line."""
+        interval = self.stats_interval_s + (time.monotonic() - self._stats_due)
+        self._stats_due = time.monotonic() + self.stats_interval_s
+        parts = []
+        for name, c in self.counters().items():
+            last = self._stats_last
+            fps = (c["published"] - last.get(f"{name}.published", 0)) / interval
+            skipped = c["skipped"] - last.get(f"{name}.skipped", 0)
+            parts.append(f"{name} {fps:.1f} fps, skipped {skipped}, reconnects {c['reconnects']}")
+            last.update({f"{name}.{k}": v for k, v in c.items()})
+        total = self.metrics.percentiles("total")
+        p50 = f"; total latency p50 {total['p50']:.1f} ms p99 {total['p99']:.1f} ms" if total else ""
+        log.info("stats: %s%s", "; ".join(parts), p50)
+
     def counters(self) -> dict[str, dict[str, int]]:
         """Per-source counts for metrics and the end-of-run summary."""
         out = {}
@@ -263,6 +284,8 @@ class Pipeline:
                 "read": c.read,
                 "published": self.published[slot.name],
                 "skipped": c.skipped,
+                "paced_out": c.paced_out,
+                "read_failures": c.read_failures,
                 "reconnects": c.reconnects,
                 "stalls": c.stalls,
             }

@@ -95,6 +95,8 @@ class Publisher:
             return False
         self.sent += 1
         self.bytes_sent += len(payload)
+        if self.sent % 256 == 0:
+            self.poll_subscriptions()  # keep the count fresh and the notice queue short
         return True
 
     def close(self) -> None:

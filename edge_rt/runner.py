@@ -69,6 +69,7 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
         max_wait_s=config.max_wait_ms / 1000,
         model_name=Path(config.model).name,
         metrics=metrics,
+        stats_interval_s=config.stats_interval,
     )
 
 

@@ -23,8 +23,7 @@ lint: install
 	$(BIN)/mypy edge_rt
 
 demo: install
-	@echo "make demo: the offline demo (synthetic clip + demo model) lands with issue 3; for now run a model of yours:"
-	@echo "  $(BIN)/edge-rt run --model MODEL.onnx --source clip.mp4 --publish tcp://127.0.0.1:5555"
+	$(BIN)/edge-rt demo
 
 bench: install
 	@echo "make bench: the benchmark suite lands with issue 4."

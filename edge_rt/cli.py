@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -84,6 +85,66 @@ def _add_schema(sub: Any) -> None:
     p.set_defaults(handler=lambda args: print(json.dumps(__import__("edge_rt.schema").schema.json_schema(), indent=2)) or 0)
 
 
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export .pt weights to ONNX (fp32/fp16/int8) or a TensorRT engine, and prove parity",
+        description="Defaults <- --target profile (export/NAME.yaml) <- flags. With --verify the export and the "
+        "original weights run on the same frames; a box match rate below --min-match fails the export.",
+    )
+    p.add_argument("--weights", "-w", required=True, help="Ultralytics .pt checkpoint")
+    p.add_argument("--format", "-f", choices=("onnx", "engine"), help="default onnx (or the profile's)")
+    p.add_argument("--output", "-o", help="output file (default: next to the weights)")
+    p.add_argument("--target", "-t", metavar="PROFILE", help="cpu-fp32, cpu-int8, cuda-fp16, trt-fp16, trt-int8, jetson-orin-fp16, or a YAML path")
+    p.add_argument("--imgsz", type=int, help="input size, a multiple of 32 (default 640)")
+    p.add_argument("--half", action="store_const", const="fp16", dest="precision", help="FP16")
+    p.add_argument("--int8", action="store_const", const="int8", dest="precision", help="INT8 (needs --calibration)")
+    p.add_argument("--calibration", metavar="DIR|VIDEO", help="images or a video to calibrate INT8 on")
+    p.add_argument("--calibration-frames", type=int, help="frames taken from it (default 64)")
+    p.add_argument("--dynamic", action="store_true", default=None, help="dynamic batch and input size")
+    p.add_argument("--max-batch", type=int, help="largest batch (fixed batch for static ONNX)")
+    p.add_argument("--workspace-gb", type=float, help="TensorRT builder workspace (default 4)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file, reused across builds")
+    p.add_argument("--verify", action="store_true", help="compare the export with the weights on held-out frames")
+    p.add_argument("--verify-source", metavar="DIR|VIDEO", help="frames for --verify (default: the calibration source)")
+    p.add_argument("--min-match", type=float, default=0.95, help="box match rate --verify requires (default 0.95)")
+    p.set_defaults(handler=_cmd_export)
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="fine-tune a YOLO detector with Ultralytics, then export it to ONNX")
+    p.add_argument("--data", required=True, help="dataset YAML (Ultralytics format)")
+    p.add_argument("--model", default="yolo11n.yaml", help="a .pt checkpoint to fine-tune or a model YAML (default yolo11n.yaml)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, 0, 0,1 ... (default cpu)")
+    p.add_argument("--project", default="runs/train")
+    p.add_argument("--name", default="exp")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _add_dataset(sub: Any) -> None:
+    p = sub.add_parser("dataset", help="make a synthetic dataset, or check one")
+    dsub = p.add_subparsers(dest="action", metavar="<action>", parser_class=_Parser, required=True)
+    s = dsub.add_parser("synth", help="write a synthetic shapes dataset (Ultralytics format) to OUT")
+    s.add_argument("out")
+    s.add_argument("--images", type=int, default=400)
+    s.add_argument("--imgsz", type=int, default=320)
+    s.add_argument("--seed", type=int, default=0)
+    c = dsub.add_parser("check", help="check a dataset YAML, its folders and labels")
+    c.add_argument("data")
+    p.set_defaults(handler=_cmd_dataset)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="offline demo: synthetic camera -> demo model -> ZeroMQ -> subscriber, then latencies")
+    p.add_argument("--model", help="default models/demo/demo.onnx")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.set_defaults(handler=_cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edge-rt", description="Real-time YOLO detection for edge boxes, published over ZeroMQ.")
     parser.add_argument("--version", action="version", version=f"edge-rt {__version__}")
@@ -91,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_subscribe(sub)
     _add_schema(sub)
+    _add_export(sub)
+    _add_train(sub)
+    _add_dataset(sub)
+    _add_demo(sub)
     return parser
 
 
@@ -182,6 +247,88 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .exporters import export, resolve_options
+
+    _setup_logging("info")
+    options = resolve_options(
+        args.target,
+        {"format": args.format, "precision": args.precision, "imgsz": args.imgsz, "dynamic": args.dynamic,
+         "max_batch": args.max_batch, "workspace_gb": args.workspace_gb, "calibration_frames": args.calibration_frames},
+    )
+    weights = Path(args.weights)
+    suffix = ".engine" if options.format == "engine" else (f"_{options.precision}.onnx" if options.precision != "fp32" else ".onnx")
+    output = Path(args.output) if args.output else weights.with_name(weights.stem + suffix)
+    verify_frames = None
+    if args.verify:
+        from .exporters.calibration import load_frames
+
+        source = args.verify_source or args.calibration
+        if source is None:
+            raise ConfigError("--verify needs frames: --verify-source DIR|VIDEO (or --calibration)")
+        verify_frames = load_frames(source, 64)
+    result = export(
+        weights, output, options,
+        calibration=Path(args.calibration) if args.calibration else None,
+        verify_frames=verify_frames, min_match=args.min_match,
+        timing_cache=Path(args.timing_cache) if args.timing_cache else None,
+    )
+    print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {options.imgsz})")
+    if result.parity is not None:
+        print(f"parity: {result.parity.summary()}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import format_metrics, train
+
+    _setup_logging("info")
+    for flag in ("epochs", "imgsz", "batch"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    model = args.model
+    if model.endswith(".pt") and not Path(model).is_file():
+        import os
+
+        if os.environ.get("YOLO_OFFLINE"):
+            raise ConfigError(f"--model {model}: no such file, and YOLO_OFFLINE is set so Ultralytics cannot fetch it")
+    try:
+        result = train(Path(args.data), model, args.epochs, args.imgsz, args.batch, args.device, Path(args.project), args.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(f"best weights: {result.best_weights}")
+    print(f"onnx:         {result.onnx}")
+    print(format_metrics(result.metrics))
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from .dataset import check_dataset, synth_dataset
+
+    if args.action == "synth":
+        if args.images < 2 or args.imgsz < 32:
+            raise ConfigError("--images must be >= 2 and --imgsz >= 32")
+        print(synth_dataset(Path(args.out), images=args.images, imgsz=args.imgsz, seed=args.seed))
+        return 0
+    problems = check_dataset(Path(args.data))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise ConfigError(f"dataset {args.data!r}: {len(problems)} problem(s), listed above")
+    print(f"dataset {args.data}: OK")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import default_model, run_demo
+
+    if args.frames < 1 or args.fps <= 0:
+        raise ConfigError("--frames must be >= 1 and --fps > 0")
+    _setup_logging("warning")
+    model = Path(args.model) if args.model else default_model()
+    return run_demo(model, args.frames, args.fps, sys.stdout, install_signals=_on_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -94,9 +94,7 @@ def bench_engine(
         raise ConfigError("--iters must be >= 1 and --warmup >= 0")
     engine = load_engine(model, device, threads)
     info = engine.info
-    if shape is not None and not info.dynamic_shape and shape != info.imgsz:
-        raise ConfigError(f"--shape {shape[0]}x{shape[1]}: this model has a fixed input {info.imgsz[0]}x{info.imgsz[1]}")
-    h, w = shape or info.imgsz
+    h, w = (shape or info.imgsz) if info.dynamic_shape else info.imgsz  # the table's input column says which
     results = []
     for batch in batches:
         if info.batch is not None and batch != info.batch:
@@ -206,8 +204,12 @@ def bench_pipeline(
     from .engines import load_engine
     from .runner import run
 
+    from .sources import parse_source
+
     if duration <= 0:
         raise ConfigError("--duration must be > 0")
+    for i, source in enumerate(sources):
+        parse_source(source, i)  # a bad source fails before a minute of measuring
     probe = load_engine(model, device)
     shape = _input_shape(model, sources[0], probe.info.imgsz, probe.info.stride, probe.info.dynamic_shape)
     probe.close()
@@ -300,7 +302,7 @@ def plot_pipeline(r: PipelineResult, path: Path) -> Path:
     ax2.plot(t, lat, ".", markersize=2, label="capture -> subscriber (ms)")
     ax2.set_xlabel("s")
     ax2.set_ylabel("ms")
-    bins = np.arange(0, max(t.max(), 1) + 1)
+    bins = np.arange(0, max(np.floor(t.max()), 1) + 1)  # whole seconds only: a partial last bin would look like a drop
     counts, _ = np.histogram(t, bins)
     ax3 = ax2.twinx()
     ax3.step(bins[:-1], counts, where="post", color="green", label="frames/s")

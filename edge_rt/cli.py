@@ -152,7 +152,7 @@ def _add_bench(sub: Any) -> None:
     e.add_argument("--model", "-m", action="append", required=True, help="repeat to compare models side by side")
     e.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
     e.add_argument("--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)")
-    e.add_argument("--shape", metavar="HxW", help="input size for dynamic-shape models, e.g. 384x640 (default: export size)")
+    e.add_argument("--shape", metavar="HxW", help="input size for dynamic-shape models, e.g. 384x640 (default: export size; fixed-shape models keep theirs)")
     e.add_argument("--iters", type=int, default=200)
     e.add_argument("--warmup", type=int, default=20)
     e.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all cores)")

@@ -203,7 +203,6 @@ def bench_pipeline(
     from .config import build_run_config
     from .engines import load_engine
     from .runner import run
-
     from .sources import parse_source
 
     if duration <= 0:
@@ -362,8 +361,9 @@ def _ultralytics_over_file(model: Path, source: str, imgsz: int) -> tuple[int, f
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    yolo = YOLO(str(model), task="detect")
-    stamps, per_frame = [], []
+    yolo: Any = YOLO(str(model), task="detect")
+    stamps: list[float] = []
+    per_frame: list[float] = []
     for r in yolo.predict(source=source, stream=True, imgsz=imgsz, verbose=False, device="cpu"):
         stamps.append(time.perf_counter())
         per_frame.append(sum(r.speed.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def ultralytics_detector(weights: Path, imgsz: int, settings: PostprocessSetting
     """The original weights through Ultralytics' own predict: the reference an export must match."""
     from ultralytics import YOLO
 
-    model = YOLO(str(weights), task="detect")
+    model: Any = YOLO(str(weights), task="detect")  # Ultralytics' return types are unions mypy cannot narrow
 
     def detect(frame: np.ndarray) -> Detections:
         r = model.predict(frame, imgsz=imgsz, conf=settings.conf, iou=settings.iou, max_det=settings.max_det, verbose=False, device="cpu")[0]

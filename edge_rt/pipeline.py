@@ -24,7 +24,7 @@ from .metrics import Metrics, NullMetrics
 from .postprocess import Detections, Postprocessor
 from .preprocess import Prepared, Preprocessor
 from .schema import DETECTIONS, EOS, VERSION
-from .sources import CaptureState, SourceGroup
+from .sources import CaptureState, Frame, SourceGroup
 
 log = logging.getLogger("edge_rt.pipeline")
 
@@ -98,6 +98,10 @@ class Pipeline:
         self._stats_last: dict[str, int] = {}
         # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Stop capturing; what is already in flight is still published."""
@@ -192,7 +196,7 @@ class Pipeline:
         if not self._errors:
             self._end_of_streams()
 
-    def _emit(self, item: Inferred, frame: Any, dets: Detections, post_end: int) -> None:
+    def _emit(self, item: Inferred, frame: Frame, dets: Detections, post_end: int) -> None:
         job = item.job
         seq = self._seq[frame.source]
         self._seq[frame.source] = seq + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +76,13 @@ class Publisher:
                 self.subscriptions = max(0, self.subscriptions - 1)
         return self.subscriptions
 
-    def await_subscribers(self, count: int, timeout_s: float) -> bool:
+    def await_subscribers(self, count: int, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> bool:
         """Wait until `count` subscriptions arrived (bounded), so no first frame is lost to the slow joiner."""
         deadline = time.monotonic() + timeout_s
         while self.poll_subscriptions() < count:
             remaining = deadline - time.monotonic()
+            if cancelled():
+                return False
             if remaining <= 0:
                 log.warning("only %d of %d subscribers after %.1fs; publishing anyway", self.subscriptions, count, timeout_s)
                 return False

@@ -95,7 +95,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             install_signals(pipeline.stop)
         if config.await_subscribers:
             log.info("waiting up to %.0fs for %d subscriber(s)", config.await_timeout, config.await_subscribers)
-            publisher.await_subscribers(config.await_subscribers, config.await_timeout)
+            publisher.await_subscribers(config.await_subscribers, config.await_timeout, cancelled=lambda: pipeline.stopping)
         pipeline.run()
         log.info("done\n%s", metrics.summary(pipeline.counters()))
         if publisher.dropped or pipeline.sink_refused:

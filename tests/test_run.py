@@ -258,3 +258,20 @@ def test_camera_that_dies_and_comes_back_keeps_one_session(onnx_static: Path) ->
     assert err.count("streaming -> reconnecting") >= 1, "the outage is logged once per state change"
     assert after.session == first[0].session and not after.restarted
     assert after.frame_index > first[-1].frame_index
+
+
+def test_sigint_while_waiting_for_subscribers_exits_promptly(onnx_static: Path, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=3)
+    proc = start_cli("run", "--model", str(onnx_static), "--source", str(clip), "--publish", f"ipc://{tmp_path}/w.sock",
+                     "--await-subscribers", "1", "--await-timeout", "60", "--device", "cpu")
+    try:
+        deadline = time.monotonic() + 30
+        assert proc.stderr is not None
+        while "waiting up to" not in proc.stderr.readline():
+            assert time.monotonic() < deadline, "never started waiting"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and time.monotonic() - t0 < 3

@@ -1,0 +1,588 @@
+"""Synthetic detection data and dataset checks.
+
+The project has to train, export and run a detector on a machine with no internet and no GPU, and
+its tests need real images and real video. So we draw our own: a few shape classes on textured
+backgrounds, written in the Ultralytics layout (``images/{train,val}``, ``labels/{train,val}``,
+``data.yaml``). Everything is pure numpy + OpenCV and deterministic for a seed.
+
+``check_dataset`` exists because Ultralytics reports a bad label file as a warning deep in its log
+and trains on without it; we would rather refuse with one line per problem that names the file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+"""Class id -> name of the synthetic shapes; the demo model is trained on exactly these."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+_MIN_VISIBLE = 0.6  # an occluded shape keeps at least this fraction of its pixels, so its box stays fair
+_MIN_CONTRAST = 70.0  # L2 distance in RGB between a shape's fill and the background under it
+_MAX_PROBLEMS = 50  # check_dataset stops listing after this many; a broken export would print thousands
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One object in a scene: what it is, where, how big, and how it looks.
+
+    Kept as plain state (not pixels) so a video can move it a little each frame.
+    """
+
+    cls: int
+    cx: float
+    cy: float
+    radius: float  # half the extent of the shape before the aspect stretch, in pixels
+    aspect: float  # width / height stretch, near 1
+    angle: float  # degrees, counter-clockwise
+    color: tuple[int, int, int]  # BGR fill
+    shade: float  # 0..1, strength of a linear shading across the shape, for a less flat look
+
+
+@dataclass(frozen=True)
+class Label:
+    """A ground-truth box in pixels (x1, y1, x2, y2) for class ``cls``."""
+
+    cls: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def yolo(self, width: int, height: int) -> str:
+        """Ultralytics label line: class and normalised centre-x, centre-y, width, height."""
+        cx = (self.x1 + self.x2) / 2 / width
+        cy = (self.y1 + self.y2) / 2 / height
+        w = (self.x2 - self.x1) / width
+        h = (self.y2 - self.y1) / height
+        return f"{self.cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+
+
+# --------------------------------------------------------------------------------------- drawing
+
+
+def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """Accept a square size or (width, height)."""
+    if isinstance(size, int):
+        return size, size
+    width, height = size
+    return int(width), int(height)
+
+
+def shape_polygon(shape: Shape) -> np.ndarray:
+    """Outline of ``shape`` as an (N, 2) float array of pixel coordinates."""
+    if shape.cls == 0:  # circle / ellipse
+        t = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], axis=1)
+    elif shape.cls == 1:  # square / mild rectangle
+        pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) * 0.85
+    elif shape.cls == 2:  # triangle, centred on its centroid
+        t = np.deg2rad(np.array([-90.0, 30.0, 150.0]))
+        pts = np.stack([np.cos(t), np.sin(t)], axis=1) * 1.1
+    elif shape.cls == 3:  # plus-shaped cross, arms 0.36 of the span wide
+        a = 0.36
+        pts = np.array(
+            [[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a], [-1, -a], [-a, -a]],
+            dtype=np.float64,
+        )
+    else:
+        raise ValueError(f"unknown shape class {shape.cls}; expected 0..{len(CLASS_NAMES) - 1}")
+    pts = pts * np.array([shape.radius * math.sqrt(shape.aspect), shape.radius / math.sqrt(shape.aspect)])
+    rad = math.radians(shape.angle)
+    rot = np.array([[math.cos(rad), math.sin(rad)], [-math.sin(rad), math.cos(rad)]])
+    return pts @ rot.T + np.array([shape.cx, shape.cy])
+
+
+def _shape_mask(shape: Shape, width: int, height: int) -> np.ndarray:
+    """Boolean pixel mask of ``shape`` (sub-pixel accurate enough for occlusion bookkeeping)."""
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(shape_polygon(shape) * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+    return mask > 0
+
+
+def draw_shape(image: np.ndarray, shape: Shape) -> Label:
+    """Paint ``shape`` onto ``image`` in place and return its (image-clipped) box."""
+    height, width = image.shape[:2]
+    poly = shape_polygon(shape)
+    x1, y1 = np.clip(poly.min(axis=0), 0, [width, height])
+    x2, y2 = np.clip(poly.max(axis=0), 0, [width, height])
+    # Fill on a local patch, then blend with an anti-aliased mask so edges are not jagged.
+    ix1, iy1 = int(max(0, math.floor(x1) - 2)), int(max(0, math.floor(y1) - 2))
+    ix2, iy2 = int(min(width, math.ceil(x2) + 2)), int(min(height, math.ceil(y2) + 2))
+    if ix2 > ix1 and iy2 > iy1:
+        ph, pw = iy2 - iy1, ix2 - ix1
+        alpha = np.zeros((ph, pw), np.uint8)
+        local = np.round((poly - [ix1, iy1]) * 16).astype(np.int32)
+        cv2.fillPoly(alpha, [local], 255, cv2.LINE_AA, shift=4)
+        yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+        rad = math.radians(shape.angle)
+        ramp = (xx - pw / 2) * math.cos(rad) + (yy - ph / 2) * math.sin(rad)
+        ramp = ramp / max(1.0, float(np.abs(ramp).max()))
+        fill = np.asarray(shape.color, np.float32)[None, None, :] * (1.0 + 0.35 * shape.shade * ramp[..., None])
+        a = (alpha.astype(np.float32) / 255.0)[..., None]
+        patch = image[iy1:iy2, ix1:ix2].astype(np.float32)
+        image[iy1:iy2, ix1:ix2] = np.clip(patch * (1 - a) + fill * a, 0, 255).astype(np.uint8)
+    return Label(shape.cls, float(x1), float(y1), float(x2), float(y2))
+
+
+def textured_background(rng: np.random.Generator, size: int | tuple[int, int], texture_scale: float = 1.0) -> np.ndarray:
+    """A BGR background of one random kind (noise, gradient, stripes, checks) plus clutter.
+
+    Clutter (thin lines, small dots, arcs) that is never labelled teaches the model that not every
+    edge or blob is an object. ``texture_scale`` enlarges the pattern for frames that are shrunk
+    by that factor before the model sees them, so the texture looks the same as in training.
+    """
+    width, height = _as_size(size)
+    kind = rng.integers(0, 4)
+    c1 = rng.integers(0, 256, 3).astype(np.float32)
+    c2 = rng.integers(0, 256, 3).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if kind == 0:  # coloured noise blurred at a random scale
+        cells = 16 * texture_scale
+        small = rng.random((max(2, int(height / cells)), max(2, int(width / cells)), 3)).astype(np.float32)
+        t = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        bg = c1 + (c2 - c1) * np.clip(t, 0, 1)
+    elif kind == 1:  # linear gradient at a random angle
+        ang = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(ang) + yy * math.sin(ang)
+        t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+        bg = c1 + (c2 - c1) * t[..., None]
+    elif kind == 2:  # sinusoidal stripes
+        ang = rng.uniform(0, math.pi)
+        period = rng.uniform(6, 40) * texture_scale
+        t = 0.5 + 0.5 * np.sin((xx * math.cos(ang) + yy * math.sin(ang)) * 2 * math.pi / period)
+        bg = c1 + (c2 - c1) * t[..., None]
+    else:  # soft checks
+        cell = rng.uniform(8, 48) * texture_scale
+        t = np.asarray((np.floor(xx / cell) + np.floor(yy / cell)) % 2, dtype=np.float32)
+        t = cv2.GaussianBlur(t, (0, 0), 1.0 * texture_scale)
+        bg = c1 + (c2 - c1) * t[..., None]
+    bg = bg + np.asarray(rng.normal(0, rng.uniform(2, 12), bg.shape), dtype=np.float32)
+    image = np.clip(bg, 0, 255).astype(np.uint8)
+    scale = min(width, height)
+    for _ in range(int(rng.integers(0, 8))):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        what = rng.integers(0, 3)
+        if what == 0:
+            p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            cv2.line(image, p1, p2, color, int(rng.integers(1, 3)), cv2.LINE_AA)
+        elif what == 1:
+            cv2.circle(image, p1, int(rng.integers(1, max(2, scale // 60))), color, -1, cv2.LINE_AA)
+        else:
+            axes = (int(rng.integers(4, max(5, scale // 8))),) * 2
+            start = float(rng.uniform(0, 360))
+            cv2.ellipse(image, p1, axes, 0, start, start + float(rng.uniform(30, 150)), color, 1, cv2.LINE_AA)
+    return image
+
+
+def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
+    """A saturated-ish colour far enough from the mean background under the shape to be visible."""
+    mean = under.reshape(-1, 3).mean(axis=0) if under.size else np.full(3, 128.0)
+    best, best_d = (255, 255, 255), -1.0
+    for _ in range(12):
+        hsv = np.array([[[rng.integers(0, 180), rng.integers(60, 256), rng.integers(60, 256)]]], np.uint8)
+        bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float64)
+        d = float(np.linalg.norm(bgr - mean))
+        if d > best_d:
+            best, best_d = (int(bgr[0]), int(bgr[1]), int(bgr[2])), d
+        if d >= _MIN_CONTRAST:
+            break
+    return best
+
+
+def random_shape(
+    rng: np.random.Generator,
+    background: np.ndarray,
+    cls: int | None = None,
+    radius_range: tuple[float, float] = (0.05, 0.2),
+) -> Shape:
+    """A random shape that fits inside ``background``, coloured to stand out from it.
+
+    ``radius_range`` is relative to the shorter image side.
+    """
+    height, width = background.shape[:2]
+    scale = min(width, height)
+    radius = float(scale * rng.uniform(*radius_range))
+    aspect = float(rng.uniform(0.75, 1.33))
+    margin = radius * 1.25
+    cx = float(rng.uniform(margin, max(margin + 1, width - margin)))
+    cy = float(rng.uniform(margin, max(margin + 1, height - margin)))
+    c = int(rng.integers(0, len(CLASS_NAMES))) if cls is None else cls
+    r = int(radius)
+    under = background[max(0, int(cy) - r) : int(cy) + r, max(0, int(cx) - r) : int(cx) + r]
+    return Shape(
+        cls=c,
+        cx=cx,
+        cy=cy,
+        radius=radius,
+        aspect=aspect,
+        angle=float(rng.uniform(0, 360)),
+        color=_contrasting_color(rng, under),
+        shade=float(rng.uniform(0, 1)),
+    )
+
+
+def _place_shapes(rng: np.random.Generator, background: np.ndarray, count: int) -> list[Shape]:
+    """Pick up to ``count`` shapes so that overlaps leave each one at least 60 % visible.
+
+    Partial occlusion is realistic and wanted; a shape hidden behind another one is not, because its
+    label would then describe pixels that show something else.
+    """
+    height, width = background.shape[:2]
+    shapes: list[Shape] = []
+    masks: list[np.ndarray] = []
+    for _ in range(count * 6):
+        if len(shapes) == count:
+            break
+        cand = random_shape(rng, background)
+        cmask = _shape_mask(cand, width, height)
+        if not cmask.any():
+            continue
+        ok = True
+        for i, m in enumerate(masks):
+            covered = m.copy()
+            for later in masks[i + 1 :]:
+                covered &= ~later
+            remaining = covered & ~cmask
+            if remaining.sum() < _MIN_VISIBLE * m.sum():
+                ok = False
+                break
+        if ok:
+            shapes.append(cand)
+            masks.append(cmask)
+    return shapes
+
+
+def render_scene(
+    rng: np.random.Generator,
+    size: int | tuple[int, int],
+    objects: tuple[int, int] = (1, 6),
+) -> tuple[np.ndarray, list[Label]]:
+    """One synthetic image (BGR uint8) and its boxes; ``size`` is a side or (width, height)."""
+    background = textured_background(rng, size)
+    count = int(rng.integers(objects[0], objects[1] + 1))
+    shapes = _place_shapes(rng, background, count)
+    return finish_frame(rng, background, shapes)
+
+
+def finish_frame(rng: np.random.Generator, background: np.ndarray, shapes: Sequence[Shape]) -> tuple[np.ndarray, list[Label]]:
+    """Draw ``shapes`` in order over a copy of ``background`` and add mild camera-like degradation."""
+    image = background.copy()
+    labels = [draw_shape(image, s) for s in shapes]
+    if rng.random() < 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 1.2)))
+    noise = rng.normal(0, float(rng.uniform(0, 6)), image.shape)
+    image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return image, labels
+
+
+# --------------------------------------------------------------------------------------- dataset
+
+
+def synth_dataset(out: Path, images: int = 400, imgsz: int = 320, seed: int = 0, val_fraction: float = 0.2) -> Path:
+    """Write a synthetic shapes dataset under ``out`` in Ultralytics layout; return its data.yaml.
+
+    Image ``i`` is drawn from its own generator seeded with ``(seed, i)``, so a dataset is the same
+    on every run and an image's pixels do not depend on how many images are asked for. The first
+    ``round(images * val_fraction)`` images form the val split.
+    """
+    if images < 2:
+        raise ValueError(f"images={images}: need at least 2 (one train, one val)")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction}: must be strictly between 0 and 1")
+    out = Path(out).resolve()
+    n_val = min(images - 1, max(1, round(images * val_fraction)))
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        rng = np.random.default_rng([seed, i])
+        split = "val" if i < n_val else "train"
+        image, labels = render_scene(rng, imgsz)
+        stem = f"{seed}_{i:05d}"
+        cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        lines = [lb.yolo(imgsz, imgsz) for lb in labels]
+        (out / "labels" / split / f"{stem}.txt").write_text("".join(f"{ln}\n" for ln in lines))
+    data = {
+        "path": str(out),
+        "train": "images/train",
+        "val": "images/val",
+        "nc": len(CLASS_NAMES),
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
+    data_yaml = out / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    return data_yaml
+
+
+# --------------------------------------------------------------------------------------- video
+
+
+@dataclass(frozen=True)
+class _Mover:
+    shape: Shape
+    vx: float
+    vy: float
+    spin: float  # degrees per frame
+    reach: float  # farthest outline point from the centre, in pixels, at any rotation
+
+
+def _reach(shape: Shape) -> float:
+    return float(np.hypot(*(shape_polygon(shape) - [shape.cx, shape.cy]).T).max())
+
+
+def _start_movers(rng: np.random.Generator, background: np.ndarray, objects: int) -> list[_Mover]:
+    """Place ``objects`` shapes (every class in turn) apart from each other, with random velocities."""
+    height, width = background.shape[:2]
+    movers: list[_Mover] = []
+    for i in range(objects):
+        for _ in range(50):  # the last try is kept even if it overlaps; collisions then part them
+            # Larger than in the square training images: a 16:9 frame is shrunk more to fit the model input.
+            shape = random_shape(rng, background, cls=i % len(CLASS_NAMES), radius_range=(0.12, 0.2))
+            reach = _reach(shape)
+            shape = replace(
+                shape,
+                cx=float(np.clip(shape.cx, reach, width - reach)),
+                cy=float(np.clip(shape.cy, reach, height - reach)),
+            )
+            if all(math.hypot(shape.cx - m.shape.cx, shape.cy - m.shape.cy) > reach + m.reach for m in movers):
+                break
+        speed = float(rng.uniform(1.0, 3.5))
+        heading = float(rng.uniform(0, 2 * math.pi))
+        vx, vy = speed * math.cos(heading), speed * math.sin(heading)
+        movers.append(_Mover(shape, vx, vy, float(rng.uniform(-3, 3)), reach))
+    return movers
+
+
+def _step(movers: list[_Mover], width: int, height: int) -> list[_Mover]:
+    """Advance one frame: bounce off the borders and off each other (equal-mass elastic collisions).
+
+    Shapes may touch and overlap a little (as in the training images), but never pass through each
+    other, where the one behind would vanish and its label would describe pixels of another shape.
+    """
+    vel = [[m.vx, m.vy] for m in movers]
+    for i, a in enumerate(movers):
+        for j in range(i + 1, len(movers)):
+            b = movers[j]
+            dx, dy = b.shape.cx - a.shape.cx, b.shape.cy - a.shape.cy
+            dist = math.hypot(dx, dy) or 1e-6
+            nx, ny = dx / dist, dy / dist
+            approach = (vel[i][0] - vel[j][0]) * nx + (vel[i][1] - vel[j][1]) * ny
+            if dist < 0.8 * (a.reach + b.reach) and approach > 0:
+                vel[i][0] -= approach * nx
+                vel[i][1] -= approach * ny
+                vel[j][0] += approach * nx
+                vel[j][1] += approach * ny
+    moved = []
+    for m, (vx, vy) in zip(movers, vel, strict=True):
+        s = m.shape
+        if not m.reach <= s.cx + vx <= width - m.reach:
+            vx = -vx
+        if not m.reach <= s.cy + vy <= height - m.reach:
+            vy = -vy
+        s = replace(s, cx=s.cx + vx, cy=s.cy + vy, angle=(s.angle + m.spin) % 360)
+        moved.append(replace(m, shape=s, vx=vx, vy=vy))
+    return moved
+
+
+def iter_clip(
+    frames: int = 150, size: tuple[int, int] = (640, 360), seed: int = 0, objects: int = 5
+) -> Iterator[tuple[np.ndarray, list[Label]]]:
+    """Yield ``frames`` (BGR frame, labels) pairs of shapes drifting and spinning over one background.
+
+    Shapes bounce off the borders, so they stay whole, and off each other, so they overlap only a
+    little, like the training images; the ground truth then stays fair for scoring a detector.
+    """
+    rng = np.random.default_rng([seed, 1_000_003])
+    width, height = size
+    # Textures sized as in a 320 px training image once the frame is shrunk to a 320 px model input.
+    background = textured_background(rng, size, texture_scale=max(width, height) / 320)
+    movers = _start_movers(rng, background, objects)
+    for _ in range(frames):
+        image = background.copy()
+        labels = [draw_shape(image, m.shape) for m in movers]
+        image = np.clip(image.astype(np.int16) + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+        yield image, labels
+        movers = _step(movers, width, height)
+
+
+def synth_clip(path: Path, frames: int = 150, size: tuple[int, int] = (640, 360), fps: int = 30, seed: int = 0) -> Path:
+    """Write a moving-shapes mp4 (mp4v) to ``path``: a real video file for demos and source tests."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), tuple(size))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write mp4v video to {path}; is this OpenCV built with FFmpeg?")
+    try:
+        for image, _ in iter_clip(frames=frames, size=size, seed=seed):
+            writer.write(image)
+    finally:
+        writer.release()
+    return path
+
+
+# --------------------------------------------------------------------------------------- checks
+
+
+def _label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _split_images(root: Path, entry: Any, key: str, yaml_path: Path, problems: list[str]) -> list[Path]:
+    """Images named by one ``train``/``val`` entry (a folder, a .txt list, or a list of those)."""
+    entries = entry if isinstance(entry, list) else [entry]
+    found: list[Path] = []
+    for item in entries:
+        if not isinstance(item, str):
+            problems.append(f"{yaml_path}: '{key}' entry {item!r} is not a path; write a folder or .txt file path")
+            continue
+        p = Path(item)
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            imgs = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not imgs:
+                problems.append(f"{p}: '{key}' folder has no images; put .jpg/.png files there or fix '{key}'")
+            elif not _label_path(imgs[0]).parent.is_dir():
+                problems.append(
+                    f"{p}: no labels folder {_label_path(imgs[0]).parent} for these images; "
+                    "create it with one .txt per image (an 'images' folder needs a sibling 'labels')"
+                )
+            found += imgs
+        elif p.is_file() and p.suffix == ".txt":
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    q = Path(line.strip())
+                    found.append(q if q.is_absolute() else p.parent / q)
+        else:
+            problems.append(f"{yaml_path}: '{key}' path {p} does not exist; fix '{key}' or 'path'")
+    return found
+
+
+def _check_label_file(label: Path, nc: int, problems: list[str]) -> None:
+    """Append one problem per bad line of an Ultralytics detection label file."""
+    try:
+        text = label.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{label}: cannot read label file ({exc}); rewrite it as UTF-8 text")
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        cols = line.split()
+        if not cols:
+            continue
+        where = f"{label}:{n}"
+        if len(cols) != 5:
+            problems.append(f"{where}: {len(cols)} columns; expected 5 'class cx cy w h' (normalised)")
+            continue
+        try:
+            values = [float(c) for c in cols]
+        except ValueError:
+            problems.append(f"{where}: non-numeric value in {line.strip()!r}; use 'class cx cy w h' numbers")
+            continue
+        cls = values[0]
+        if cls != int(cls) or cls < 0:
+            problems.append(f"{where}: class id {cols[0]} is not a non-negative integer; use 0..{nc - 1}")
+        elif cls >= nc:
+            problems.append(f"{where}: class id {int(cls)} >= nc {nc}; use 0..{nc - 1} or add names to data.yaml")
+        coords = values[1:]
+        if any(not 0.0 <= v <= 1.0 for v in coords):
+            problems.append(f"{where}: coordinates {cols[1:]} outside [0, 1]; divide pixels by the image width/height")
+        elif coords[2] <= 0 or coords[3] <= 0:
+            problems.append(f"{where}: zero-size box {cols[1:]}; remove the line or give it a width and height")
+
+
+def check_dataset(data_yaml: Path) -> list[str]:
+    """Problems that would make an Ultralytics detection dataset train wrongly; [] means OK.
+
+    Each problem is one line naming the file (and line) and the fix. Images without a label file
+    are fine: they are background images.
+    """
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        return [f"{data_yaml}: data yaml not found; pass the path of an existing data.yaml"]
+    try:
+        data = yaml.safe_load(data_yaml.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [f"{data_yaml}: not valid YAML ({first}); fix the syntax"]
+    if not isinstance(data, dict):
+        return [f"{data_yaml}: expected a mapping with keys path, train, val, names; got {type(data).__name__}"]
+
+    problems: list[str] = []
+    missing = [k for k in ("train", "val") if not data.get(k)]
+    if "names" not in data and "nc" not in data:
+        missing.append("names")
+    if missing:
+        problems.append(f"{data_yaml}: missing key(s) {', '.join(missing)}; add them (see edge_rt.dataset.synth_dataset)")
+
+    names = data.get("names")
+    nc_raw = data.get("nc")
+    nc: int | None = None
+    if names is not None:
+        if isinstance(names, dict):
+            if sorted(names, key=str) != sorted(range(len(names)), key=str):
+                keys = sorted(names, key=str)
+                problems.append(f"{data_yaml}: names keys {keys} must be 0..{len(names) - 1} with no gaps; renumber them")
+            else:
+                nc = len(names)
+        elif isinstance(names, list):
+            nc = len(names)
+        else:
+            problems.append(f"{data_yaml}: names must be a list or a {{id: name}} mapping, got {type(names).__name__}")
+    if nc_raw is not None:
+        if not isinstance(nc_raw, int) or isinstance(nc_raw, bool) or nc_raw < 1:
+            problems.append(f"{data_yaml}: nc={nc_raw!r} must be a positive integer")
+        elif nc is not None and nc != nc_raw:
+            problems.append(f"{data_yaml}: nc={nc_raw} but {nc} names given; make them match")
+        elif nc is None:
+            nc = nc_raw
+    if nc is not None and nc < 1:
+        problems.append(f"{data_yaml}: names is empty; list one name per class")
+    if missing:
+        return problems
+
+    root_raw = data.get("path")
+    if root_raw:
+        root = Path(str(root_raw))
+        if not root.is_absolute():
+            # Ultralytics resolves a relative 'path' against the working directory, then its datasets_dir.
+            if not root.exists():
+                problems.append(
+                    f"{data_yaml}: path '{root_raw}' is relative and not found from {Path.cwd()}; write an absolute path"
+                )
+                return problems
+            root = root.resolve()
+    else:
+        root = data_yaml.parent.resolve()
+    if not root.is_dir():
+        problems.append(f"{data_yaml}: path {root} does not exist; fix 'path'")
+        return problems
+
+    for key in ("train", "val"):
+        for image in _split_images(root, data[key], key, data_yaml, problems):
+            if len(problems) > _MAX_PROBLEMS:
+                break
+            if not image.is_file():
+                problems.append(f"{image}: listed in '{key}' but missing; remove it from the list or restore the file")
+                continue
+            label = _label_path(image)
+            if label.is_file() and nc is not None and nc >= 1:
+                _check_label_file(label, nc, problems)
+    if len(problems) > _MAX_PROBLEMS:
+        problems = problems[:_MAX_PROBLEMS] + [f"{data_yaml}: stopped after {_MAX_PROBLEMS} problems; fix these first"]
+    return problems

@@ -1,0 +1,97 @@
+"""A real (tiny) Ultralytics training run: weights, an ONNX that ONNX Runtime loads, metadata, metrics."""
+
+from __future__ import annotations
+
+import ast
+import os
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_rt.dataset import CLASS_NAMES, render_scene, synth_dataset
+from edge_rt.train import METRIC_KEYS, TrainResult, format_metrics, train
+
+# Must be set before Ultralytics is first imported (it reads it once); the test command sets it too.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+IMGSZ = 64
+
+# Checked without importing it: importing Ultralytics writes a settings file and sets OMP_NUM_THREADS.
+needs_ultralytics = pytest.mark.skipif(
+    find_spec("ultralytics") is None, reason="needs the 'train' extra: pip install edge_rt[train]"
+)
+# torch.onnx tracing of the Detect head warns about a shape comparison; constant for a static export.
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """One epoch of yolo11n from its YAML on 16 images at 64 px: ~10 s on 2 CPU cores."""
+    root = tmp_path_factory.mktemp("train")
+    data = synth_dataset(root / "data", images=16, imgsz=IMGSZ, seed=0, val_fraction=0.25)
+    return train(data, "yolo11n.yaml", epochs=1, imgsz=IMGSZ, batch=8, project=root / "runs", name="tiny")
+
+
+@needs_ultralytics
+@pytest.mark.timeout(300)
+def test_training_writes_weights_and_metrics(trained: TrainResult) -> None:
+    assert trained.best_weights.name == "best.pt" and trained.best_weights.is_file()
+    assert set(trained.metrics) == set(METRIC_KEYS)
+    assert all(0.0 <= v <= 1.0 for v in trained.metrics.values())
+
+
+@needs_ultralytics
+@pytest.mark.timeout(300)
+def test_onnx_export_loads_and_carries_metadata(trained: TrainResult) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="needs the 'cpu' extra: pip install edge_rt[cpu]")
+    assert trained.onnx == trained.best_weights.with_suffix(".onnx")
+    session = ort.InferenceSession(str(trained.onnx), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    # Ultralytics writes Python literals; literal_eval, never eval.
+    assert ast.literal_eval(meta["names"]) == dict(enumerate(CLASS_NAMES))
+    assert ast.literal_eval(meta["imgsz"]) == [IMGSZ, IMGSZ]
+    assert meta["task"] == "detect"
+    (inp,) = session.get_inputs()
+    assert inp.shape == [1, 3, IMGSZ, IMGSZ], "static export, batch 1"
+
+    image, _ = render_scene(np.random.default_rng(0), IMGSZ)
+    x = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    (out,) = session.run(None, {inp.name: x})
+    anchors = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
+    assert out.shape == (1, 4 + len(CLASS_NAMES), anchors), "classic head: [B, 4 + nc, anchors]"
+    assert np.isfinite(out).all()
+
+
+def test_train_refuses_a_broken_dataset_before_training(tmp_path: Path) -> None:
+    data = synth_dataset(tmp_path / "data", images=4, imgsz=IMGSZ, seed=0)
+    label = sorted((tmp_path / "data/labels/train").glob("*.txt"))[0]
+    label.write_text("7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(ValueError, match=r"1 problem\(s\):\n.*class id 7 >= nc 4"):
+        train(data, "yolo11n.yaml", epochs=1, imgsz=IMGSZ, project=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [({"imgsz": 100}, "imgsz=100: must be a multiple of 32"), ({"epochs": 0}, "epochs=0: must be a positive")],
+)
+def test_train_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, int], expected: str) -> None:
+    args = {"epochs": 1, "imgsz": IMGSZ, **kwargs}
+    with pytest.raises(ValueError, match=expected):
+        train(tmp_path / "data.yaml", "yolo11n.yaml", args["epochs"], args["imgsz"], project=tmp_path / "runs")
+
+
+def test_train_names_a_missing_data_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data yaml not found"):
+        train(tmp_path / "nope.yaml", "yolo11n.yaml", epochs=1, imgsz=IMGSZ)
+
+
+def test_format_metrics_is_an_aligned_table() -> None:
+    text = format_metrics({"recall": 0.5, "mAP50": 0.91234, "mAP50-95": 0.7, "precision": 1.0, "extra": 2})
+    lines = text.splitlines()
+    assert [ln.split()[0] for ln in lines[2:]] == ["mAP50", "mAP50-95", "precision", "recall", "extra"]
+    assert "0.9123" in lines[2]
+    assert len({ln.index(ln.split()[1]) for ln in lines[2:]}) == 1, "values start in one column"
+    assert format_metrics({}) == "(no metrics)"

@@ -88,7 +88,7 @@ def test_float_part_is_the_stem_the_head_and_what_feeds_it() -> None:
         N("/Sigmoid", "Sigmoid", ["f"], ["out"]),
     ]
     assert head_layer_index([n.name for n in nodes]) == 4
-    assert float_nodes(nodes) == ["/model.0/conv/Conv", "/model.0/act/Mul", "/model.1/conv/Conv", "/model.3/cv1/Conv", "/model.4/cv3.0/Conv", "/Sigmoid"]
+    assert float_nodes(nodes) == ["/model.0/conv/Conv", "/model.1/conv/Conv", "/model.3/cv1/Conv", "/model.4/cv3.0/Conv", "/Sigmoid"]
 
 
 def test_match_rate_counts_misses_and_extras() -> None:

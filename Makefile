@@ -25,8 +25,32 @@ lint: install
 demo: install
 	$(BIN)/edge-rt demo
 
+# A representative set on this machine; results land in bench-results/ and the README quotes them.
+BENCH := bench-results
 bench: install
-	@echo "make bench: the benchmark suite lands with issue 4."
+	mkdir -p $(BENCH)
+	$(BIN)/edge-rt dataset clip $(BENCH)/clip.mp4 --frames 600 --size 640x360 --fps 30 > /dev/null
+	$(BIN)/edge-rt dataset synth $(BENCH)/calib --images 80 --imgsz 320 --seed 101 > /dev/null
+	$(BIN)/edge-rt dataset synth $(BENCH)/heldout --images 80 --imgsz 320 --seed 202 > /dev/null
+	$(BIN)/edge-rt export --weights models/demo/demo.pt --target cpu-int8 --imgsz 320 --calibration $(BENCH)/calib/images \
+	    --verify --verify-source $(BENCH)/heldout/images --output $(BENCH)/demo_int8.onnx | tee $(BENCH)/export_int8.txt
+	$(BIN)/edge-rt bench engine -m models/demo/demo.onnx -m models/demo/demo_dynamic.onnx -m $(BENCH)/demo_int8.onnx \
+	    --shape 192x320 --batch 1,2,4 --iters 300 --json $(BENCH)/engine.json | tee $(BENCH)/engine.txt
+	$(BIN)/edge-rt bench pipeline -m models/demo/demo_dynamic.onnx -s $(BENCH)/clip.mp4 --duration 20 \
+	    --json $(BENCH)/pipeline_max.json --plot $(BENCH)/pipeline_max.png | tee $(BENCH)/pipeline_max.txt
+	$(BIN)/edge-rt bench pipeline -m models/demo/demo_dynamic.onnx -s $(BENCH)/clip.mp4 --fps 30 --duration 20 \
+	    --json $(BENCH)/pipeline_30fps.json --plot $(BENCH)/pipeline_30fps.png | tee $(BENCH)/pipeline_30fps.txt
+	$(BIN)/edge-rt bench pipeline -m models/demo/demo_dynamic.onnx -s a=$(BENCH)/clip.mp4 -s b=$(BENCH)/clip.mp4 \
+	    -s c=$(BENCH)/clip.mp4 -s d=$(BENCH)/clip.mp4 --fps 120 --max-batch 4 --duration 20 \
+	    --json $(BENCH)/pipeline_overload.json --plot $(BENCH)/pipeline_overload.png | tee $(BENCH)/pipeline_overload.txt
+	$(BIN)/edge-rt bench compare -m models/demo/demo_dynamic.onnx -s $(BENCH)/clip.mp4 --reference models/demo/demo.pt \
+	    --json $(BENCH)/compare.json | tee $(BENCH)/compare.txt
+	$(BIN)/edge-rt bench publish --count 100000 --json $(BENCH)/publish.json | tee $(BENCH)/publish.txt
+	# A YOLO11n-sized model (untrained weights from the YAML: same compute) at 640, on the 16:9 clip.
+	$(BIN)/python -c "from ultralytics import YOLO; YOLO('yolo11n.yaml').save('$(BENCH)/yolo11n_untrained.pt')" > /dev/null
+	$(BIN)/edge-rt export --weights $(BENCH)/yolo11n_untrained.pt --imgsz 640 --dynamic --max-batch 4 --output $(BENCH)/yolo11n.onnx > /dev/null
+	$(BIN)/edge-rt bench pipeline -m $(BENCH)/yolo11n.onnx -s $(BENCH)/clip.mp4 --duration 20 \
+	    --json $(BENCH)/pipeline_yolo11n.json | tee $(BENCH)/pipeline_yolo11n.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -158,25 +158,57 @@ class PipelineResult:
         return sum(self.fps.values())
 
 
-class _Collector(threading.Thread):
-    def __init__(self, endpoint: str) -> None:
-        super().__init__(daemon=True, name="bench-subscriber")
-        from .client import Subscriber
+_COLLECTOR = """
+import json, signal, sys, time
+from edge_rt.client import DetectionMessage, Subscriber
+endpoint, out = sys.argv[1], sys.argv[2]
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+sub = Subscriber(endpoint)
+print("READY", flush=True)
+rows = []
+while not stop:
+    msg = sub.receive(100)
+    if isinstance(msg, DetectionMessage):
+        rows.append([time.time_ns(), msg.source, msg.seq, msg.frame_index, msg.timestamps["capture_ns"], dict(msg.latency_ms)])
+sub.close()
+with open(out, "w") as f:
+    json.dump({"rows": rows, "missed": sub.tracker.missed}, f)
+"""
 
-        self.sub = Subscriber(endpoint)
-        self.messages: list[tuple[int, Any]] = []
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        from .client import DetectionMessage
+@dataclass(frozen=True)
+class Received:
+    """One message as the benchmark's subscriber saw it."""
 
-        try:
-            while not self.stop.is_set():
-                msg = self.sub.receive(100)
-                if isinstance(msg, DetectionMessage):
-                    self.messages.append((time.time_ns(), msg))
-        finally:
-            self.sub.close()
+    recv_ns: int
+    source: str
+    seq: int
+    frame_index: int
+    capture_ns: int
+    latency_ms: dict[str, float]
+
+
+class _Collector:
+    """A real subscriber in its own process, as in a deployment: it takes no GIL time from the pipeline."""
+
+    def __init__(self, endpoint: str, workdir: str) -> None:
+        import subprocess
+
+        self._out = Path(workdir) / "received.json"
+        self._proc = subprocess.Popen([sys.executable, "-c", _COLLECTOR, endpoint, str(self._out)], stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # READY
+        self.messages: list[Received] = []
+        self.missed = 0
+
+    def finish(self) -> None:
+        time.sleep(0.3)  # what is in flight arrives
+        self._proc.terminate()
+        self._proc.wait(30)
+        data = json.loads(self._out.read_text())
+        self.messages = [Received(*row) for row in data["rows"]]
+        self.missed = data["missed"]
 
 
 def _input_shape(model: Path, source: str, imgsz: tuple[int, int], stride: int, dynamic: bool) -> tuple[int, int]:
@@ -221,8 +253,7 @@ def bench_pipeline(
             {"model": str(model), "sources": list(sources), "fps": fps, "loop": True, "publish": endpoint, "device": device,
              "max_batch": max_batch, "await_subscribers": 1, "await_timeout": 10.0, "stats_interval": 0.0, "log_level": "warning"},
         )
-        collector = _Collector(endpoint)
-        collector.start()
+        collector = _Collector(endpoint, tmp)
         progress = Progress(duration + warmup_s, "pipeline")
 
         def arm(stop: Any) -> None:
@@ -237,12 +268,10 @@ def bench_pipeline(
 
         run(config, install_signals=arm)
         progress.close()
-        time.sleep(0.3)
-        collector.stop.set()
-        collector.join(2)
+        collector.finish()
 
-    t_first = collector.messages[0][0] if collector.messages else 0
-    measured = [(t, m) for t, m in collector.messages if (t - t_first) / 1e9 >= warmup_s]
+    t_first = collector.messages[0].recv_ns if collector.messages else 0
+    measured = [(m.recv_ns, m) for m in collector.messages if (m.recv_ns - t_first) / 1e9 >= warmup_s]
     if not measured:
         raise ConfigError("no frames reached the subscriber; is the source readable?")
     span = max((measured[-1][0] - measured[0][0]) / 1e9, 1e-9)
@@ -256,14 +285,14 @@ def bench_pipeline(
             skipped[m.source] = skipped.get(m.source, 0) + max(gap, 0)
         last[m.source] = m.frame_index
     stages = {s: pct([m.latency_ms[s] for _, m in measured]) for s in measured[0][1].latency_ms}
-    e2e = [(t - m.timestamps["capture_ns"]) / 1e6 for t, m in measured]
+    e2e = [(t - m.capture_ns) / 1e6 for t, m in measured]
     third = max(len(e2e) // 3, 1)
     drift = float(np.median(e2e[-third:]) - np.median(e2e[:third]))
     timeline = [((t - measured[0][0]) / 1e9, m.source, v) for (t, m), v in zip(measured, e2e)]
     return PipelineResult(
         model=model.name, sources=list(frames), requested_fps=fps, duration_s=span, frames=frames,
         fps={s: n / span for s, n in frames.items()}, skipped={s: skipped.get(s, 0) for s in frames},
-        lost=collector.sub.tracker.missed, stages=stages, to_subscriber=pct(e2e), engine_alone_fps=engine_alone.images_per_s,
+        lost=collector.missed, stages=stages, to_subscriber=pct(e2e), engine_alone_fps=engine_alone.images_per_s,
         input_shape=shape, latency_drift_ms=drift, timeline=timeline,
     )
 
@@ -343,15 +372,12 @@ def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, 
             {}, {"model": str(model), "sources": [source], "publish": endpoint, "device": device, "await_subscribers": 1,
                  "await_timeout": 10.0, "stats_interval": 0.0},
         )
-        collector = _Collector(endpoint)
-        collector.start()
+        collector = _Collector(endpoint, tmp)
         run(config)
-        time.sleep(0.3)
-        collector.stop.set()
-        collector.join(2)
+        collector.finish()
     msgs = collector.messages
-    span = (msgs[-1][0] - msgs[0][0]) / 1e9 if len(msgs) > 1 else 1e-9
-    return len(msgs), (len(msgs) - 1) / span, [(t - m.timestamps["capture_ns"]) / 1e6 for t, m in msgs]
+    span = (msgs[-1].recv_ns - msgs[0].recv_ns) / 1e9 if len(msgs) > 1 else 1e-9
+    return len(msgs), (len(msgs) - 1) / span, [(m.recv_ns - m.capture_ns) / 1e6 for m in msgs]
 
 
 def _ultralytics_over_file(model: Path, source: str, imgsz: int) -> tuple[int, float, list[float]]:

@@ -134,6 +134,12 @@ def _add_dataset(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0)
     c = dsub.add_parser("check", help="check a dataset YAML, its folders and labels")
     c.add_argument("data")
+    v = dsub.add_parser("clip", help="write a moving-shapes video (mp4) for demos and benchmarks")
+    v.add_argument("out")
+    v.add_argument("--frames", type=int, default=300)
+    v.add_argument("--size", default="640x360", metavar="WxH")
+    v.add_argument("--fps", type=int, default=30)
+    v.add_argument("--seed", type=int, default=7)
     p.set_defaults(handler=_cmd_dataset)
 
 
@@ -341,8 +347,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
-    from .dataset import check_dataset, synth_dataset
+    from .dataset import check_dataset, synth_clip, synth_dataset
 
+    if args.action == "clip":
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
+        if args.frames < 1 or args.fps < 1 or w < 32 or h < 32:
+            raise ConfigError("--frames and --fps must be >= 1, the size at least 32x32")
+        print(synth_clip(Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed))
+        return 0
     if args.action == "synth":
         if args.images < 2 or args.imgsz < 32:
             raise ConfigError("--images must be >= 2 and --imgsz >= 32")

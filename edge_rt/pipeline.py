@@ -89,6 +89,9 @@ class Pipeline:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._to_engine: queue.Queue[Any] = queue.Queue(maxsize=1)
+        # One ticket: the next batch is formed only once the engine has taken the previous one, so it
+        # is formed while the engine works (overlap) but never a whole inference ahead (stale frames).
+        self._ticket = threading.Semaphore(1)
         self._to_publish: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
@@ -160,8 +163,11 @@ class Pipeline:
     def _prepare_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                if not self._ticket.acquire(timeout=0.1):
+                    continue
                 batch = self.batcher.next_batch(timeout_s=0.1, stop=self._stop)
                 if batch is None:
+                    self._ticket.release()
                     if self.batcher.finished():
                         break
                     continue
@@ -175,6 +181,7 @@ class Pipeline:
     def _infer_loop(self) -> None:
         while True:
             job = self._to_engine.get()
+            self._ticket.release()
             if job is _DONE:
                 self._put(self._to_publish, _DONE)
                 return

@@ -448,4 +448,5 @@ class SourceGroup:
             self.cond.notify_all()
         deadline = time.monotonic() + timeout
         for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+            if t.ident is not None:  # a stop can come (from a signal) before the threads started
+                t.join(max(0.0, deadline - time.monotonic()))

@@ -8,36 +8,20 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_rt.engines import load_engine
-from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
-from edge_rt.preprocess import Preprocessor
+from edge_rt.exporters.verify import runtime_detector, ultralytics_detector
+from edge_rt.postprocess import Detections, PostprocessSettings
 
 from .conftest import IMGSZ
 
 
 def runtime_detect(model: Path, images: list[np.ndarray], s: PostprocessSettings, imgsz: int | None = None) -> list[Detections]:
-    engine = load_engine(model, "cpu")
-    info = engine.info
-    size = (imgsz, imgsz) if imgsz else info.imgsz
-    pre = Preprocessor(size, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch)
-    post = Postprocessor(info.num_classes, info.end2end, s)
-    out = []
-    for im in images:  # one at a time, as Ultralytics predicts a list of differently sized images
-        prepared = pre([im])
-        out.extend(post(engine.infer(prepared.tensor), prepared.letterboxes))
-    return out
+    detect = runtime_detector(model, s, "cpu", imgsz)  # one image at a time, as Ultralytics predicts a list
+    return [detect(im) for im in images]
 
 
 def ultralytics_detect(model: Path, images: list[np.ndarray], s: PostprocessSettings, imgsz: int = IMGSZ) -> list[Detections]:
-    from ultralytics import YOLO
-
-    yolo = YOLO(str(model), task="detect")
-    out = []
-    for im in images:
-        r = yolo.predict(im, imgsz=imgsz, conf=s.conf, iou=s.iou, max_det=s.max_det, classes=list(s.classes) if s.classes else None, verbose=False, device="cpu")[0]
-        b = r.boxes
-        out.append(Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64)))
-    return out
+    detect = ultralytics_detector(model, imgsz, s)
+    return [detect(im) for im in images]
 
 
 def assert_same(ours: Detections, ref: Detections, box_tol: float = 0.05, conf_tol: float = 1e-3) -> None:

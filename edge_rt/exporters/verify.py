@@ -78,13 +78,14 @@ def compare(reference: Detector, candidate: Detector, frames: Sequence[np.ndarra
     )
 
 
-def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "cpu") -> Detector:
+def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "cpu", imgsz: int | None = None) -> Detector:
     """edge_rt's own pipeline stages on one frame: what `edge-rt run` would publish."""
     from ..engines import load_engine
 
     engine = load_engine(model, device)
     info = engine.info
-    pre = Preprocessor(info.imgsz, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch)
+    size = (imgsz, imgsz) if imgsz else info.imgsz
+    pre = Preprocessor(size, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch)
     post = Postprocessor(info.num_classes, info.end2end, settings)
 
     def detect(frame: np.ndarray) -> Detections:
@@ -101,7 +102,11 @@ def ultralytics_detector(weights: Path, imgsz: int, settings: PostprocessSetting
     model: Any = YOLO(str(weights), task="detect")  # Ultralytics' return types are unions mypy cannot narrow
 
     def detect(frame: np.ndarray) -> Detections:
-        r = model.predict(frame, imgsz=imgsz, conf=settings.conf, iou=settings.iou, max_det=settings.max_det, verbose=False, device="cpu")[0]
+        classes = list(settings.classes) if settings.classes is not None else None
+        r = model.predict(
+            frame, imgsz=imgsz, conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=classes,
+            agnostic_nms=settings.agnostic, verbose=False, device="cpu",
+        )[0]
         b = r.boxes
         return Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64))
 

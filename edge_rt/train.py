@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_rt.dataset import check_dataset
 
@@ -107,14 +108,19 @@ def train(
         exist_ok=True,
         verbose=False,
     )
-    metrics = {
+    metrics = box_metrics(val)
+    onnx = Path(trained.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, device=device))
+    return TrainResult(best_weights=best, onnx=onnx, metrics=metrics)
+
+
+def box_metrics(val: Any) -> dict[str, float]:
+    """The four figures we report, from an Ultralytics validation result."""
+    return {
         "mAP50": float(val.box.map50),
         "mAP50-95": float(val.box.map),
         "precision": float(val.box.mp),
         "recall": float(val.box.mr),
     }
-    onnx = Path(trained.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, device=device))
-    return TrainResult(best_weights=best, onnx=onnx, metrics=metrics)
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:

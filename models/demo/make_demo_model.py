@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from edge_rt.dataset import synth_dataset
-    from edge_rt.train import format_metrics, train
+    from edge_rt.train import box_metrics, format_metrics, train
 
     work: Path = args.work.resolve()
     out: Path = args.out.resolve()
@@ -146,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             exist_ok=True,
             verbose=False,
         )
-        metrics = {
-            "mAP50": float(val.box.map50),
-            "mAP50-95": float(val.box.map),
-            "precision": float(val.box.mp),
-            "recall": float(val.box.mr),
-        }
+        metrics = box_metrics(val)
         report[f"heldout_{onnx.stem}"] = metrics
         print(f"held-out (seed {args.heldout_seed}) {onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB):")
         print(format_metrics(metrics))

@@ -1,0 +1,46 @@
+"""`edge-rt dataset` and `edge-rt train` from the command line: one line per mistake, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .helpers import assert_clean_failure, run_cli
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_dataset_synth_check_and_clip(tmp_path: Path) -> None:
+    proc = run_cli("dataset", "synth", str(tmp_path / "ds"), "--images", "6", "--imgsz", "64", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("data.yaml")
+    ok = run_cli("dataset", "check", str(tmp_path / "ds" / "data.yaml"))
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    clip = run_cli("dataset", "clip", str(tmp_path / "c.mp4"), "--frames", "5", "--size", "160x96")
+    assert clip.returncode == 0 and (tmp_path / "c.mp4").stat().st_size > 1000
+
+
+def test_dataset_check_lists_each_problem_then_fails(tmp_path: Path) -> None:
+    run_cli("dataset", "synth", str(tmp_path / "ds"), "--images", "4", "--imgsz", "64")
+    label = next((tmp_path / "ds" / "labels" / "train").glob("*.txt"))
+    label.write_text("7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2\n")
+    proc = run_cli("dataset", "check", str(tmp_path / "ds" / "data.yaml"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    problems = [line for line in proc.stderr.splitlines() if label.name in line]
+    assert len(problems) == 2, proc.stderr
+    assert "2 problem(s)" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--data", "{tmp}/none.yaml"], "none.yaml"),
+        (["--data", "{tmp}/ds/data.yaml", "--epochs", "0"], "--epochs must be >= 1"),
+        (["--data", "{tmp}/ds/data.yaml", "--model", "yolo11n.pt"], "cannot fetch it"),
+    ],
+)
+def test_train_mistakes_are_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
+    run_cli("dataset", "synth", str(tmp_path / "ds"), "--images", "4", "--imgsz", "64")
+    proc = run_cli("train", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert_clean_failure(proc, expected)

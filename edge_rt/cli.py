@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits for more sources (default 10)")
     p.add_argument("--fps", type=float, help="pace every source to N frames/s like a camera")
     p.add_argument("--loop", action="store_true", default=None, help="restart file sources at their end")
-    p.add_argument("--await-subscribers", type=int, metavar="N", help="wait until N subscribers joined before sending")
+    p.add_argument(
+        "--await-subscribers", type=int, metavar="N",
+        help="wait until N subscriptions arrived before sending (a subscriber to several topics counts once per topic)",
+    )
     p.add_argument("--await-timeout", type=float, metavar="SEC", help="how long to wait for them (default 30)")
     p.add_argument("--stall-timeout", type=float, metavar="SEC", help="reopen a live source after this long without a frame (default 5)")
     p.add_argument("--open-timeout", type=float, metavar="SEC", help="give up opening a stream after this long (default 5)")
@@ -76,7 +80,10 @@ def _add_subscribe(sub: Any) -> None:
     p.add_argument("--topic", "-t", action="append", default=[], help="source name to receive (repeatable; default all)")
     p.add_argument("--count", "-n", type=int, help="exit after N messages")
     p.add_argument("--timeout", type=float, metavar="SEC", help="exit (code 1) when nothing arrives for this long")
-    p.add_argument("--until-eos", action="store_true", help="exit after every subscribed source sent end-of-stream")
+    p.add_argument(
+        "--until-eos", action="store_true",
+        help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
+    )
     p.set_defaults(handler=_cmd_subscribe)
 
 
@@ -254,17 +261,18 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     ended: set[str] = set()
     seen: set[str] = set()
     count = 0
-    timeout_ms = int(args.timeout * 1000) if args.timeout else None
+    last_rx = time.monotonic()
     code = 0
     try:
         while not stopping:
-            msg = sub.receive(timeout_ms if timeout_ms is not None else 200)
+            msg = sub.receive(200)  # short waits, so a signal is honoured at once
             if msg is None:
-                if timeout_ms is not None:
+                if args.timeout is not None and time.monotonic() - last_rx >= args.timeout:
                     print(f"edge-rt subscribe: nothing received for {args.timeout:g}s", file=sys.stderr)
                     code = 1
                     break
                 continue
+            last_rx = time.monotonic()
             sys.stdout.write(json.dumps(msg.raw, separators=(",", ":")) + "\n")
             sys.stdout.flush()
             if msg.gap:

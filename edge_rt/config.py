@@ -124,7 +124,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config {str(p)!r}: no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {str(p)!r}: cannot read it: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -138,6 +140,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> SourceSpec:
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        entry = str(entry)  # `sources: [0]`: a camera index written as a YAML number
     if isinstance(entry, str):
         spec = parse_source(entry, index, fps=fps)
         return replace(spec, loop=loop) if loop and spec.kind is SourceKind.FILE else spec

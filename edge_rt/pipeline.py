@@ -123,7 +123,8 @@ class Pipeline:
             self._guard(self._publish_loop)
         finally:
             self._stop.set()
-            self.sources.stop()
+            # Daemon threads: one stuck in a camera's open or read must not hold up the exit.
+            self.sources.stop(timeout=0.3)
             for t in threads:
                 t.join(2.0)
         if self._errors:

@@ -98,8 +98,8 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             publisher.await_subscribers(config.await_subscribers, config.await_timeout, cancelled=lambda: pipeline.stopping)
         pipeline.run()
         log.info("done\n%s", metrics.summary(pipeline.counters()))
-        if publisher.dropped or pipeline.sink_refused:
-            log.warning("%d message(s) could not be sent", pipeline.sink_refused)
+        if pipeline.sink_refused:
+            log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
     finally:
         publisher.close()
         engine.close()

@@ -121,17 +121,17 @@ class Frame:
 
 
 class CaptureState(enum.Enum):
-    CONNECTING = "connecting"
+    CONNECTING = "connecting"  # the first open
     STREAMING = "streaming"
-    RECONNECTING = "reconnecting"  # waiting out a back-off before the next open
+    RECONNECTING = "reconnecting"  # lost: reopening with back-off until a frame comes
     ENDED = "ended"  # a file reached its end (no loop)
     STOPPED = "stopped"
 
 
 _ALLOWED = {
     CaptureState.CONNECTING: {CaptureState.STREAMING, CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED},
-    CaptureState.STREAMING: {CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED, CaptureState.CONNECTING},
-    CaptureState.RECONNECTING: {CaptureState.CONNECTING, CaptureState.STOPPED},
+    CaptureState.STREAMING: {CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED},
+    CaptureState.RECONNECTING: {CaptureState.STREAMING, CaptureState.ENDED, CaptureState.STOPPED},
     CaptureState.ENDED: {CaptureState.STOPPED},
     CaptureState.STOPPED: set(),
 }
@@ -231,7 +231,7 @@ class CaptureSettings:
     """Timeouts that keep OpenCV from blocking forever, and the reconnect back-off."""
 
     open_timeout_s: float = 5.0
-    stall_timeout_s: float = 5.0  # no new frame for this long: reopen (also OpenCV's read timeout)
+    stall_timeout_s: float = 5.0  # no new frame for this long: reopen (OpenCV's read timeout is half of it)
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
 
@@ -244,7 +244,7 @@ def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(settings.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-        int(settings.stall_timeout_s * 1000),
+        int(settings.stall_timeout_s * 500),  # well under the stall timeout (a frozen camera returns late frames)
     ]
     if spec.kind is SourceKind.CAMERA:
         cap = cv2.VideoCapture(int(spec.uri), cv2.CAP_ANY)
@@ -295,6 +295,7 @@ class CaptureThread(threading.Thread):
         self.events: deque[HealthEvent] = deque(maxlen=100)
         self._frame_index = 0
         self._cap: VideoReader | None = None
+        self._streamed = False  # the current connection delivered frames
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -316,10 +317,11 @@ class CaptureThread(threading.Thread):
             self._on_event(event)
 
     def run(self) -> None:
+        """Open, stream, and on failure retry with capped exponential back-off. Retries happen inside
+        RECONNECTING, so an outage logs one line when it starts and one when it heals, not one per try."""
         backoff = self.settings.backoff_initial_s
         try:
             while not self._stop_event.is_set():
-                self._transition(CaptureState.CONNECTING, "opening")
                 try:
                     cap = self._opener(self.spec, self.settings)
                 except SourceError as exc:
@@ -327,22 +329,27 @@ class CaptureThread(threading.Thread):
                         # A file that opened at start-up and now fails will not heal by waiting.
                         self._transition(CaptureState.ENDED, str(exc))
                         return
-                    self._transition(CaptureState.RECONNECTING, f"open failed; retrying in {backoff:.1f}s")
                     self.slot.counters.read_failures += 1
+                    self._transition(CaptureState.RECONNECTING, f"open failed; retrying, back-off up to {self.settings.backoff_max_s:g}s")
+                    log.debug("source %s: open failed, next try in %.1fs", self.spec.name, backoff)
                     if self._stop_event.wait(backoff):
                         break
                     backoff = min(backoff * 2, self.settings.backoff_max_s)
                     continue
-                outcome = self._stream(cap)
+                self._streamed = False
+                try:
+                    outcome = self._stream(cap)
+                except Exception as exc:  # noqa: BLE001 - cv2.error, an odd frame format: one bad read must not kill the camera
+                    outcome = self._failure(exc)
                 if outcome == "ended":
                     self._transition(CaptureState.ENDED, "end of file")
                     return
                 if outcome == "stopped":
                     break
-                if outcome == "streamed":
+                if self._streamed:
                     backoff = self.settings.backoff_initial_s  # it worked for a while: start over
                 self.slot.counters.reconnects += 1
-                self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening in {backoff:.1f}s")
+                self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening, back-off up to {self.settings.backoff_max_s:g}s")
                 if self._stop_event.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.settings.backoff_max_s)
@@ -359,6 +366,22 @@ class CaptureThread(threading.Thread):
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
+
+    def _failure(self, exc: BaseException) -> str:
+        self.slot.counters.read_failures += 1
+        log.warning("source %s: %s: %s", self.spec.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return "error" if self.spec.kind.live else "ended"
+
+    def _rewind(self, cap: VideoReader) -> VideoReader:
+        """Seek to the first frame; reopen only if the container cannot seek. Reopening goes through
+        FFmpeg's open, which OpenCV serialises across the process: a camera stuck opening would hold
+        every looping file up."""
+        import cv2
+
+        if hasattr(cap, "set") and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            return cap
+        cap.release()
+        return self._opener(self.spec, self.settings)
 
     def _read_loop(self, cap: VideoReader) -> str:
         self._cap = cap
@@ -378,8 +401,7 @@ class CaptureThread(threading.Thread):
             if not ok or image is None:
                 if not spec.kind.live:
                     if spec.loop and got_any:
-                        cap.release()
-                        cap = self._cap = self._opener(spec, self.settings)  # --loop: from the top
+                        cap = self._cap = self._rewind(cap)  # --loop: from the top
                         continue
                     return "ended"
                 counters.read_failures += 1
@@ -390,7 +412,7 @@ class CaptureThread(threading.Thread):
                 counters.stalls += 1
                 return f"stalled: no new frame for {self.settings.stall_timeout_s:.1f}s"
             if not got_any:
-                got_any = True
+                got_any = self._streamed = True
                 self._transition(CaptureState.STREAMING, "first frame")
             index = self._frame_index
             self._frame_index += 1

@@ -226,3 +226,14 @@ def test_bind_errors_are_publish_errors() -> None:
             Publisher(endpoint)
     finally:
         first.close()
+
+
+def test_subscribe_timeout_still_honours_sigint() -> None:
+    import signal as sig
+
+    proc = start_cli("subscribe", f"tcp://127.0.0.1:{free_port()}", "--timeout", "20")
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    proc.send_signal(sig.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 2, err

@@ -36,7 +36,7 @@ class Publisher:
     """Binds an XPUB socket (a PUB that also tells us who subscribed) and sends [topic, payload].
 
     ZeroMQ drops silently past a subscriber's high-water mark; such a subscriber sees the gap in
-    `seq`. What the publisher itself cannot send is counted in `dropped`.
+    `seq`. A send ZeroMQ refuses returns False; the pipeline counts those (`sink_refused`).
     """
 
     def __init__(self, endpoint: str, encoding: str = "json", settings: ZmqSettings = ZmqSettings()) -> None:
@@ -62,7 +62,6 @@ class Publisher:
         self._sock = sock
         self.subscriptions = 0
         self.sent = 0
-        self.dropped = 0
         self.bytes_sent = 0
 
     def poll_subscriptions(self, timeout_ms: int = 0) -> int:
@@ -94,7 +93,6 @@ class Publisher:
         try:
             self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
         except zmq.Again:
-            self.dropped += 1
             return False
         self.sent += 1
         self.bytes_sent += len(payload)

@@ -1,0 +1,54 @@
+"""`edge-rt <command>`: parse, call the library, print the cause of a failure in one line, exit.
+
+One module per command group. Commands import what they need inside their handler, so
+`edge-rt run` never loads torch or Ultralytics and `edge-rt --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import EdgeRtError
+from . import bench, export, run, train
+from .common import Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="edge-rt", description="Real-time YOLO detection for edge boxes, published over ZeroMQ.")
+    parser.add_argument("--version", action="version", version=f"edge-rt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+    run.add_run(sub)
+    run.add_subscribe(sub)
+    run.add_schema(sub)
+    export.add_export(sub)
+    train.add_train(sub)
+    train.add_dataset(sub)
+    run.add_demo(sub)
+    bench.add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeRtError as exc:
+        print(f"edge-rt {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

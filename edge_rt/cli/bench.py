@@ -1,0 +1,81 @@
+"""`edge-rt bench engine|pipeline|compare|publish`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .common import Parser, setup_logging
+
+
+def add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure: the engine alone, the whole pipeline, edge_rt vs Ultralytics, the publisher")
+    bsub = p.add_subparsers(dest="what", metavar="<what>", parser_class=Parser, required=True)
+    e = bsub.add_parser("engine", help="the engine alone, like trtexec: latency per call and per image, throughput")
+    e.add_argument("--model", "-m", action="append", required=True, help="repeat to compare models side by side")
+    e.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    e.add_argument("--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)")
+    e.add_argument("--shape", metavar="HxW", help="input size for dynamic-shape models, e.g. 384x640 (default: export size; fixed-shape models keep theirs)")
+    e.add_argument("--iters", type=int, default=200)
+    e.add_argument("--warmup", type=int, default=20)
+    e.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all cores)")
+    e.add_argument("--json", metavar="FILE")
+    pp = bsub.add_parser("pipeline", help="the whole runtime, measured at a real ZeroMQ subscriber")
+    pp.add_argument("--model", "-m", required=True)
+    pp.add_argument("--source", "-s", action="append", required=True, help="files loop; repeat for several")
+    pp.add_argument("--fps", type=float, help="pace sources like cameras (default: as fast as the pipeline goes)")
+    pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
+    pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
+    pp.add_argument("--max-batch", type=int)
+    pp.add_argument("--json", metavar="FILE")
+    pp.add_argument("--plot", metavar="FILE.png")
+    c = bsub.add_parser("compare", help="the same clip through edge_rt and through Ultralytics' streaming predict")
+    c.add_argument("--model", "-m", required=True, help="the model edge_rt runs")
+    c.add_argument("--source", "-s", required=True, help="a video file")
+    c.add_argument("--reference", help="what Ultralytics runs (default: the same model), e.g. the original .pt")
+    c.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
+    c.add_argument("--imgsz", type=int)
+    c.add_argument("--json", metavar="FILE")
+    pub = bsub.add_parser("publish", help="publisher throughput and publish-to-subscriber latency over tcp loopback")
+    pub.add_argument("--count", type=int, default=100_000)
+    pub.add_argument("--rate", type=float, default=2000.0, help="paced rate for the latency part (messages/s)")
+    pub.add_argument("--json", metavar="FILE")
+    p.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .. import bench as bench_lib
+
+    setup_logging("warning")
+    if args.what == "engine":
+        try:
+            batches = [int(b) for b in args.batch.split(",")]
+        except ValueError:
+            raise ConfigError(f"--batch {args.batch!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+        if any(b < 1 for b in batches):
+            raise ConfigError("--batch sizes must be >= 1")
+        results = []
+        for model in args.model:
+            for device in args.device or ["cpu"]:
+                results += bench_lib.bench_engine(Path(model), device, batches, args.iters, args.warmup, bench_lib.parse_shape(args.shape), args.threads)
+        print(bench_lib.engine_table(results))
+        out: Any = results
+    elif args.what == "pipeline":
+        out = bench_lib.bench_pipeline(Path(args.model), args.source, args.fps, args.duration, args.device, args.max_batch)
+        print(bench_lib.pipeline_table(out))
+        if args.plot:
+            print(f"plot: {bench_lib.plot_pipeline(out, Path(args.plot))}")
+    elif args.what == "compare":
+        out = bench_lib.bench_compare(Path(args.model), args.source, Path(args.reference) if args.reference else None, args.device, args.imgsz)
+        print(bench_lib.compare_table(out))
+    else:
+        if args.count < 1000 or args.rate <= 0:
+            raise ConfigError("--count must be >= 1000 and --rate > 0")
+        out = bench_lib.bench_publish(args.count, args.rate)
+        print(bench_lib.publish_table(out))
+    if getattr(args, "json", None):
+        bench_lib.write_json(out, Path(args.json))
+        print(f"json: {args.json}")
+    return 0

@@ -1,0 +1,168 @@
+"""`edge-rt run`, `subscribe`, `schema` and `demo`: the runtime and its consumers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .common import on_signals, setup_logging
+
+
+def add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a model on cameras, streams or files and publish detections over ZeroMQ",
+        description="Capture -> batch -> preprocess -> infer -> postprocess -> publish. Every option can "
+        "also live in --config FILE.yaml (same names, '-' or '_'); flags given here override the file.",
+    )
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below, and 'sources'")
+    p.add_argument("--model", "-m", help="detection model: Ultralytics-exported .onnx (or a TensorRT .engine)")
+    p.add_argument(
+        "--source", "-s", action="append", dest="sources", metavar="[NAME=]URI",
+        help="camera index (0), device (/dev/video0), rtsp://... or http://... URL, video file, or GStreamer "
+        "pipeline; repeat for several; NAME becomes the topic (default cam0, cam1, ...)",
+    )
+    p.add_argument("--publish", "-p", metavar="ENDPOINT", help="ZeroMQ endpoint to bind (default tcp://*:5555)")
+    p.add_argument("--encoding", choices=("json", "msgpack"), help="payload encoding (default json)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="inference device (default auto)")
+    p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=int, help="max detections per frame (default 300)")
+    p.add_argument("--classes", type=int, nargs="+", metavar="ID", help="keep only these class ids")
+    p.add_argument("--agnostic-nms", action="store_true", default=None, help="NMS across classes")
+    p.add_argument("--imgsz", type=int, help="input size for models exported with dynamic shapes (default: export size)")
+    p.add_argument("--max-batch", type=int, help="frames per inference call for dynamic-batch models (default: sources)")
+    p.add_argument("--max-wait-ms", type=float, help="how long a batch waits for more sources (default 10)")
+    p.add_argument("--fps", type=float, help="pace every source to N frames/s like a camera")
+    p.add_argument("--loop", action="store_true", default=None, help="restart file sources at their end")
+    p.add_argument(
+        "--await-subscribers", type=int, metavar="N",
+        help="wait until N subscriptions arrived before sending (a subscriber to several topics counts once per topic)",
+    )
+    p.add_argument("--await-timeout", type=float, metavar="SEC", help="how long to wait for them (default 30)")
+    p.add_argument("--stall-timeout", type=float, metavar="SEC", help="reopen a live source after this long without a frame (default 5)")
+    p.add_argument("--open-timeout", type=float, metavar="SEC", help="give up opening a stream after this long (default 5)")
+    p.add_argument("--reconnect-max", type=float, metavar="SEC", help="cap of the reconnect back-off (default 10)")
+    p.add_argument("--threads", type=int, help="inference threads on CPU (default: all cores)")
+    p.add_argument("--stats-interval", type=float, metavar="SEC", help="log rates and drops every SEC seconds (default 60, 0: off)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..config import build_run_config, load_yaml
+    from ..runner import run
+
+    file_values = load_yaml(args.config) if args.config else {}
+    cli = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "config")}
+    config = build_run_config(file_values, cli, origin=f"config {args.config!r}")
+    setup_logging(config.log_level)
+    return run(config, install_signals=on_signals)
+
+
+def add_subscribe(sub: Any) -> None:
+    p = sub.add_parser(
+        "subscribe",
+        help="print every valid message from a publisher as one JSON line",
+        description="Connects a SUB socket; malformed messages are counted and reported on stderr.",
+    )
+    p.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5555 or ipc:///tmp/edge.sock")
+    p.add_argument("--topic", "-t", action="append", default=[], help="source name to receive (repeatable; default all)")
+    p.add_argument("--count", "-n", type=int, help="exit after N messages")
+    p.add_argument("--timeout", type=float, metavar="SEC", help="exit (code 1) when nothing arrives for this long")
+    p.add_argument(
+        "--until-eos", action="store_true",
+        help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
+    )
+    p.set_defaults(handler=_cmd_subscribe)
+
+
+def _cmd_subscribe(args: argparse.Namespace) -> int:
+    import zmq
+
+    from ..client import EndOfStream, Subscriber
+
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError(f"--timeout must be > 0, got {args.timeout}")
+    if "://" not in args.endpoint:
+        raise ConfigError(f"endpoint {args.endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
+    stopping = []
+    on_signals(lambda: stopping.append(True))
+    try:
+        sub = Subscriber(args.endpoint, topics=args.topic)
+    except zmq.ZMQError as exc:
+        raise ConfigError(f"endpoint {args.endpoint!r}: {exc.strerror}") from None
+
+    def report(error: str) -> None:
+        print(f"edge-rt subscribe: malformed message #{sub.malformed}: {error}", file=sys.stderr, flush=True)
+
+    sub.on_malformed = report
+    ended: set[str] = set()
+    seen: set[str] = set()
+    count = 0
+    last_rx = time.monotonic()
+    code = 0
+    try:
+        while not stopping:
+            msg = sub.receive(200)  # short waits, so a signal is honoured at once
+            if msg is None:
+                if args.timeout is not None and time.monotonic() - last_rx >= args.timeout:
+                    print(f"edge-rt subscribe: nothing received for {args.timeout:g}s", file=sys.stderr)
+                    code = 1
+                    break
+                continue
+            last_rx = time.monotonic()
+            sys.stdout.write(json.dumps(msg.raw, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            if msg.gap:
+                print(f"edge-rt subscribe: {msg.source}: {msg.gap} message(s) lost before seq {msg.seq}", file=sys.stderr)
+            if msg.restarted:
+                print(f"edge-rt subscribe: {msg.source}: publisher restarted (session {msg.session})", file=sys.stderr)
+            count += 1
+            seen.add(msg.source)
+            if isinstance(msg, EndOfStream):
+                ended.add(msg.source)
+            if args.count and count >= args.count:
+                break
+            if args.until_eos and ended and ended >= (set(args.topic) or seen):
+                break
+    except BrokenPipeError:
+        pass
+    finally:
+        sub.close()
+        print(
+            f"edge-rt subscribe: {sub.received} messages, {sub.tracker.missed} lost, "
+            f"{sub.malformed} malformed, {sub.tracker.restarts} publisher restarts",
+            file=sys.stderr,
+        )
+    return code
+
+
+def add_schema(sub: Any) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of published messages")
+    p.set_defaults(handler=lambda args: print(json.dumps(__import__("edge_rt.schema").schema.json_schema(), indent=2)) or 0)
+
+
+def add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="offline demo: synthetic camera -> demo model -> ZeroMQ -> subscriber, then latencies")
+    p.add_argument("--model", help="default models/demo/demo.onnx")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import default_model, run_demo
+
+    if args.frames < 1 or args.fps <= 0:
+        raise ConfigError("--frames must be >= 1 and --fps > 0")
+    setup_logging("warning")
+    model = Path(args.model) if args.model else default_model()
+    return run_demo(model, args.frames, args.fps, sys.stdout, install_signals=on_signals)

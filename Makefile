@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test demo bench lint clean
+.PHONY: install install-gpu test test-gpu demo bench lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: install
 	$(BIN)/python -m pytest -q -ra
+
+# On an NVIDIA box: the GPU extra (onnxruntime-gpu, tensorrt, cuda-python) beside the CPU venv's tools.
+install-gpu: install
+	$(BIN)/pip install -q -c constraints.txt -e '.[gpu]'
+
+# Only the tests marked gpu or tensorrt; each skips with its reason where the hardware is absent.
+test-gpu: install
+	$(BIN)/python -m pytest -q -ra -m "gpu or tensorrt"
 
 lint: install
 	$(BIN)/ruff check edge_rt tests

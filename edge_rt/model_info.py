@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ModelError
 
@@ -20,8 +20,12 @@ class ModelInfo:
     dynamic_shape: bool  # height and width may vary (Ultralytics `dynamic=True` export)
     end2end: bool  # output is [B, N, 6] with NMS inside the model
     input_name: str
-    input_dtype: str  # "float32" or "float16"
+    input_dtype: str  # "float32" or "float16"; for graph_preprocess models the inner model's
     task: str = "detect"
+    # The letterbox runs inside the graph (`edge-rt export --graph-preprocess`): the image input takes
+    # uint8 BGR frames [B, H, W, 3] at camera size and `plan_input` the int64 letterbox vector.
+    graph_preprocess: bool = False
+    plan_input: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -29,6 +33,9 @@ class ModelInfo:
 
     def label(self, cls: int) -> str:
         return self.names.get(cls, str(cls))
+
+
+GRAPH_PREPROCESS_KEY = "edge_rt_preprocess"  # metadata of models with the letterbox in the graph
 
 
 def _literal(value: str | None, key: str) -> object:
@@ -57,6 +64,9 @@ def info_from_metadata(
 ) -> ModelInfo:
     """Combine Ultralytics' metadata with the graph's own shapes; the graph wins where they disagree."""
     task = str(meta.get("task", "detect"))
+    graph = _literal(meta.get(GRAPH_PREPROCESS_KEY), GRAPH_PREPROCESS_KEY)
+    if graph is not None:
+        return _graph_preprocess_info(meta, graph, input_name, input_shape, output_shape, source)
     if task != "detect":
         raise ModelError(f"{source}: task {task!r} is not supported; edge_rt runs detection models (task 'detect')")
     if len(input_shape) != 4:
@@ -115,3 +125,24 @@ def info_from_metadata(
         input_dtype=input_dtype,
         task=task,
     )
+
+
+def _graph_preprocess_info(
+    meta: Mapping[str, str], graph: object, input_name: str, input_shape: Sequence[object], output_shape: Sequence[object], source: str
+) -> ModelInfo:
+    """A model whose first input takes uint8 frames [B, H, W, 3]: the inner model's facts live in the metadata."""
+    if not isinstance(graph, dict) or graph.get("version") != 1 or "plan_input" not in graph:
+        raise ModelError(f"{source}: metadata {GRAPH_PREPROCESS_KEY!r} is not a version edge_rt reads: {str(graph)[:80]}")
+    if len(input_shape) != 4 or _dim(input_shape[3]) != 3:
+        raise ModelError(f"{source}: a graph-preprocess model takes frames [B, H, W, 3], got shape {list(input_shape)}")
+    inner = dict(graph)
+    h, w = (int(v) for v in inner["inner_hw"])
+    base = info_from_metadata(
+        {k: v for k, v in meta.items() if k != GRAPH_PREPROCESS_KEY},
+        input_name,
+        [input_shape[0], 3, None if inner.get("dynamic") else h, None if inner.get("dynamic") else w],
+        str(inner.get("dtype", "float32")),
+        output_shape,
+        source,
+    )
+    return replace(base, graph_preprocess=True, plan_input=str(inner["plan_input"]))

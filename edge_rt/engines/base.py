@@ -10,11 +10,17 @@ from ..model_info import ModelInfo
 
 
 class Engine(Protocol):
-    """Runs a batch tensor [B, 3, H, W] and returns the raw detection output [B, ...]."""
+    """Runs one batch and returns the raw detection output [B, ...] as a host array.
+
+    `tensor` is what the model's image input takes: float [B, 3, H, W] letterboxed on the host, or,
+    for a model with the letterbox inside its graph (`info.graph_preprocess`), the camera frames
+    themselves as uint8 BGR [B, H, W, 3] plus `plan`, the int64 letterbox vector that
+    `preprocess.letterbox_plan_vector` makes (fed to the input named `info.plan_input`).
+    """
 
     info: ModelInfo
     device: str  # what actually runs it, e.g. "cpu", "cuda:0", "tensorrt"
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray: ...
+    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...

@@ -26,6 +26,11 @@ class ModelInfo:
     # uint8 BGR frames [B, H, W, 3] at camera size and `plan_input` the int64 letterbox vector.
     graph_preprocess: bool = False
     plan_input: str | None = None
+    # (conf, iou) of an NMS exported inside the graph (`--nms`): a run cannot go below that conf.
+    graph_nms: tuple[float, float] | None = None
+    # Largest batch a dynamic-batch graph handles: Ultralytics unrolls its NMS per image, so frames
+    # past the exported batch would silently get no boxes.
+    max_batch: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -36,6 +41,7 @@ class ModelInfo:
 
 
 GRAPH_PREPROCESS_KEY = "edge_rt_preprocess"  # metadata of models with the letterbox in the graph
+GRAPH_NMS_KEY = "edge_rt_nms"  # metadata of models exported with NMS in the graph: conf and iou
 
 
 def _literal(value: str | None, key: str) -> object:
@@ -114,6 +120,8 @@ def info_from_metadata(
     if not names:
         raise ModelError(f"{source}: cannot tell the class count (no 'names' metadata, output {list(output_shape)})")
     stride = _literal(meta.get("stride"), "stride")
+    nms = _literal(meta.get(GRAPH_NMS_KEY), GRAPH_NMS_KEY)
+    graph_nms = (float(nms["conf"]), float(nms["iou"])) if isinstance(nms, dict) and "conf" in nms and "iou" in nms else None
     return ModelInfo(
         names=names,
         imgsz=imgsz,
@@ -124,6 +132,8 @@ def info_from_metadata(
         input_name=input_name,
         input_dtype=input_dtype,
         task=task,
+        graph_nms=graph_nms,
+        max_batch=int(nms["max_batch"]) if isinstance(nms, dict) and nms.get("max_batch") else None,
     )
 
 

@@ -22,7 +22,7 @@ from .batching import Batch, Batcher
 from .engines.base import Engine
 from .metrics import Metrics, NullMetrics
 from .postprocess import Detections, Postprocessor
-from .preprocess import Prepared, Preprocessor
+from .preprocess import FramePacker, Prepared, Preprocessor
 from .schema import DETECTIONS, EOS, VERSION
 from .sources import CaptureState, Frame, SourceGroup
 
@@ -68,7 +68,7 @@ class Pipeline:
         self,
         sources: SourceGroup,
         engine: Engine,
-        preprocessor: Preprocessor,
+        preprocessor: Preprocessor | FramePacker,
         postprocessor: Postprocessor,
         sink: Sink,
         max_batch: int,
@@ -187,7 +187,7 @@ class Pipeline:
                 self._put(self._to_publish, _DONE)
                 return
             t0 = time.perf_counter_ns()
-            output = self.engine.infer(job.prepared.tensor)
+            output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
             self._put(self._to_publish, Inferred(job, output, t0, time.perf_counter_ns()))
 
     def _publish_loop(self) -> None:

@@ -1,11 +1,20 @@
-"""Letterbox frames into a reused input tensor, exactly as Ultralytics' predict does."""
+"""Letterbox frames into a reused input tensor, exactly as Ultralytics' predict does.
+
+Two forms: `Preprocessor` letterboxes on the host into float NCHW (any model); `FramePacker` only
+packs the uint8 frames and a letterbox plan for models that letterbox inside their graph (built by
+`edge-rt export --graph-preprocess`), so on a GPU the frames cross to the device once, as uint8.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .model_info import ModelInfo
 
 PAD_VALUE = 114
 
@@ -43,12 +52,23 @@ def plan_letterbox(src_hw: tuple[int, int], target_hw: tuple[int, int], stride: 
     return Letterbox(w0, h0, new_w, new_h, left, top), (new_h + top + bottom, new_w + left + right)
 
 
+def plan_vector(lb: Letterbox, padded_hw: tuple[int, int]) -> np.ndarray:
+    """The int64 vector a graph-preprocess model takes: (new_h, new_w, top, left, bottom, right)."""
+    bottom = padded_hw[0] - lb.new_h - lb.top
+    right = padded_hw[1] - lb.new_w - lb.left
+    return np.array([lb.new_h, lb.new_w, lb.top, lb.left, bottom, right], np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """A batch's input tensor and each frame's letterbox; the tensor's first `count` rows are real."""
+    """A batch's input tensor and each frame's letterbox; the tensor's first `count` rows are real.
+
+    `plan` is set for graph-preprocess models: the letterbox the graph applies to every row.
+    """
 
     tensor: np.ndarray
     letterboxes: tuple[Letterbox, ...]
+    plan: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -113,7 +133,75 @@ class Preprocessor:
         canvas = self._canvas.get((out_h, out_w))
         if canvas is None:
             canvas = self._canvas[(out_h, out_w)] = np.empty((out_h, out_w, 3), np.uint8)
-        canvas.fill(PAD_VALUE)
-        resized = im if (lb.new_w, lb.new_h) == (lb.src_w, lb.src_h) else cv2.resize(im, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
-        canvas[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = resized
-        return canvas
+        return letterbox_into(canvas, im, lb)
+
+
+def letterbox_into(canvas: np.ndarray, im: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Resize `im` and place it on `canvas` (uint8 HWC, padded with 114), as Ultralytics' LetterBox does."""
+    canvas.fill(PAD_VALUE)
+    resized = im if (lb.new_w, lb.new_h) == (lb.src_w, lb.src_h) else cv2.resize(im, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    canvas[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = resized
+    return canvas
+
+
+class FramePacker:
+    """Packs uint8 BGR frames [B, H, W, 3] and one letterbox plan; the model's graph does the rest.
+
+    Frames of one batch normally share a size (cameras of a site usually do) and go as they are:
+    4x fewer bytes than float input, and a single frame is passed without a copy. When sizes differ,
+    each frame is letterboxed here into the model's input size (still uint8) and the plan is the
+    identity, so the boxes are the same either way. Buffers come from a ring, as in `Preprocessor`.
+    """
+
+    def __init__(self, imgsz: tuple[int, int], stride: int, auto: bool, fixed_batch: int | None = None, ring: int = 4) -> None:
+        self.imgsz = imgsz
+        self.stride = stride
+        self.auto = auto
+        self.fixed_batch = fixed_batch
+        self._ring = ring
+        self._buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._next: dict[tuple[int, ...], int] = {}
+
+    def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        bufs = self._buffers.get(shape)
+        if bufs is None:
+            bufs = self._buffers[shape] = [np.zeros(shape, np.uint8) for _ in range(self._ring)]
+            self._next[shape] = 0
+        i = self._next[shape]
+        self._next[shape] = (i + 1) % self._ring
+        return bufs[i]
+
+    def __call__(self, images: list[np.ndarray]) -> Prepared:
+        if not images:
+            raise ValueError("FramePacker: expected at least one image, got none")
+        n = len(images)
+        batch = self.fixed_batch or n
+        if n > batch:
+            raise ValueError(f"FramePacker: {n} images for a model with fixed batch {batch}")
+        same = len({im.shape for im in images}) == 1
+        auto = self.auto and same
+        plans = [plan_letterbox(im.shape[:2], self.imgsz, self.stride, auto) for im in images]
+        boxes = tuple(lb for lb, _ in plans)
+        if same:
+            h, w = images[0].shape[:2]
+            if batch == 1 and images[0].flags.c_contiguous:
+                tensor = images[0][None]  # a view: the one copy is the engine's, to its input buffer
+            else:
+                tensor = self._buffer((batch, h, w, 3))
+                for i, im in enumerate(images):
+                    tensor[i] = im
+            return Prepared(tensor, boxes, plan_vector(boxes[0], plans[0][1]))
+        out_h, out_w = self.imgsz
+        tensor = self._buffer((batch, out_h, out_w, 3))
+        for i, (im, lb) in enumerate(zip(images, boxes)):
+            letterbox_into(tensor[i], im, lb)
+        identity = Letterbox(out_w, out_h, out_w, out_h, 0, 0)
+        return Prepared(tensor, boxes, plan_vector(identity, (out_h, out_w)))
+
+
+def make_preprocessor(info: ModelInfo, imgsz: tuple[int, int] | None = None, ring: int = 4) -> Preprocessor | FramePacker:
+    """The preprocessing a model needs: host letterbox to float, or frames packed for its graph."""
+    size = imgsz or info.imgsz
+    if info.graph_preprocess:
+        return FramePacker(size, info.stride, auto=info.dynamic_shape, fixed_batch=info.batch, ring=ring)
+    return Preprocessor(size, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch, ring=ring)

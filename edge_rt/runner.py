@@ -10,9 +10,10 @@ from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
 from .metrics import Metrics
+from .model_info import ModelInfo
 from .pipeline import Pipeline
 from .postprocess import Postprocessor, PostprocessSettings
-from .preprocess import Preprocessor
+from .preprocess import make_preprocessor
 from .publish import Publisher
 from .schema import check_encoding
 from .sources import CaptureSettings, SourceGroup
@@ -27,7 +28,11 @@ def resolve_batch(engine: Engine, requested: int | None, n_sources: int) -> int:
         if requested is not None and requested != fixed:
             raise ConfigError(f"--max-batch {requested}: this model has a fixed batch of {fixed}; export it with dynamic=True to change it")
         return fixed
-    return requested or n_sources
+    limit = engine.info.max_batch
+    if limit is not None and requested is not None and requested > limit:
+        raise ConfigError(f"--max-batch {requested}: this model's in-graph NMS handles batches up to {limit}; export it with --max-batch {requested}")
+    wanted = requested or n_sources
+    return min(wanted, limit) if limit is not None else wanted
 
 
 def resolve_imgsz(engine: Engine, requested: int | None) -> tuple[int, int]:
@@ -41,12 +46,29 @@ def resolve_imgsz(engine: Engine, requested: int | None) -> tuple[int, int]:
     return (requested, requested)
 
 
+def check_graph_nms(info: ModelInfo, conf: float, iou: float, agnostic: bool) -> None:
+    """NMS exported inside the graph fixed its thresholds: a run may filter harder, never looser."""
+    if info.graph_nms is None:
+        return
+    baked_conf, baked_iou = info.graph_nms
+    if conf < baked_conf:
+        raise ConfigError(
+            f"--conf {conf:g}: this model's NMS runs inside its graph and keeps only boxes above {baked_conf:g}; "
+            f"run with --conf >= {baked_conf:g} or export again with --nms-conf {conf:g}"
+        )
+    if abs(iou - baked_iou) > 1e-6:
+        raise ConfigError(f"--iou {iou:g}: this model's NMS runs inside its graph with IoU {baked_iou:g}; export again with --nms-iou {iou:g}")
+    if agnostic:
+        raise ConfigError("--agnostic-nms: this model's NMS runs inside its graph, per class; export it without --nms to choose at run time")
+
+
 def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Metrics) -> Pipeline:
     info = engine.info
     if config.classes is not None:
         bad = [c for c in config.classes if c not in info.names]
         if bad:
             raise ConfigError(f"--classes {bad[0]}: the model has classes 0..{info.num_classes - 1}")
+    check_graph_nms(info, config.conf, config.iou, config.agnostic_nms)
     max_batch = resolve_batch(engine, config.max_batch, len(config.sources))
     settings = CaptureSettings(
         open_timeout_s=config.open_timeout,
@@ -56,9 +78,7 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
     return Pipeline(
         sources=SourceGroup(list(config.sources), settings),
         engine=engine,
-        preprocessor=Preprocessor(
-            resolve_imgsz(engine, config.imgsz), info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch
-        ),
+        preprocessor=make_preprocessor(info, resolve_imgsz(engine, config.imgsz)),
         postprocessor=Postprocessor(
             info.num_classes,
             info.end2end,

@@ -28,6 +28,13 @@ def add_export(sub: Any) -> None:
     p.add_argument("--calibration-frames", type=int, help="frames taken from it (default 64)")
     p.add_argument("--dynamic", action="store_true", default=None, help="dynamic batch and input size")
     p.add_argument("--max-batch", type=int, help="largest batch (fixed batch for static ONNX)")
+    p.add_argument(
+        "--graph-preprocess", action="store_true", default=None,
+        help="letterbox inside the graph: the model takes uint8 camera frames, so on a GPU they cross once, as uint8",
+    )
+    p.add_argument("--nms", action="store_true", default=None, help="NMS inside the graph: output (B, 300, 6), the only copy back from a GPU")
+    p.add_argument("--nms-conf", type=float, help="confidence threshold baked into --nms (default 0.25; runs cannot go lower)")
+    p.add_argument("--nms-iou", type=float, help="IoU threshold baked into --nms (default 0.7)")
     p.add_argument("--workspace-gb", type=float, help="TensorRT builder workspace (default 4)")
     p.add_argument("--timing-cache", help="TensorRT timing cache file, reused across builds")
     p.add_argument("--verify", action="store_true", help="compare the export with the weights on held-out frames")
@@ -43,7 +50,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     options = resolve_options(
         args.target,
         {"format": args.format, "precision": args.precision, "imgsz": args.imgsz, "dynamic": args.dynamic,
-         "max_batch": args.max_batch, "workspace_gb": args.workspace_gb, "calibration_frames": args.calibration_frames},
+         "max_batch": args.max_batch, "workspace_gb": args.workspace_gb, "calibration_frames": args.calibration_frames,
+         "graph_preprocess": args.graph_preprocess, "nms": args.nms, "nms_conf": args.nms_conf, "nms_iou": args.nms_iou},
     )
     weights = Path(args.weights)
     suffix = ".engine" if options.format == "engine" else (f"_{options.precision}.onnx" if options.precision != "fp32" else ".onnx")
@@ -62,7 +70,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verify_frames=verify_frames, min_match=args.min_match,
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,
     )
-    print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {options.imgsz})")
+    extras = "".join(f", {name}" for name, on in (("letterbox in graph", options.graph_preprocess), ("NMS in graph", options.nms)) if on)
+    print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {options.imgsz}{extras})")
     if result.parity is not None:
         print(f"parity: {result.parity.summary()}")
     return 0

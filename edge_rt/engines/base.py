@@ -15,7 +15,7 @@ class Engine(Protocol):
     `tensor` is what the model's image input takes: float [B, 3, H, W] letterboxed on the host, or,
     for a model with the letterbox inside its graph (`info.graph_preprocess`), the camera frames
     themselves as uint8 BGR [B, H, W, 3] plus `plan`, the int64 letterbox vector that
-    `preprocess.letterbox_plan_vector` makes (fed to the input named `info.plan_input`).
+    `preprocess.plan_vector` makes (fed to the input named `info.plan_input`).
     """
 
     info: ModelInfo

@@ -1,9 +1,19 @@
-"""ONNX Runtime backend: CPU, CUDA or the TensorRT execution provider."""
+"""ONNX Runtime backend: CPU, CUDA or the TensorRT execution provider.
+
+On CPU a call is a plain `session.run` on NumPy arrays (zero-copy there). On NVIDIA the inputs go
+through I/O binding into device buffers allocated once per input shape, so the only host -> device
+copy is the batch itself (uint8 frames for graph-preprocess models), and the output is copied back
+once (only (B, K, 6) when NMS is in the graph). Where every shape is fixed, ONNX Runtime captures
+the call as a CUDA graph and replays it (one graph per batch shape, `gpu_graph_id`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +27,7 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
@@ -34,8 +44,134 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return [p for p in wanted if p in available]
 
 
+def default_cache_dir() -> Path:
+    """Where the TensorRT provider keeps engines and timing caches, so a restart does not rebuild."""
+    base = os.environ.get("EDGE_RT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt")
+    return Path(base) / "trt"
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What decides the provider options: fixed shapes allow CUDA graphs, fp16 weights want fp16 kernels."""
+
+    fixed_shapes: bool  # every input and output dimension known before the first call
+    cpu_side_inputs: bool  # inputs that become shapes (the letterbox plan): they keep CUDA graphs off
+    fp16: bool
+    image_input: str
+    image_shape: tuple[object, ...]
+
+
+def provider_options(providers: list[str], facts: GraphFacts, cache_dir: Path, max_batch: int) -> list[tuple[str, dict[str, str]]]:
+    """Options per provider, spelled out: each line is a default that costs latency when left alone."""
+    out: list[tuple[str, dict[str, str]]] = []
+    cuda_graph = facts.fixed_shapes and not facts.cpu_side_inputs
+    for p in providers:
+        if p == "CUDAExecutionProvider":
+            out.append((p, {
+                "device_id": "0",
+                # EXHAUSTIVE (the default) benchmarks every conv at start-up and per new shape: seconds on a Jetson.
+                "cudnn_conv_algo_search": "HEURISTIC",
+                "do_copy_in_default_stream": "1",
+                "enable_cuda_graph": "1" if cuda_graph else "0",
+            }))
+        elif p == "TensorrtExecutionProvider":
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            opts = {
+                "device_id": "0",
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(cache_dir),
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": str(cache_dir),
+                "trt_fp16_enable": "True" if facts.fp16 else "False",
+                "trt_max_workspace_size": str(4 << 30),
+                "trt_cuda_graph_enable": "True" if cuda_graph else "False",
+            }
+            profile = trt_profile_shapes(facts, max_batch)
+            if profile is not None:
+                opts.update(profile)
+            out.append((p, opts))
+        else:
+            out.append((p, {}))
+    return out
+
+
+def trt_profile_shapes(facts: GraphFacts, max_batch: int) -> dict[str, str] | None:
+    """One explicit profile for a dynamic image input, so the TensorRT provider builds once, not per shape."""
+    dims = facts.image_shape
+    if all(isinstance(d, int) for d in dims):
+        return None
+    nhwc = len(dims) == 4 and dims[3] == 3
+    if nhwc:  # camera frames: anything from 32x32 to 4K
+        lo, opt, hi = (1, 32, 32, 3), (max_batch, 720, 1280, 3), (max_batch, 2160, 3840, 3)
+    else:
+        h = dims[2] if isinstance(dims[2], int) else 640
+        w = dims[3] if isinstance(dims[3], int) else 640
+        lo, opt, hi = (1, 3, 32, 32), (max_batch, 3, h, w), (max_batch, 3, max(h, w), max(h, w))
+
+    def fmt(shape: tuple[int, ...]) -> str:
+        return f"{facts.image_input}:" + "x".join(str(d) for d in shape)
+
+    return {"trt_profile_min_shapes": fmt(lo), "trt_profile_opt_shapes": fmt(opt), "trt_profile_max_shapes": fmt(hi)}
+
+
+class _Binding:
+    """Device buffers bound once per input shape; a call copies the batch in and the output out.
+
+    With CUDA graphs ONNX Runtime replays kernels on fixed addresses, so the buffers of one shape
+    never move, and each shape gets its own graph id.
+    """
+
+    def __init__(
+        self, ort: Any, session: Any, device: str, output_name: str, static_out: list[object] | None, out_dtype: str, cuda_graph: bool
+    ) -> None:
+        self._ort = ort
+        self._out_dtype = np.dtype(out_dtype)
+        self._cuda_graph = cuda_graph
+        self._session = session
+        self._device = device  # "cuda" or "cpu" (the CPU form exists so CI runs this code)
+        self._output_name = output_name
+        self._static_out = static_out
+        self._slots: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
+
+    def _slot(self, name: str, tensor: np.ndarray) -> tuple[Any, Any, Any, Any]:
+        slot = self._slots.get(tensor.shape)
+        if slot is None:
+            ort = self._ort
+            value = ort.OrtValue.ortvalue_from_shape_and_type(tensor.shape, tensor.dtype, self._device, 0)
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(name, value)
+            run_options = ort.RunOptions()
+            if self._cuda_graph:  # one captured graph per input shape (ONNX Runtime >= 1.17)
+                run_options.add_run_config_entry("gpu_graph_id", str(len(self._slots) + 1))
+            out_value = None
+            if self._static_out is not None:
+                shape = [tensor.shape[0], *self._static_out[1:]]
+                out_value = ort.OrtValue.ortvalue_from_shape_and_type(shape, self._out_dtype, self._device, 0)
+                binding.bind_ortvalue_output(self._output_name, out_value)
+            else:
+                binding.bind_output(self._output_name, self._device)
+            slot = self._slots[tensor.shape] = (value, binding, run_options, out_value)
+        return slot
+
+    def run(self, name: str, tensor: np.ndarray, plan_name: str | None, plan: np.ndarray | None) -> np.ndarray:
+        value, binding, run_options, _ = self._slot(name, tensor)
+        value.update_inplace(np.ascontiguousarray(tensor))  # the one host -> device copy of the batch
+        if plan_name is not None and plan is not None:
+            binding.bind_cpu_input(plan_name, plan)  # becomes Resize sizes / Pad pads: read on the host
+        self._session.run_with_iobinding(binding, run_options)
+        return binding.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]
+
+
 class OnnxRuntimeEngine:
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: str = "auto",
+        threads: int | None = None,
+        io_binding: bool | None = None,
+        cache_dir: Path | None = None,
+        max_batch: int = 8,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -48,23 +184,61 @@ class OnnxRuntimeEngine:
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        facts = self._facts(ort, path) if providers != ["CPUExecutionProvider"] else GraphFacts(False, False, False, "images", ())
+        options = provider_options(providers, facts, cache_dir or default_cache_dir(), max_batch)
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first[:200]}") from None
-        inp = self._session.get_inputs()[0]
+        inputs = self._session.get_inputs()
         out = self._session.get_outputs()[0]
+        inp = inputs[0]
         if inp.type not in _DTYPES:
-            raise ModelError(f"model {str(path)!r}: input type {inp.type} is not supported (float32 or float16)")
+            raise ModelError(f"model {str(path)!r}: input type {inp.type} is not supported (float32, float16, or uint8 frames)")
         meta = self._session.get_modelmeta().custom_metadata_map
         self.info: ModelInfo = info_from_metadata(meta, inp.name, inp.shape, _DTYPES[inp.type], out.shape, str(path))
+        if (inp.type == "tensor(uint8)") != self.info.graph_preprocess:
+            raise ModelError(f"model {str(path)!r}: uint8 input without edge_rt's letterbox metadata (or the reverse)")
+        expected = 2 if self.info.graph_preprocess else 1
+        if len(inputs) != expected:
+            raise ModelError(f"model {str(path)!r}: expected {expected} input(s), got {[i.name for i in inputs]}")
         self._output_name = out.name
         self.device = self._session.get_providers()[0].replace("ExecutionProvider", "").lower()
-        log.info("loaded %s on %s (providers: %s)", path.name, self.device, ", ".join(self._session.get_providers()))
+        on_gpu = self.device in ("cuda", "tensorrt")
+        self._binding: _Binding | None = None
+        if io_binding if io_binding is not None else on_gpu:
+            static_out = list(out.shape) if all(isinstance(d, int) for d in out.shape[1:]) else None
+            out_dtype = _DTYPES.get(out.type, "float32")
+            cuda_graph = on_gpu and facts.fixed_shapes and not facts.cpu_side_inputs
+            self._binding = _Binding(ort, self._session, "cuda" if on_gpu else "cpu", out.name, static_out, out_dtype, cuda_graph)
+        log.info(
+            "loaded %s on %s (providers: %s)%s", path.name, self.device, ", ".join(self._session.get_providers()),
+            ", I/O binding" if self._binding else "",
+        )
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self.info.input_name: tensor})[0]  # type: ignore[no-any-return]
+    @staticmethod
+    def _facts(ort: Any, path: Path) -> GraphFacts:
+        """Read shapes without building a session on a GPU provider (that would compile the graph twice)."""
+        try:
+            probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception:
+            return GraphFacts(False, False, False, "images", ())  # the real load below reports the problem
+        inputs, outputs = probe.get_inputs(), probe.get_outputs()
+        fixed = all(isinstance(d, int) for t in [*inputs, *outputs] for d in t.shape)
+        fp16 = "float16" in inputs[0].type or any("float16" in o.type for o in outputs)
+        return GraphFacts(fixed, len(inputs) > 1, fp16, inputs[0].name, tuple(inputs[0].shape))
+
+    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
+        if self.info.graph_preprocess and plan is None:
+            raise ValueError("this model letterboxes in its graph: infer() needs the plan (preprocess.FramePacker makes it)")
+        if self._binding is not None:
+            return self._binding.run(self.info.input_name, tensor, self.info.plan_input, plan)
+        feeds = {self.info.input_name: tensor}
+        if self.info.plan_input is not None and plan is not None:
+            feeds[self.info.plan_input] = plan
+        return self._session.run([self._output_name], feeds)[0]  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        self._binding = None
         self._session = None  # type: ignore[assignment]

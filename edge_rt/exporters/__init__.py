@@ -33,6 +33,11 @@ class ExportOptions:
     max_batch: int = 1
     workspace_gb: float = 4.0
     calibration_frames: int = 64
+    # GPU path: the letterbox (uint8 frames in) and NMS ((B, 300, 6) out) inside the graph.
+    graph_preprocess: bool = False
+    nms: bool = False
+    nms_conf: float = 0.25
+    nms_iou: float = 0.7
     description: str = ""
 
     def check(self) -> ExportOptions:
@@ -52,6 +57,8 @@ class ExportOptions:
             raise ConfigError(f"workspace_gb {self.workspace_gb}: must be > 0")
         if self.calibration_frames < 1:
             raise ConfigError(f"calibration_frames {self.calibration_frames}: must be >= 1")
+        if not 0 <= self.nms_conf < 1 or not 0 < self.nms_iou <= 1:
+            raise ConfigError(f"nms_conf {self.nms_conf} / nms_iou {self.nms_iou}: need 0 <= conf < 1 and 0 < iou <= 1")
         return self
 
 
@@ -118,21 +125,30 @@ def export(
 
         frames = load_frames(calibration, options.calibration_frames)
     batch = options.max_batch
+    nms = (options.nms_conf, options.nms_iou) if options.nms else None
     if options.format == "onnx":
         if options.precision == "int8":
             with tempfile.TemporaryDirectory() as tmp:
-                float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=False, batch=batch)
+                float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=False, batch=batch, nms=nms)
                 from .int8 import quantize_int8
 
                 assert frames is not None
                 quantize_int8(float_onnx, output, frames)
         else:
-            export_onnx(weights, output, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch)
+            export_onnx(weights, output, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch, nms=nms)
+        if options.graph_preprocess:
+            from .graph import add_graph_preprocess
+
+            add_graph_preprocess(output, output)
     else:
         from .tensorrt import build_engine
 
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(weights, Path(tmp) / "model.onnx", options.imgsz, dynamic=options.dynamic, batch=batch)
+            onnx_path = export_onnx(weights, Path(tmp) / "model.onnx", options.imgsz, dynamic=options.dynamic, batch=batch, nms=nms)
+            if options.graph_preprocess:
+                from .graph import add_graph_preprocess
+
+                add_graph_preprocess(onnx_path, onnx_path)
             build_engine(
                 onnx_path,
                 output,

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError, MissingDependencyError, ModelError
+from ..model_info import GRAPH_NMS_KEY
 
 
 def _yolo(weights: Path):  # type: ignore[no-untyped-def]
@@ -25,9 +26,22 @@ def _yolo(weights: Path):  # type: ignore[no-untyped-def]
 
 
 def export_onnx(
-    weights: Path, output: Path, imgsz: int, *, half: bool = False, dynamic: bool = False, batch: int = 1, simplify: bool = True
+    weights: Path,
+    output: Path,
+    imgsz: int,
+    *,
+    half: bool = False,
+    dynamic: bool = False,
+    batch: int = 1,
+    simplify: bool = True,
+    nms: tuple[float, float] | None = None,
 ) -> Path:
-    """Export `weights` (.pt) to `output`; fp16 on CPU keeps float32 inputs/outputs (Ultralytics' conversion)."""
+    """Export `weights` (.pt) to `output`; fp16 on CPU keeps float32 inputs/outputs (Ultralytics' conversion).
+
+    `nms` = (conf, iou) puts NMS inside the graph (Ultralytics' `nms=True`): the output becomes
+    (B, 300, 6), and on a GPU only that crosses back to the host. We record conf and iou in the
+    metadata, since a run can raise the threshold but never lower it below the exported one.
+    """
     if imgsz % 32:
         raise ConfigError(f"--imgsz {imgsz}: must be a multiple of 32")
     if batch < 1:
@@ -40,6 +54,24 @@ def export_onnx(
         staged = Path(tmp) / weights.name
         shutil.copy2(weights, staged)  # Ultralytics writes next to the weights; keep the user's folder clean
         model = _yolo(staged)
-        produced = model.export(format="onnx", imgsz=imgsz, half=half, dynamic=dynamic, batch=batch, simplify=simplify, device="cpu", verbose=False)
+        extra = {"nms": True, "conf": nms[0], "iou": nms[1]} if nms else {}
+        produced = model.export(
+            format="onnx", imgsz=imgsz, half=half, dynamic=dynamic, batch=batch, simplify=simplify, device="cpu", verbose=False, **extra
+        )
         shutil.move(str(produced), output)
+    if nms:
+        set_metadata(output, {GRAPH_NMS_KEY: repr({"conf": nms[0], "iou": nms[1], "max_batch": batch})})
     return output
+
+
+def set_metadata(path: Path, values: dict[str, str]) -> None:
+    """Add or replace metadata entries of an ONNX file in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta.update(values)
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))

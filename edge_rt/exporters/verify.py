@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..postprocess import Detections, Postprocessor, PostprocessSettings
-from ..preprocess import Preprocessor
+from ..preprocess import make_preprocessor
 
 Detector = Callable[[np.ndarray], Detections]
 
@@ -85,12 +85,12 @@ def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "
     engine = load_engine(model, device)
     info = engine.info
     size = (imgsz, imgsz) if imgsz else info.imgsz
-    pre = Preprocessor(size, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch)
+    pre = make_preprocessor(info, size)
     post = Postprocessor(info.num_classes, info.end2end, settings)
 
     def detect(frame: np.ndarray) -> Detections:
         prepared = pre([frame])
-        return post(engine.infer(prepared.tensor), prepared.letterboxes)[0]
+        return post(engine.infer(prepared.tensor, prepared.plan), prepared.letterboxes)[0]
 
     return detect
 

@@ -1,0 +1,141 @@
+"""Fold the letterbox into the model: uint8 camera frames in, detections out, all inside one graph.
+
+On a GPU this is what lets a frame cross to the device once, as uint8 (a quarter of the float
+bytes), and be resized, padded, flipped to RGB, transposed and scaled there, inside the same call
+as the model, whichever runtime runs it: ONNX Runtime on CPU or CUDA, its TensorRT provider, or a
+native TensorRT engine built from the file. We chose the graph over a hand-written CUDA kernel
+because it needs no CuPy or NVRTC on the box (JetPack has neither by default), runs the same on
+every backend, and ONNX Runtime's CPU provider runs it too, so CI checks its numbers against the
+host letterbox (`tests/test_graph_preprocess.py`).
+
+The graph in front of the model, for frames [B, H, W, 3] uint8 BGR and plan [6] int64
+(new_h, new_w, top, left, bottom, right) from `preprocess.plan_vector`:
+
+    Cast(float) -> Transpose(NCHW) -> Gather(BGR->RGB) -> Resize(linear, half_pixel) -> Round
+      -> Pad(114) -> Div(255) [-> Cast(float16)] -> the model's image input
+
+Resize with `half_pixel` and no antialias is OpenCV's INTER_LINEAR; Round brings it to the uint8
+values OpenCV's resize produces (within one level: OpenCV interpolates in fixed point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ModelError
+from ..model_info import GRAPH_PREPROCESS_KEY
+
+FRAMES = "frames"
+PLAN = "letterbox"
+_PREFIX = "edge_rt_pre/"
+
+
+def _onnx():  # type: ignore[no-untyped-def]
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("--graph-preprocess needs onnx: pip install 'edge_rt[train]'") from None
+    return onnx
+
+
+def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str):  # type: ignore[no-untyped-def]
+    """The letterbox as an ONNX model whose single output feeds the detector's image input."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    def name(n: str) -> str:
+        return _PREFIX + n
+
+    consts: dict[str, np.ndarray] = {
+        "rgb": np.array([2, 1, 0], np.int64),
+        "zero2": np.zeros(2, np.int64),
+        "s0": np.array([0], np.int64),
+        "s2": np.array([2], np.int64),
+        "s4": np.array([4], np.int64),
+        "s6": np.array([6], np.int64),
+        "pad_value": np.array(114.0, np.float32),
+        "scale": np.array(255.0, np.float32),
+    }
+    init = [numpy_helper.from_array(v, name(k)) for k, v in consts.items()]
+    n = name
+    nodes = [
+        helper.make_node("Cast", [FRAMES], [n("f")], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", [n("f")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
+        helper.make_node("Gather", [n("nchw_bgr"), n("rgb")], [n("nchw")], axis=1),
+        # sizes = [B, 3, new_h, new_w]
+        helper.make_node("Shape", [n("nchw")], [n("bc")], start=0, end=2),
+        helper.make_node("Slice", [PLAN, n("s0"), n("s2")], [n("new_hw")]),
+        helper.make_node("Concat", [n("bc"), n("new_hw")], [n("sizes")], axis=0),
+        helper.make_node(
+            "Resize", [n("nchw"), "", "", n("sizes")], [n("resized_f")],
+            mode="linear", coordinate_transformation_mode="half_pixel",
+        ),
+        helper.make_node("Round", [n("resized_f")], [n("resized")]),
+        # pads = [0, 0, top, left, 0, 0, bottom, right]
+        helper.make_node("Slice", [PLAN, n("s2"), n("s4")], [n("begin")]),
+        helper.make_node("Slice", [PLAN, n("s4"), n("s6")], [n("end")]),
+        helper.make_node("Concat", [n("zero2"), n("begin"), n("zero2"), n("end")], [n("pads")], axis=0),
+        helper.make_node("Pad", [n("resized"), n("pads"), n("pad_value")], [n("padded")], mode="constant"),
+    ]
+    if out_dtype == "float16":
+        nodes.append(helper.make_node("Div", [n("padded"), n("scale")], [n("scaled")]))
+        nodes.append(helper.make_node("Cast", [n("scaled")], [out_name], to=TensorProto.FLOAT16))
+    else:
+        nodes.append(helper.make_node("Div", [n("padded"), n("scale")], [out_name]))
+    out_type = TensorProto.FLOAT16 if out_dtype == "float16" else TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "edge_rt_letterbox",
+        [
+            helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, ["batch", "height", "width", 3]),
+            helper.make_tensor_value_info(PLAN, TensorProto.INT64, [6]),
+        ],
+        [helper.make_tensor_value_info(out_name, out_type, ["batch", 3, "in_h", "in_w"])],
+        initializer=init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def add_graph_preprocess(model_path: Path, output: Path) -> Path:
+    """Compose the letterbox graph in front of an Ultralytics-exported detection ONNX."""
+    onnx = _onnx()
+    from onnx import compose
+
+    model = onnx.load(str(model_path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    if GRAPH_PREPROCESS_KEY in meta:
+        raise ModelError(f"{model_path}: the letterbox is already in this graph")
+    if len(model.graph.input) != 1:
+        raise ModelError(f"{model_path}: expected one image input, got {len(model.graph.input)}")
+    image = model.graph.input[0]
+    elem = image.type.tensor_type.elem_type
+    dtype = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}.get(elem)
+    if dtype is None:
+        raise ModelError(f"{model_path}: image input type {elem} is not float32 or float16")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset < 13:
+        raise ModelError(f"{model_path}: opset {opset} is too old for the letterbox graph (13 or newer)")
+    pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype)
+    merged = compose.merge_models(pre, model, io_map=[(_PREFIX + "image", image.name)])
+    from ..model_info import _literal
+
+    imgsz = _literal(meta.get("imgsz"), "imgsz")
+    inner_hw = list(imgsz) if isinstance(imgsz, (list, tuple)) else [dims[2] or 640, dims[3] or 640]
+    if dims[2] and dims[3]:
+        inner_hw = [dims[2], dims[3]]
+    meta[GRAPH_PREPROCESS_KEY] = repr(
+        {"version": 1, "plan_input": PLAN, "inner_hw": inner_hw, "dynamic": dims[2] is None or dims[3] is None, "dtype": dtype}
+    )
+    del merged.metadata_props[:]
+    for k, v in meta.items():
+        merged.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(merged)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(output))
+    return output

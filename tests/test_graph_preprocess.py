@@ -1,0 +1,285 @@
+"""The GPU path's pieces that a CPU can check: the letterbox and NMS inside the graph, frame packing,
+I/O binding, and the provider options. ONNX Runtime's CPU provider runs the very graph a GPU runs.
+
+Parity is measured on the trained demo model over frames of a real 1280x720 mp4 (the untrained
+YOLO fixtures score many boxes near the threshold, where a one-level pixel change flips them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_rt.dataset import synth_clip
+from edge_rt.engines import load_engine
+from edge_rt.engines.onnxruntime import GraphFacts, OnnxRuntimeEngine, provider_options
+from edge_rt.exporters import ExportOptions, export
+from edge_rt.exporters.graph import add_graph_preprocess, preprocess_graph
+from edge_rt.exporters.verify import match
+from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
+from edge_rt.preprocess import FramePacker, Preprocessor, make_preprocessor
+
+from .conftest import free_port
+from .helpers import ROOT, assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
+
+DEMO_PT = ROOT / "models" / "demo" / "demo.pt"
+DEMO_DYNAMIC = ROOT / "models" / "demo" / "demo_dynamic.onnx"
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="session")
+def hd_frames(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    """160 frames of four real 16:9 mp4s with the shapes the demo model was trained on.
+
+    A one-level pixel difference flips the odd box that sits right at the threshold, so the rate is
+    pooled over many frames (measured over 8 clips x 60 frames: 99.5%, per clip 98.9% to 100%).
+    """
+    folder = tmp_path_factory.mktemp("clips")
+    return [f for seed in range(1, 5) for f in read_frames(synth_clip(folder / f"hd{seed}.mp4", frames=40, size=(1280, 720), fps=30, seed=seed))]
+
+
+@pytest.fixture(scope="session")
+def device_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo weights exported for the GPU path: uint8 frames in, letterbox and NMS in the graph."""
+    out = tmp_path_factory.mktemp("gpu_path") / "demo_gpu.onnx"
+    options = ExportOptions(imgsz=320, dynamic=True, max_batch=4, graph_preprocess=True, nms=True).check()
+    export(DEMO_PT, out, options)
+    return out
+
+
+def _detect(engine: object, frames: list[np.ndarray]) -> list[Detections]:
+    info = engine.info  # type: ignore[attr-defined]
+    prepared = make_preprocessor(info)(frames)
+    output = engine.infer(prepared.tensor, prepared.plan)  # type: ignore[attr-defined]
+    return Postprocessor(info.num_classes, info.end2end, PostprocessSettings())(output, prepared.letterboxes)
+
+
+def _match_rate(a: list[Detections], b: list[Detections]) -> tuple[int, int]:
+    total = sum(max(len(x), len(y)) for x, y in zip(a, b))
+    matched = sum(len(match(x, y, iou=0.9)) for x, y in zip(a, b))
+    return matched, total
+
+
+# --- the letterbox graph against the host letterbox -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, auto",
+    [((1280, 720), True), ((1280, 720), False), ((640, 480), True), ((200, 150), True), ((320, 320), False), ((333, 517), True)],
+)
+def test_letterbox_graph_equals_host_letterbox_within_one_level(size: tuple[int, int], auto: bool) -> None:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(size[0])
+    w, h = size
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frame[h // 4 : h // 2, w // 4 : w // 2] = (10, 200, 90)  # edges, where interpolation differs most
+    session = ort.InferenceSession(preprocess_graph(18, 10, "out", "float32").SerializeToString(), providers=["CPUExecutionProvider"])
+    host = Preprocessor((320, 320), 32, auto)([frame])
+    packed = FramePacker((320, 320), 32, auto)([frame])
+    graph = session.run(None, {"frames": packed.tensor, "letterbox": packed.plan})[0]
+    assert graph.shape == host.tensor.shape
+    levels = np.abs(graph - host.tensor) * 255
+    # OpenCV interpolates uint8 in fixed point, the graph in float: at most one level apart, rarely.
+    assert levels.max() <= 1.0 + 1e-4
+    assert (levels > 0.5).mean() < 0.25
+    pad = host.tensor[0, :, 0, 0] if host.letterboxes[0].top or host.letterboxes[0].left else None
+    if pad is not None:
+        np.testing.assert_allclose(graph[0, :, 0, 0], pad, atol=1e-6)
+
+
+def test_float16_graph_output(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(preprocess_graph(18, 10, "out", "float16").SerializeToString(), providers=["CPUExecutionProvider"])
+    frame = np.full((90, 160, 3), 200, np.uint8)
+    packed = FramePacker((64, 64), 32, True)([frame])
+    out = session.run(None, {"frames": packed.tensor, "letterbox": packed.plan})[0]
+    assert out.dtype == np.float16 and out.shape == (1, 3, 64, 64)
+    assert float(out[0, 0, 32, 32]) == pytest.approx(200 / 255, abs=1e-3)
+    assert float(out[0, 0, 0, 0]) == pytest.approx(114 / 255, abs=1e-3)
+
+
+# --- frame packing ----------------------------------------------------------------------------------
+
+
+def test_packer_passes_one_frame_without_a_copy_and_batches_into_a_reused_ring() -> None:
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    packer = FramePacker((320, 320), 32, auto=True, ring=2)
+    one = packer([frame])
+    assert one.tensor.shape == (1, 720, 1280, 3) and np.shares_memory(one.tensor, frame)
+    assert one.plan.tolist() == [180, 320, 6, 0, 6, 0]  # 16:9 -> 192x320, centred
+    rings = [packer([frame, frame + 1]).tensor for _ in range(3)]
+    assert rings[0] is rings[2] and rings[0] is not rings[1]
+    assert rings[2].dtype == np.uint8 and (rings[2][1] == 1).all()
+
+
+def test_packer_letterboxes_mixed_sizes_on_the_host_with_an_identity_plan() -> None:
+    a, b = np.full((720, 1280, 3), 50, np.uint8), np.full((480, 640, 3), 90, np.uint8)
+    packed = FramePacker((320, 320), 32, auto=True)([a, b])
+    assert packed.tensor.shape == (2, 320, 320, 3)
+    assert packed.plan.tolist() == [320, 320, 0, 0, 0, 0]
+    host = Preprocessor((320, 320), 32, auto=True)([a, b])
+    assert packed.letterboxes == host.letterboxes
+    np.testing.assert_allclose(packed.tensor[..., ::-1].transpose(0, 3, 1, 2) / 255, host.tensor, atol=1e-6)
+
+
+def test_packer_pads_a_fixed_batch() -> None:
+    packed = FramePacker((320, 320), 32, auto=False, fixed_batch=4)([np.zeros((100, 100, 3), np.uint8)] * 3)
+    assert packed.tensor.shape == (4, 100, 100, 3) and packed.count == 3
+    with pytest.raises(ValueError, match="fixed batch 4"):
+        FramePacker((320, 320), 32, auto=False, fixed_batch=4)([np.zeros((10, 10, 3), np.uint8)] * 5)
+
+
+# --- the whole device path against the CPU path ------------------------------------------------------
+
+
+def test_device_path_export_reads_back_as_graph_preprocess_with_nms(device_model: Path) -> None:
+    info = load_engine(device_model, "cpu").info
+    assert info.graph_preprocess and info.plan_input == "letterbox" and info.input_name == "frames"
+    assert info.end2end and info.graph_nms == (0.25, 0.7) and info.max_batch == 4
+    assert info.imgsz == (320, 320) and info.dynamic_shape and info.names == load_engine(DEMO_DYNAMIC, "cpu").info.names
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_device_path_boxes_match_the_cpu_path(device_model: Path, hd_frames: list[np.ndarray], batch: int) -> None:
+    """Same class and IoU >= 0.9 for >= 99% of boxes: letterbox and NMS in the graph vs host + NumPy."""
+    device, host = load_engine(device_model, "cpu"), load_engine(DEMO_DYNAMIC, "cpu")
+    got, ref = [], []
+    for i in range(0, len(hd_frames) - batch + 1, batch):
+        frames = hd_frames[i : i + batch]
+        got += _detect(device, frames)
+        ref += _detect(host, frames)
+    matched, total = _match_rate(ref, got)
+    assert total > 500, "the demo model should find the clip's shapes"
+    assert matched >= 0.99 * total, f"{matched}/{total} boxes matched at IoU 0.9"
+    diffs = np.concatenate([np.abs(np.sort(r.conf) - np.sort(g.conf)) for r, g in zip(ref, got) if len(r) and len(r) == len(g)])
+    assert diffs.mean() < 0.003 and diffs.max() < 0.05
+
+
+def test_device_path_with_mixed_camera_sizes(device_model: Path, hd_frames: list[np.ndarray]) -> None:
+    import cv2
+
+    small = [cv2.resize(f, (640, 360)) for f in hd_frames[::2]]
+    device, host = load_engine(device_model, "cpu"), load_engine(DEMO_DYNAMIC, "cpu")
+    got, ref = [], []
+    for big, little in zip(hd_frames[1::2], small):
+        got += _detect(device, [big, little])
+        ref += _detect(host, [big, little])
+    matched, total = _match_rate(ref, got)
+    assert total > 100 and matched >= 0.99 * total, f"{matched}/{total} boxes matched at IoU 0.9"
+
+
+def test_io_binding_gives_the_same_output_as_run(device_model: Path, hd_frames: list[np.ndarray]) -> None:
+    """The binding code the CUDA path uses, run with CPU buffers: one slot per shape, reused."""
+    plain = OnnxRuntimeEngine(device_model, "cpu")
+    bound = OnnxRuntimeEngine(device_model, "cpu", io_binding=True)
+    for frames in ([hd_frames[0]], [hd_frames[1], hd_frames[2]], [hd_frames[3]]):
+        p = make_preprocessor(plain.info)(frames)
+        np.testing.assert_array_equal(bound.infer(p.tensor, p.plan), plain.infer(p.tensor, p.plan))
+    assert len(bound._binding._slots) == 2  # type: ignore[union-attr]
+    host_plain, host_bound = OnnxRuntimeEngine(DEMO_DYNAMIC, "cpu"), OnnxRuntimeEngine(DEMO_DYNAMIC, "cpu", io_binding=True)
+    p = make_preprocessor(host_plain.info)([hd_frames[5]])
+    np.testing.assert_array_equal(host_bound.infer(p.tensor), host_plain.infer(p.tensor))
+    with pytest.raises(ValueError, match="needs the plan"):
+        plain.infer(p.tensor)
+
+
+def test_graph_preprocess_refuses_a_model_that_has_it(device_model: Path, tmp_path: Path) -> None:
+    from edge_rt.errors import ModelError
+
+    with pytest.raises(ModelError, match="already in this graph"):
+        add_graph_preprocess(device_model, tmp_path / "twice.onnx")
+
+
+# --- edge-rt run and export through the CLI ---------------------------------------------------------
+
+
+def test_run_publishes_the_device_path_boxes(device_model: Path, tmp_path: Path) -> None:
+    from edge_rt.client import Subscriber
+
+    clip = synth_clip(tmp_path / "cam.mp4", frames=12, size=(1280, 720), fps=30, seed=5)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Subscriber(endpoint) as sub:
+        proc = start_cli(
+            "run", "--publish", endpoint.replace("127.0.0.1", "*"), "--await-subscribers", "1", "--device", "cpu",
+            "--model", str(device_model), "--source", f"a={clip}", "--source", f"b={clip}",
+        )
+        try:
+            messages = collect(sub, ["a", "b"])
+            proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0
+    host = load_engine(DEMO_DYNAMIC, "cpu")
+    frames = read_frames(clip)
+    for name in ("a", "b"):
+        dets = detections_of(messages[name])
+        assert [m.frame_index for m in dets] == list(range(12))
+        for m in dets:
+            ref = _detect(host, [frames[m.frame_index]])[0]
+            got = Detections(
+                np.array([d.box for d in m.detections], np.float32).reshape(-1, 4),
+                np.array([d.conf for d in m.detections], np.float32),
+                np.array([d.cls for d in m.detections], np.int64),
+            )
+            assert len(match(ref, got, iou=0.9)) == len(ref) == len(got), f"{name} frame {m.frame_index}"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--conf", "0.1"], "keeps only boxes above 0.25"),
+        (["--iou", "0.5"], "export again with --nms-iou 0.5"),
+        (["--agnostic-nms"], "per class"),
+        (["--max-batch", "8"], "handles batches up to 4"),
+    ],
+)
+def test_run_refuses_settings_the_graph_nms_cannot_honour(device_model: Path, tmp_path: Path, flags: list[str], expected: str) -> None:
+    clip = synth_clip(tmp_path / "c.mp4", frames=2, size=(320, 180), fps=30, seed=1)
+    proc = run_cli("run", "--model", str(device_model), "--source", str(clip), "--device", "cpu", "--publish", f"tcp://127.0.0.1:{free_port()}", *flags)
+    assert_clean_failure(proc, expected)
+
+
+# --- provider options (what a GPU session is created with) ---------------------------------------
+
+
+def test_cuda_options_use_heuristic_search_and_cuda_graphs_only_for_fixed_shapes(tmp_path: Path) -> None:
+    fixed = GraphFacts(True, False, False, "images", (1, 3, 640, 640))
+    opts = dict(provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"], fixed, tmp_path, 8))
+    assert opts["CUDAExecutionProvider"]["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert opts["CUDAExecutionProvider"]["enable_cuda_graph"] == "1"
+    framed = GraphFacts(True, True, False, "frames", (1, 720, 1280, 3))  # the plan is read on the host
+    assert dict(provider_options(["CUDAExecutionProvider"], framed, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
+    dynamic = GraphFacts(False, False, False, "images", ("batch", 3, "h", "w"))
+    assert dict(provider_options(["CUDAExecutionProvider"], dynamic, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
+
+
+def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Path) -> None:
+    facts = GraphFacts(False, True, True, "frames", ("batch", "height", "width", 3))
+    cache = tmp_path / "trt"
+    trt = dict(provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider"], facts, cache, 16))["TensorrtExecutionProvider"]
+    assert cache.is_dir()
+    assert trt["trt_engine_cache_enable"] == "True" and trt["trt_engine_cache_path"] == str(cache)
+    assert trt["trt_timing_cache_enable"] == "True" and trt["trt_timing_cache_path"] == str(cache)
+    assert trt["trt_fp16_enable"] == "True" and trt["trt_cuda_graph_enable"] == "False"
+    assert trt["trt_profile_min_shapes"] == "frames:1x32x32x3"
+    assert trt["trt_profile_opt_shapes"] == "frames:16x720x1280x3"
+    assert trt["trt_profile_max_shapes"] == "frames:16x2160x3840x3"
+    plain = GraphFacts(False, False, False, "images", ("batch", 3, 640, 640))
+    trt = dict(provider_options(["TensorrtExecutionProvider"], plain, cache, 4))["TensorrtExecutionProvider"]
+    assert trt["trt_profile_max_shapes"] == "images:4x3x640x640"
+
+
+def test_export_cli_flags_and_profiles(tmp_path: Path) -> None:
+    from edge_rt.exporters import resolve_options
+
+    for target in ("cuda-fp16", "trt-fp16", "jetson-orin-fp16"):
+        options = resolve_options(target, {})
+        assert options.graph_preprocess and options.nms, target
+    assert not resolve_options("cpu-fp32", {}).graph_preprocess
+    proc = run_cli("export", "--weights", str(DEMO_PT), "--nms", "--nms-conf", "1.5", "--output", str(tmp_path / "x.onnx"))
+    assert_clean_failure(proc, "nms_conf 1.5")

@@ -15,39 +15,15 @@ import pytest
 from edge_rt.dataset import synth_clip
 from edge_rt.engines import load_engine
 from edge_rt.engines.onnxruntime import GraphFacts, OnnxRuntimeEngine, provider_options
-from edge_rt.exporters import ExportOptions, export
 from edge_rt.exporters.graph import add_graph_preprocess, preprocess_graph
 from edge_rt.exporters.verify import match
 from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
 from edge_rt.preprocess import FramePacker, Preprocessor, make_preprocessor
 
-from .conftest import free_port
-from .helpers import ROOT, assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
-
-DEMO_PT = ROOT / "models" / "demo" / "demo.pt"
-DEMO_DYNAMIC = ROOT / "models" / "demo" / "demo_dynamic.onnx"
+from .conftest import DEMO_DYNAMIC, DEMO_PT, free_port
+from .helpers import assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="session")
-def hd_frames(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
-    """160 frames of four real 16:9 mp4s with the shapes the demo model was trained on.
-
-    A one-level pixel difference flips the odd box that sits right at the threshold, so the rate is
-    pooled over many frames (measured over 8 clips x 60 frames: 99.5%, per clip 98.9% to 100%).
-    """
-    folder = tmp_path_factory.mktemp("clips")
-    return [f for seed in range(1, 5) for f in read_frames(synth_clip(folder / f"hd{seed}.mp4", frames=40, size=(1280, 720), fps=30, seed=seed))]
-
-
-@pytest.fixture(scope="session")
-def device_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo weights exported for the GPU path: uint8 frames in, letterbox and NMS in the graph."""
-    out = tmp_path_factory.mktemp("gpu_path") / "demo_gpu.onnx"
-    options = ExportOptions(imgsz=320, dynamic=True, max_batch=4, graph_preprocess=True, nms=True).check()
-    export(DEMO_PT, out, options)
-    return out
 
 
 def _detect(engine: object, frames: list[np.ndarray]) -> list[Detections]:

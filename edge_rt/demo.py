@@ -94,7 +94,7 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="edge-rt-demo-") as tmp:
         clip = synth_clip(Path(tmp) / "shapes.mp4", frames=frames, size=(640, 360), fps=int(fps), seed=7)
         endpoint = f"ipc://{tmp}/demo.sock"
-        print(f"[demo] a synthetic 640x360 camera at {fps:g} frames/s ({frames} frames), model {model}", file=out)
+        print(f"[demo] a synthetic 640x360 camera at {fps:g} frames/s ({frames} frames), model {_shown(model)}", file=out)
         print(f"[demo] publishing on {endpoint}; a subscriber prints every {every}th frame", file=out)
         config = build_run_config(
             {},
@@ -110,3 +110,11 @@ def run_demo(
         print("[demo] measured at the subscriber:", file=out)
         print(subscriber.summary(), file=out)
     return code
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to where they stand when it lies below."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

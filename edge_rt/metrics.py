@@ -33,6 +33,9 @@ class Metrics:
         with self._lock:
             self._samples[stage].append(value_ms)
 
+    def record_batch(self, size: int, engine_ms: float) -> None:
+        """One inference call: exporters (Prometheus) keep batch sizes and engine time per call."""
+
     def frames(self) -> dict[str, int]:
         with self._lock:
             return dict(self._frames)
@@ -71,4 +74,7 @@ class NullMetrics(Metrics):
         pass
 
     def record(self, stage: str, value_ms: float) -> None:
+        pass
+
+    def record_batch(self, size: int, engine_ms: float) -> None:
         pass

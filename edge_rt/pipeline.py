@@ -195,6 +195,7 @@ class Pipeline:
             item = self._to_publish.get()
             if item is _DONE:
                 break
+            self.metrics.record_batch(len(item.job.batch.frames), (item.inf_end_ns - item.inf_start_ns) / 1e6)
             dets = self.postprocessor(item.output, item.job.prepared.letterboxes)
             post_end = time.perf_counter_ns()
             for frame_dets, frame in zip(dets, item.job.batch.frames):

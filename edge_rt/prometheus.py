@@ -1,0 +1,119 @@
+"""Prometheus metrics for `edge-rt run --metrics-port N`, through the official prometheus-client.
+
+Per-stage latency and batch sizes are histograms observed as frames are published; the per-source
+counters (read, published, skipped, failures, reconnects, stalls) and source states are read from
+the pipeline at scrape time, so they can never drift from what the end-of-run summary says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .errors import ConfigError, MissingDependencyError
+from .metrics import STAGES, Metrics
+
+# Milliseconds: from a fast GPU call to a camera that queued for a second.
+LATENCY_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+# counter name in Pipeline.counters() -> (metric suffix, help)
+COUNTERS = {
+    "read": ("frames_read", "Frames decoded from the source"),
+    "published": ("frames_published", "Frames whose detections were published"),
+    "skipped": ("frames_skipped", "Frames replaced by a newer one before inference (live sources stay current)"),
+    "paced_out": ("frames_paced_out", "Frames dropped to hold the --fps pace"),
+    "read_failures": ("read_failures", "Failed reads"),
+    "reconnects": ("reconnects", "Times the source was reopened"),
+    "stalls": ("stalls", "Times the source sent nothing for --stall-timeout"),
+}
+
+CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]
+StatesFn = Callable[[], Mapping[str, str]]
+
+
+def _client() -> Any:
+    try:
+        import prometheus_client
+    except ImportError:
+        raise MissingDependencyError("--metrics-port needs prometheus-client: pip install prometheus-client") from None
+    return prometheus_client
+
+
+class PrometheusMetrics(Metrics):
+    """The run's Metrics, also exported: histograms fed per frame, counters read per scrape."""
+
+    def __init__(self, counters: CountersFn, states: StatesFn, namespace: str = "edge_rt", window: int = 20000) -> None:
+        super().__init__(window)
+        prom = _client()
+        self.registry = prom.CollectorRegistry()
+        self._latency = prom.Histogram(
+            f"{namespace}_stage_latency_ms", "Per-frame latency of each pipeline stage, in milliseconds",
+            ["stage"], buckets=LATENCY_BUCKETS_MS, registry=self.registry,
+        )
+        self._batch = prom.Histogram(
+            f"{namespace}_batch_size", "Frames per inference call", buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self._engine = prom.Histogram(
+            f"{namespace}_engine_ms", "Engine time per inference call (whole batch), in milliseconds",
+            buckets=LATENCY_BUCKETS_MS, registry=self.registry,
+        )
+        self.registry.register(_SourceCollector(namespace, counters, states))
+        self._server: Any = None
+
+    def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
+        super().record_frame(source, latency_ms)
+        for stage in STAGES:
+            if stage in latency_ms:
+                self._latency.labels(stage).observe(latency_ms[stage])
+
+    def record_batch(self, size: int, engine_ms: float) -> None:
+        self._batch.observe(size)
+        self._engine.observe(engine_ms)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Start the HTTP endpoint (/metrics) in a daemon thread; returns the bound port."""
+        prom = _client()
+        try:
+            self._server, _thread = prom.start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _SourceCollector:
+    """Reads per-source counters and states when Prometheus scrapes."""
+
+    def __init__(self, namespace: str, counters: CountersFn, states: StatesFn) -> None:
+        self._ns = namespace
+        self._counters = counters
+        self._states = states
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
+
+        snapshot = self._counters()
+        for key, (suffix, doc) in COUNTERS.items():
+            family = CounterMetricFamily(f"{self._ns}_{suffix}", doc, labels=["source"])
+            for source, values in snapshot.items():
+                if key in values:
+                    family.add_metric([source], values[key])
+            yield family
+        states = self._states()
+        known = sorted({*SOURCE_STATES, *states.values()})
+        state = StateSetMetricFamily(f"{self._ns}_source_state", "Current state of each source", labels=["source"])
+        for source, current in states.items():
+            state.add_metric([source], {s: s == current for s in known})
+        yield state
+        up = GaugeMetricFamily(f"{self._ns}_source_up", "1 while the source delivers frames", labels=["source"])
+        for source, current in states.items():
+            up.add_metric([source], 1.0 if current in ("online", "streaming") else 0.0)
+        yield up
+
+
+SOURCE_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")

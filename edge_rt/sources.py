@@ -3,6 +3,8 @@
 Live sources keep only their newest frame (a slow pipeline never works on stale frames, and every
 frame it skips is counted); files hand over every frame, in order, unless paced like a camera.
 A live source that fails or stalls is reopened with capped exponential back-off.
+`synthetic://WIDTHxHEIGHT` is a camera stand-in for benchmarks: pre-rendered frames in memory, so
+what is measured is the pipeline, not video decoding.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +31,8 @@ log = logging.getLogger("edge_rt.sources")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+SYNTHETIC_SCHEME = "synthetic://"
+SYNTHETIC_DEFAULT_FPS = 30.0
 
 
 class SourceKind(enum.Enum):
@@ -35,10 +41,23 @@ class SourceKind(enum.Enum):
     STREAM = "stream"  # a network URL: RTSP, HTTP, RTMP, UDP
     FILE = "file"  # a video file
     GSTREAMER = "gstreamer"  # a GStreamer pipeline ending in appsink
+    SYNTHETIC = "synthetic"  # in-memory frames for benchmarks: synthetic://1280x720?fps=30
 
     @property
     def live(self) -> bool:
+        """Never ends and keeps only its newest frame."""
         return self is not SourceKind.FILE
+
+    @property
+    def waits_for_ticks(self) -> bool:
+        """Paced by waiting for the next tick before reading (files, synthetic frames), rather than by
+        dropping what a camera delivers early."""
+        return self in (SourceKind.FILE, SourceKind.SYNTHETIC)
+
+    @property
+    def can_stall(self) -> bool:
+        """A device or a network peer can freeze; frames in memory cannot."""
+        return self.live and self is not SourceKind.SYNTHETIC
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class SourceSpec:
 
 
 def classify(uri: str) -> SourceKind:
+    if uri.lower().startswith(SYNTHETIC_SCHEME):
+        return SourceKind.SYNTHETIC
     if uri.isdigit():
         return SourceKind.CAMERA
     if uri.startswith("/dev/"):
@@ -101,7 +122,88 @@ def parse_source(
         raise SourceError(f"source {name!r}: malformed URL {uri!r}; expected e.g. rtsp://host:554/path")
     if loop and kind is not SourceKind.FILE:
         raise ConfigError(f"source {name!r}: loop applies to files only, not {kind.value} sources")
+    if kind is SourceKind.SYNTHETIC:
+        fps = parse_synthetic(uri, name, fps).fps  # always paced: a camera has a frame rate
     return SourceSpec(name=name, uri=uri, kind=kind, fps=fps, loop=loop)
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    width: int
+    height: int
+    fps: float
+    frames: int  # distinct pre-rendered frames, cycled
+
+
+def parse_synthetic(uri: str, name: str, fps: float | None = None) -> SyntheticSettings:
+    """`synthetic://WIDTHxHEIGHT[?fps=N][&frames=N]`; a rate given both here and by --fps must agree."""
+    usage = f"source {name!r}: {uri!r}: expected synthetic://WIDTHxHEIGHT[?fps=N][&frames=N], e.g. synthetic://1280x720?fps=30"
+    size, _, query = uri[len(SYNTHETIC_SCHEME) :].partition("?")
+    m = re.fullmatch(r"(\d+)x(\d+)", size.lower())
+    if not m:
+        raise SourceError(usage)
+    width, height = int(m.group(1)), int(m.group(2))
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        raise SourceError(f"source {name!r}: synthetic frame size {width}x{height}: each side must be 16..8192")
+    options: dict[str, float] = {}
+    for part in filter(None, query.split("&")):
+        key, sep, value = part.partition("=")
+        if key not in ("fps", "frames") or not sep:
+            raise SourceError(f"{usage} (unknown option {part!r})")
+        try:
+            options[key] = float(value)
+        except ValueError:
+            raise SourceError(f"source {name!r}: synthetic {key}={value!r} is not a number") from None
+    uri_fps = options.get("fps")
+    if uri_fps is not None and not 0 < uri_fps <= 10_000:
+        raise SourceError(f"source {name!r}: synthetic fps={uri_fps:g}: must be > 0 and <= 10000")
+    if uri_fps is not None and fps is not None and uri_fps != fps:
+        raise ConfigError(f"source {name!r}: fps given twice ({uri_fps:g} in the URI, {fps:g} from --fps); give it once")
+    frames = options.get("frames", 8)
+    if not 1 <= frames <= 64 or frames != int(frames):
+        raise SourceError(f"source {name!r}: synthetic frames={frames:g}: must be a whole number 1..64")
+    return SyntheticSettings(width, height, fps or uri_fps or SYNTHETIC_DEFAULT_FPS, int(frames))
+
+
+@lru_cache(maxsize=4)
+def render_synthetic(width: int, height: int, frames: int) -> tuple[np.ndarray, ...]:
+    """A few frames of shapes moving over a fixed background; read-only, so every source can share them."""
+    import cv2
+
+    base = np.empty((height, width, 3), np.uint8)
+    base[..., 0] = (np.arange(width) * 255 // width)[None, :]
+    base[..., 1] = (np.arange(height) * 255 // height)[:, None]
+    base[..., 2] = 96
+    noisy = cv2.add(base, np.random.default_rng(0).integers(0, 32, base.shape, dtype=np.uint8))
+    size = max(min(width, height) // 6, 4)
+    out = []
+    for i in range(frames):
+        im = noisy.copy()
+        x = (width - size) * i // max(frames, 1)
+        y = (height - size) * (frames - i) // (frames + 1)
+        cv2.rectangle(im, (x, height // 4), (x + size, height // 4 + size), (255, 255, 255), -1)
+        cv2.circle(im, (width - size, y + size // 2), size // 2, (0, 0, 255), -1)
+        im.flags.writeable = False
+        out.append(im)
+    return tuple(out)
+
+
+class SyntheticReader:
+    """A `VideoReader` over pre-rendered frames: a read costs nothing, so decoding is not what is
+    measured. The capture thread paces it at the spec's fps, as it paces a file."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        cfg = parse_synthetic(spec.uri, spec.name, spec.fps)
+        self._frames = render_synthetic(cfg.width, cfg.height, cfg.frames)
+        self._next = zlib.crc32(spec.name.encode()) % cfg.frames  # sources out of step with each other
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        frame = self._frames[self._next]
+        self._next = (self._next + 1) % len(self._frames)
+        return True, frame
+
+    def release(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,6 +340,8 @@ class CaptureSettings:
 
 def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
     """Open with OpenCV; timeouts can only be set at open time, so they go in here."""
+    if spec.kind is SourceKind.SYNTHETIC:
+        return SyntheticReader(spec)
     import cv2
 
     params = [
@@ -391,7 +495,7 @@ class CaptureThread(threading.Thread):
         last_frame = time.monotonic()
         got_any = False
         while not self._stop_event.is_set():
-            if period_ns and not spec.kind.live:
+            if period_ns and spec.kind.waits_for_ticks:
                 # Pace a file like a camera: wait for the next tick instead of bursting.
                 delay = next_due - time.perf_counter_ns()
                 if delay > 0 and self._stop_event.wait(delay / 1e9):
@@ -406,7 +510,7 @@ class CaptureThread(threading.Thread):
                     return "ended"
                 counters.read_failures += 1
                 return "read failed" if got_any else "no frames"
-            stalled = spec.kind.live and got_any and now - last_frame > self.settings.stall_timeout_s
+            stalled = spec.kind.can_stall and got_any and now - last_frame > self.settings.stall_timeout_s
             last_frame = now
             if stalled:
                 counters.stalls += 1

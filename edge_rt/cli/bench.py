@@ -18,13 +18,22 @@ def add_bench(sub: Any) -> None:
     e.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
     e.add_argument("--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)")
     e.add_argument("--shape", metavar="HxW", help="input size for dynamic-shape models, e.g. 384x640 (default: export size; fixed-shape models keep theirs)")
+    e.add_argument(
+        "--frame-size", metavar="WxH", default="1280x720",
+        help="camera frames fed to models that letterbox in their graph (exported with --graph-preprocess); default 1280x720",
+    )
     e.add_argument("--iters", type=int, default=200)
     e.add_argument("--warmup", type=int, default=20)
     e.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all cores)")
     e.add_argument("--json", metavar="FILE")
     pp = bsub.add_parser("pipeline", help="the whole runtime, measured at a real ZeroMQ subscriber")
     pp.add_argument("--model", "-m", required=True)
-    pp.add_argument("--source", "-s", action="append", required=True, help="files loop; repeat for several")
+    pp.add_argument("--source", "-s", action="append", default=[], help="files loop; repeat for several (or use --synthetic)")
+    pp.add_argument(
+        "--synthetic", type=int, default=0, metavar="N",
+        help="add N synthetic cameras (in-memory frames: no decoding is measured); without --fps they offer 1.5x the bare engine's rate",
+    )
+    pp.add_argument("--frame-size", metavar="WxH", default="1280x720", help="size of the synthetic frames (default 1280x720)")
     pp.add_argument("--fps", type=float, help="pace sources like cameras (default: as fast as the pipeline goes)")
     pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
     pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
@@ -35,7 +44,10 @@ def add_bench(sub: Any) -> None:
     c.add_argument("--model", "-m", required=True, help="the model edge_rt runs")
     c.add_argument("--source", "-s", required=True, help="a video file")
     c.add_argument("--reference", help="what Ultralytics runs (default: the same model), e.g. the original .pt")
-    c.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
+    c.add_argument(
+        "--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="where both run: on a GPU, edge_rt's CUDA/TensorRT path and Ultralytics with PyTorch on device 0 (default cpu)",
+    )
     c.add_argument("--imgsz", type=int)
     c.add_argument("--json", metavar="FILE")
     pub = bsub.add_parser("publish", help="publisher throughput and publish-to-subscriber latency over tcp loopback")
@@ -59,11 +71,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         results = []
         for model in args.model:
             for device in args.device or ["cpu"]:
-                results += bench_lib.bench_engine(Path(model), device, batches, args.iters, args.warmup, bench_lib.parse_shape(args.shape), args.threads)
+                results += bench_lib.bench_engine(
+                    Path(model), device, batches, args.iters, args.warmup, bench_lib.parse_shape(args.shape), args.threads,
+                    bench_lib.parse_frame_size(args.frame_size),
+                )
         print(bench_lib.engine_table(results))
         out: Any = results
     elif args.what == "pipeline":
-        out = bench_lib.bench_pipeline(Path(args.model), args.source, args.fps, args.duration, args.device, args.max_batch)
+        out = bench_lib.bench_pipeline(
+            Path(args.model), args.source, args.fps, args.duration, args.device, args.max_batch,
+            synthetic=args.synthetic, frame_size=bench_lib.parse_frame_size(args.frame_size),
+        )
         print(bench_lib.pipeline_table(out))
         if args.plot:
             print(f"plot: {bench_lib.plot_pipeline(out, Path(args.plot))}")

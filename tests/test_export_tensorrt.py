@@ -1,7 +1,9 @@
 """TensorRT engine export: the parts that need no GPU run everywhere; the builds run on a GPU box.
 
-The GPU tests (marker `gpu`) build real engines from real Ultralytics ONNX exports, load them with
-the runtime's own TensorRT backend and compare their boxes with ONNX Runtime on the CPU.
+The GPU tests (marker `tensorrt`: TensorRT and a GPU) build real engines from real Ultralytics ONNX
+exports, load them with the runtime's own TensorRT backend and compare their boxes with ONNX
+Runtime on the CPU. The runtime itself (profiles per batch, CUDA graphs) is tested in
+test_engine_tensorrt.py.
 """
 
 from __future__ import annotations
@@ -18,21 +20,26 @@ import pytest
 
 from edge_rt.engines import load_engine
 from edge_rt.engines.base import Engine
-from edge_rt.engines.tensorrt import check_sidecar, sidecar_path
+from edge_rt.engines.tensorrt import check_sidecar, plan_input_name, rebuild_command, sidecar_metadata, sidecar_path
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.tensorrt import (
+    FRAME_MAX,
     Profile,
+    batch_profiles,
+    batch_sizes,
     build_engine,
     calibration_batches,
     fp16_onnx_bytes,
     head_layers,
     head_prefix,
+    letterbox_plan,
     make_sidecar,
     model_index,
+    plan_frames_profile,
     plan_profile,
     read_onnx,
 )
-from edge_rt.model_info import info_from_metadata
+from edge_rt.model_info import GRAPH_PREPROCESS_KEY, info_from_metadata
 from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
 from edge_rt.preprocess import Preprocessor, plan_letterbox
 
@@ -194,13 +201,67 @@ def test_dynamic_profile_covers_every_runtime_letterbox(frame_hw: tuple[int, int
     assert profile.min[2] <= h <= profile.max[2] and profile.min[3] <= w <= profile.max[3]
 
 
+@pytest.mark.parametrize(
+    "lo,opt,hi,sizes",
+    [
+        (1, 1, 1, [1]),
+        (1, 4, 4, [1, 2, 4]),
+        (1, 8, 8, [1, 2, 4, 8]),
+        (1, 3, 6, [1, 2, 3, 4, 6]),  # opt and max get their own profiles too
+        (2, 8, 8, [2, 4, 8]),
+        (3, 3, 3, [3]),
+        (1, 16, 16, [1, 2, 4, 8, 16]),
+    ],
+)
+def test_one_profile_per_batch_size(lo: int, opt: int, hi: int, sizes: list[int]) -> None:
+    assert batch_sizes(lo, opt, hi) == sizes
+    profiles = batch_profiles(plan_profile((-1, 3, -1, -1), (IMGSZ, IMGSZ), 32, lo, opt, hi))
+    assert [p.min[0] for p in profiles] == sizes
+    for p in profiles:  # min = opt = max on the batch axis; the H/W range is the whole range each time
+        assert p.min[0] == p.opt[0] == p.max[0]
+        assert (p.min[1:], p.opt[1:], p.max[1:]) == ((3, 32, 32), (3, IMGSZ, IMGSZ), (3, IMGSZ, IMGSZ))
+
+
+def test_fixed_batch_onnx_gets_a_single_profile() -> None:
+    assert batch_profiles(plan_profile((2, 3, -1, -1), (IMGSZ, IMGSZ), 32)) == [
+        Profile((2, 3, 32, 32), (2, 3, IMGSZ, IMGSZ), (2, 3, IMGSZ, IMGSZ))
+    ]
+
+
+FRAME_SIZES = [(720, 1280), (1080, 1920), (2160, 3840), (480, 640), (1280, 720), (100, 900), (32, 32), (333, 517)]
+
+
+@pytest.mark.parametrize("dynamic_inner", [False, True])
+def test_frames_profile_covers_camera_sizes_and_their_letterbox_plans(dynamic_inner: bool) -> None:
+    profile = plan_frames_profile((-1, -1, -1, 3), (IMGSZ, IMGSZ), 32, dynamic_inner, 1, None, 4)
+    assert (profile.min, profile.opt, profile.max) == ((1, 32, 32, 3), (4, 720, 1280, 3), (4, *FRAME_MAX, 3))
+    assert profile.plan is not None
+    lo, opt, hi = profile.plan
+    assert opt == letterbox_plan((720, 1280), (IMGSZ, IMGSZ), 32, dynamic_inner)
+    assert opt == ((180, 320, 70, 0, 70, 0) if not dynamic_inner else (180, 320, 6, 0, 6, 0))
+    pad = 16 if dynamic_inner else IMGSZ // 2  # pads bound the padded size, hence the engine's activation memory
+    assert (lo, hi) == ((1, 1, 0, 0, 0, 0), (IMGSZ, IMGSZ, pad, pad, pad, pad))
+    for frame in FRAME_SIZES:  # what preprocess feeds at run time must lie inside the built ranges
+        plan = letterbox_plan(frame, (IMGSZ, IMGSZ), 32, dynamic_inner)
+        assert all(a <= v <= b for v, a, b in zip(plan, lo, hi)), (frame, plan)
+        assert all(a <= v <= b for v, a, b in zip(frame, profile.min[1:3], profile.max[1:3])), frame
+    assert [p.min[0] for p in batch_profiles(profile)] == [1, 2, 4]
+    assert all(p.plan == profile.plan for p in batch_profiles(profile))
+
+
+def test_frames_profile_keeps_fixed_frame_sizes_and_refuses_nchw() -> None:
+    profile = plan_frames_profile((1, 1080, 1920, 3), (IMGSZ, IMGSZ), 32, False)
+    assert profile.min == profile.opt == profile.max == (1, 1080, 1920, 3)
+    with pytest.raises(ModelError, match=r"camera frames \[B, H, W, 3\]"):
+        plan_frames_profile((1, 3, IMGSZ, IMGSZ), (IMGSZ, IMGSZ), 32, False)
+
+
 # --- the sidecar --------------------------------------------------------------------------------
 
 
-def _as_the_runtime_reads_it(side: dict[str, Any], input_shape: list[Any], output_shape: list[Any]) -> Any:
-    """edge_rt.engines.tensorrt: these keys, each passed through str(), then the ONNX metadata rules."""
-    str_meta = {k: str(v) for k, v in side.items() if k in ("names", "imgsz", "stride", "task", "end2end", "batch")}
-    return info_from_metadata(str_meta, "images", input_shape, "float32", output_shape, "m.engine")
+def _as_the_runtime_reads_it(side: dict[str, Any], input_shape: list[Any], output_shape: list[Any], name: str = "images") -> Any:
+    """What edge_rt.engines.tensorrt does: the sidecar's model keys through the ONNX metadata rules."""
+    return info_from_metadata(sidecar_metadata(side), name, input_shape, "float32", output_shape, "m.engine")
 
 
 @pytest.mark.parametrize("fixture", ["onnx_static", "onnx_dynamic", "onnx_e2e"])
@@ -240,6 +301,105 @@ def test_sidecar_metadata_may_rename_classes(onnx_static: Path) -> None:
     assert side["tensorrt"] == "10.3.0", "the build facts cannot be overridden"
     back = _as_the_runtime_reads_it(json.loads(json.dumps(side)), [1, 3, IMGSZ, IMGSZ], [1, 84, 2100])
     assert back.label(5) == "thing5"
+
+
+def frames_onnx(path: Path, inner_hw: tuple[int, int] = (IMGSZ, IMGSZ), dynamic: bool = False) -> Path:
+    """The interface of a graph-preprocess export (uint8 frames + int64 plan in, (B, 300, 6) out), nothing more.
+
+    Real enough for what reads it here: ONNX Runtime loads it and reports its inputs, outputs and metadata.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Shape", ["frames"], ["s"], start=0, end=1),
+        helper.make_node("Concat", ["s", "rows"], ["out_shape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape", ["out_shape"], ["output0"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "frames",
+        [
+            helper.make_tensor_value_info("frames", TensorProto.UINT8, ["batch", "height", "width", 3]),
+            helper.make_tensor_value_info("letterbox", TensorProto.INT64, [6]),
+        ],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 300, 6])],
+        initializer=[numpy_helper.from_array(np.array([300, 6], np.int64), "rows")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    spec = {"version": 1, "plan_input": "letterbox", "inner_hw": list(inner_hw), "dynamic": dynamic, "dtype": "float32"}
+    meta = {
+        "names": "{0: 'person', 1: 'car'}", "imgsz": str(list(inner_hw)), "stride": "32", "task": "detect", "batch": "4",
+        "end2end": "True", "args": "{'batch': 4, 'nms': True, 'dynamic': True}", GRAPH_PREPROCESS_KEY: repr(spec),
+    }
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_sidecar_of_a_graph_preprocess_model_reads_like_its_onnx(tmp_path: Path) -> None:
+    info, meta = read_onnx(frames_onnx(tmp_path / "frames.onnx"))
+    assert info.graph_preprocess and (info.input_name, info.plan_input) == ("frames", "letterbox")
+    assert (info.imgsz, info.batch, info.end2end, info.input_dtype) == ((IMGSZ, IMGSZ), None, True, "float32")
+    profile = plan_frames_profile([-1, -1, -1, 3], info.imgsz, info.stride, info.dynamic_shape, 1, None, 4)
+    side = json.loads(json.dumps(make_sidecar(info, profile, "10.3.0", "Orin", "fp16", onnx_meta=meta)))
+
+    assert side[GRAPH_PREPROCESS_KEY] == meta[GRAPH_PREPROCESS_KEY], "copied as the ONNX has it"
+    assert side["imgsz"] == [IMGSZ, IMGSZ], "the model's input size, not the camera frames the profile is tuned for"
+    assert (side["profiles"], side["nms"], side["dynamic"], side["cuda_graph"]) == ([1, 2, 4], True, True, True)
+    assert plan_input_name(side) == "letterbox"
+    back = _as_the_runtime_reads_it(side, [-1, -1, -1, 3], [-1, 300, 6], name="frames")
+    assert back == info, "the engine's ModelInfo is the ONNX's"
+    command = rebuild_command(side, tmp_path / "m.engine")
+    assert command.startswith("edge-rt export --weights ") and "--format engine" in command
+    for flag in ("--half", f"--imgsz {IMGSZ}", "--dynamic", "--max-batch 4", "--graph-preprocess", "--nms"):
+        assert flag in command, (flag, command)
+
+
+@pytest.mark.parametrize("fixture", ["onnx_static", "onnx_dynamic"])
+def test_real_graph_preprocess_export_gets_profiles_for_what_framepacker_feeds(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from edge_rt.exporters.graph import add_graph_preprocess
+    from edge_rt.preprocess import FramePacker
+
+    info, meta = read_onnx(add_graph_preprocess(request.getfixturevalue(fixture), tmp_path / "frames.onnx"))
+    assert info.graph_preprocess and info.plan_input == "letterbox" and info.imgsz == (IMGSZ, IMGSZ)
+    profile = plan_frames_profile([-1, -1, -1, 3], info.imgsz, info.stride, info.dynamic_shape, 1, None, 4)
+    assert profile.plan is not None
+    lo, _, hi = profile.plan
+    packer = FramePacker(info.imgsz, info.stride, auto=info.dynamic_shape)
+    for h, w in FRAME_SIZES:
+        prepared = packer([np.zeros((h, w, 3), np.uint8)])
+        assert prepared.plan is not None
+        plan = tuple(int(v) for v in prepared.plan)
+        assert plan == letterbox_plan((h, w), info.imgsz, info.stride, info.dynamic_shape), "the builder's plan is the runtime's"
+        assert all(a <= v <= b for v, a, b in zip(plan, lo, hi)), ((h, w), plan)
+    side = make_sidecar(info, profile, "10.3.0", "Orin", "fp16", onnx_meta=meta)
+    assert side[GRAPH_PREPROCESS_KEY] == meta[GRAPH_PREPROCESS_KEY] and side["imgsz"] == [IMGSZ, IMGSZ]
+
+
+def test_a_plain_model_is_not_taken_for_a_graph_preprocess_one(onnx_e2e: Path, tmp_path: Path) -> None:
+    info, meta = read_onnx(onnx_e2e)
+    side = make_sidecar(info, plan_profile([1, 3, IMGSZ, IMGSZ], info.imgsz, 32), "10.3.0", "Orin", "fp32", onnx_meta=meta)
+    assert GRAPH_PREPROCESS_KEY not in side and plan_input_name(side) is None
+    assert (side["nms"], side["dynamic"], side["profiles"]) == (False, False, [1])
+    assert "--graph-preprocess" not in rebuild_command(side, tmp_path / "m.engine")
+
+
+def test_onnx_with_an_unexpected_second_input_is_refused(tmp_path: Path) -> None:
+    path = frames_onnx(tmp_path / "frames.onnx")
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == GRAPH_PREPROCESS_KEY:
+            prop.value = repr({"version": 1, "plan_input": "plan", "inner_hw": [IMGSZ, IMGSZ], "dynamic": False})
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=r"expected one image input and the plan 'plan', got \['frames', 'letterbox'\]"):
+        read_onnx(path)
 
 
 # --- calibration frames -------------------------------------------------------------------------
@@ -323,9 +483,9 @@ def _gpu_missing() -> str | None:
     except ImportError:
         return "TensorRT is not installed (pip install 'edge_rt[gpu]'; JetPack ships it)"
     try:
-        from edge_rt.engines.tensorrt import _cudart
+        from edge_rt.engines.cuda_runtime import load_cudart
 
-        err, count = _cudart().cudaGetDeviceCount()
+        err, count = load_cudart().cudaGetDeviceCount()
     except MissingDependencyError as exc:
         return str(exc)
     if int(err) != 0 or not count:
@@ -345,8 +505,13 @@ def built(gpu: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("engines")
 
 
+def timing_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One timing cache for the session's builds: the second build of a model skips most kernel timing."""
+    return tmp_path_factory.getbasetemp() / "trt_timing.cache"
+
+
 @pytest.fixture(scope="module")
-def fp16_dynamic(built: Path, onnx_dynamic: Path) -> Path:
+def fp16_dynamic(built: Path, onnx_dynamic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_engine(
         onnx_dynamic,
         built / "dyn_fp16.engine",
@@ -355,16 +520,17 @@ def fp16_dynamic(built: Path, onnx_dynamic: Path) -> Path:
         opt_batch=2,
         max_batch=4,
         workspace_gb=2,
-        timing_cache=built / "timing.cache",
+        timing_cache=timing_cache(tmp_path_factory),
     )
 
 
 @pytest.fixture(scope="module")
-def fp16_static(built: Path, onnx_static: Path) -> Path:
-    return build_engine(onnx_static, built / "static_fp16.engine", fp16=True, workspace_gb=2, timing_cache=built / "timing.cache")
+def fp16_static(built: Path, onnx_static: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = timing_cache(tmp_path_factory)
+    return build_engine(onnx_static, built / "static_fp16.engine", fp16=True, workspace_gb=2, timing_cache=cache)
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 @pytest.mark.parametrize("which", ["dynamic", "static"])
 def test_fp16_engine_finds_the_boxes_onnxruntime_finds(
     which: str, images: list[np.ndarray], onnx_dynamic: Path, onnx_static: Path, request: pytest.FixtureRequest
@@ -382,22 +548,24 @@ def test_fp16_engine_finds_the_boxes_onnxruntime_finds(
     assert found >= 0.6 * total, f"{found}/{total} confident ONNX Runtime boxes found by the FP16 engine"
 
 
-@pytest.mark.gpu
-def test_sidecar_of_a_real_build(fp16_dynamic: Path, fp16_static: Path, built: Path) -> None:
+@pytest.mark.tensorrt
+def test_sidecar_of_a_real_build(fp16_dynamic: Path, fp16_static: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     import tensorrt as trt
 
-    from edge_rt.engines.tensorrt import _cudart, gpu_name
+    from edge_rt.engines.cuda_runtime import gpu_name, load_cudart
 
     dyn, sta = (json.loads(sidecar_path(p).read_text()) for p in (fp16_dynamic, fp16_static))
     for side in (dyn, sta):
-        assert side["tensorrt"] == trt.__version__ and side["gpu"] == gpu_name(_cudart())
+        assert side["tensorrt"] == trt.__version__ and side["gpu"] == gpu_name(load_cudart())
         assert side["precision"] == "fp16" and side["task"] == "detect" and side["imgsz"] == [IMGSZ, IMGSZ]
     assert (dyn["min_batch"], dyn["opt_batch"], dyn["max_batch"], dyn["batch"]) == (1, 2, 4, 4)
     assert (sta["min_batch"], sta["opt_batch"], sta["max_batch"], sta["batch"]) == (1, 1, 1, 1)
-    assert (built / "timing.cache").stat().st_size > 0
+    assert (dyn["profiles"], sta["profiles"]) == ([1, 2, 4], [1])
+    assert dyn["cuda_graph"] and sta["cuda_graph"], "no data-dependent layers in a plain YOLO11"
+    assert timing_cache(tmp_path_factory).stat().st_size > 0
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_dynamic_engine_takes_its_batch_range_and_rectangles(fp16_dynamic: Path) -> None:
     engine = load_engine(fp16_dynamic, "tensorrt")
     assert engine.info.batch is None and engine.info.dynamic_shape and engine.max_batch == 4  # type: ignore[attr-defined]
@@ -405,16 +573,17 @@ def test_dynamic_engine_takes_its_batch_range_and_rectangles(fp16_dynamic: Path)
     assert engine.infer(np.zeros((1, 3, 192, IMGSZ), np.float32)).shape == (1, 84, 1260)  # 16:9 letterbox
     with pytest.raises(ModelError, match="outside its optimisation profile"):
         engine.infer(np.zeros((5, 3, IMGSZ, IMGSZ), np.float32))
+    engine.close()
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_static_onnx_builds_for_its_own_batch_only(gpu: None, onnx_static: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="fixed batch of 1"):
         build_engine(onnx_static, tmp_path / "m.engine", max_batch=4)
     assert not (tmp_path / "m.engine").exists()
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 @pytest.mark.parametrize(
     "key,value,match",
     [
@@ -430,11 +599,13 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused(
     side = json.loads(sidecar_path(fp16_static).read_text())
     side[key] = value
     sidecar_path(engine).write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=match):
+    with pytest.raises(ModelError, match=match) as exc:
         load_engine(engine, "tensorrt")
+    msg = str(exc.value)
+    assert "\n" not in msg and f"rebuild it here: edge-rt export --weights WEIGHTS.pt --format engine --output {engine}" in msg
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_int8_engine_keeps_the_head_in_float(gpu: None, onnx_static: Path, images: list[np.ndarray], tmp_path: Path) -> None:
     import tensorrt as trt
 

@@ -1,150 +1,447 @@
-"""Native TensorRT backend (TensorRT 10+ tensor-name API), imported only when a .engine is chosen.
+"""Native TensorRT backend (TensorRT 10/11 tensor-name API), imported only when a .engine is chosen.
 
 An engine only runs on the TensorRT version and GPU it was built for, so it travels with a sidecar
 JSON (`model.engine.json`): the model metadata plus `tensorrt` and `gpu`. A mismatch is refused
-with a message that says how to rebuild, instead of a deserialisation crash.
+with one line that names the `edge-rt export` command that rebuilds it, instead of a crash.
+
+A call: pick the optimization profile for the batch (the builder makes one per batch size), copy
+the batch into pinned memory and from there, async, into device buffers kept per (profile, shape),
+run, copy back only the detection output, and wait on an event. From the second call with the
+same batch, shape and letterbox plan on, the run is a replayed CUDA graph. Each profile has its own
+execution context, so switching batch sizes never re-selects a profile on a context: TensorRT
+defers "layer resource updates" after setOptimizationProfileAsync to the next enqueue
+(NvInferRuntime.h), which a captured graph would not replay.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import shlex
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo, info_from_metadata
+from ..model_info import GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
+from .cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, gpu_name, load_cudart
 
 log = logging.getLogger("edge_rt.engines.tensorrt")
+
+__all__ = ["TensorRTEngine", "check_sidecar", "choose_profile", "gpu_name", "rebuild_command", "sidecar_path"]
+
+# The sidecar keys that become model metadata (each through str(), then the ONNX metadata rules).
+MODEL_KEYS = ("names", "imgsz", "stride", "task", "end2end", "batch", GRAPH_PREPROCESS_KEY)
 
 
 def sidecar_path(engine_path: Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
-def _cudart() -> Any:
+def sidecar_metadata(side: Mapping[str, Any]) -> dict[str, str]:
+    """The sidecar's model keys as ONNX-style string metadata, so the engine's ModelInfo reads like its ONNX."""
+    return {k: str(side[k]) for k in MODEL_KEYS if k in side}
+
+
+def plan_input_name(side: Mapping[str, Any]) -> str | None:
+    """The letterbox-plan input of a graph-preprocess model (`edge_rt_preprocess` metadata), else None."""
+    raw = side.get(GRAPH_PREPROCESS_KEY)
+    if raw is None:
+        return None
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            raise MissingDependencyError("TensorRT engines need cuda-python: pip install 'edge_rt[gpu]'") from None
-    return cudart
+        spec = raw if isinstance(raw, dict) else ast.literal_eval(str(raw))
+    except (ValueError, SyntaxError):
+        spec = None
+    if not isinstance(spec, dict) or not spec.get("plan_input"):
+        raise ModelError(f"sidecar key {GRAPH_PREPROCESS_KEY!r} is not readable: {str(raw)[:80]}")
+    return str(spec["plan_input"])
 
 
-def _check(result: tuple[Any, ...], what: str) -> Any:
-    err, *rest = result
-    if int(err) != 0:
-        raise ModelError(f"CUDA error in {what}: {err}")
-    return rest[0] if len(rest) == 1 else rest
+def rebuild_command(side: Mapping[str, Any], engine_path: Path) -> str:
+    """The `edge-rt export` line that builds this engine again, from what its sidecar records."""
+    parts = ["edge-rt", "export", "--weights", str(side.get("weights") or "WEIGHTS.pt"), "--format", "engine"]
+    parts += ["--output", str(engine_path)]
+    if side.get("profile"):
+        parts += ["--target", str(side["profile"])]
+    imgsz = side.get("imgsz")
+    if isinstance(imgsz, (list, tuple)) and imgsz:
+        parts += ["--imgsz", str(max(int(v) for v in imgsz))]
+    precision = side.get("precision")
+    if precision == "fp16":
+        parts.append("--half")
+    elif precision == "int8":
+        parts += ["--int8", "--calibration", "FRAMES_DIR"]
+    if side.get("dynamic"):
+        parts.append("--dynamic")
+    if side.get("max_batch"):
+        parts += ["--max-batch", str(side["max_batch"])]
+    if GRAPH_PREPROCESS_KEY in side:
+        parts.append("--graph-preprocess")
+    if side.get("nms"):
+        parts.append("--nms")
+    return " ".join(shlex.quote(p) for p in parts)
 
 
-def gpu_name(cudart: Any, device: int = 0) -> str:
-    props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-    name = props.name
-    return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
-
-
-def check_sidecar(meta: dict[str, Any], trt_version: str, gpu: str, path: Path) -> None:
+def check_sidecar(meta: Mapping[str, Any], trt_version: str, gpu: str, path: Path) -> None:
     """Refuse an engine built elsewhere: TensorRT engines are not portable across versions or GPUs."""
     built_trt, built_gpu = meta.get("tensorrt"), meta.get("gpu")
+    again = f"rebuild it here: {rebuild_command(meta, path)}"
     if built_trt and built_trt != trt_version:
-        raise ModelError(
-            f"engine {str(path)!r} was built with TensorRT {built_trt}, this machine has {trt_version}; "
-            "rebuild it here: edge-rt export --format engine"
-        )
+        raise ModelError(f"engine {str(path)!r} was built with TensorRT {built_trt}, this machine has {trt_version}; {again}")
     if built_gpu and built_gpu != gpu:
+        raise ModelError(f"engine {str(path)!r} was built for GPU {built_gpu!r}, this machine has {gpu!r}; {again}")
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise ModelError(f"engine {str(path)!r}: missing its sidecar {side.name} (names, imgsz, TensorRT version, GPU)")
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError as exc:
+        raise ModelError(f"engine sidecar {str(side)!r} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"engine sidecar {str(side)!r}: expected a JSON object")
+    return meta
+
+
+# --- which profile runs a batch ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileRange:
+    """The batch sizes one optimization profile takes."""
+
+    index: int
+    min_batch: int
+    max_batch: int
+
+
+def choose_profile(batch: int, profiles: Sequence[ProfileRange]) -> tuple[ProfileRange, int]:
+    """The profile for `batch` and the batch it runs at (padded up to the profile's smallest, if need be).
+
+    An exact per-batch profile wins; otherwise the one that pads least, then the narrowest range.
+    """
+    if batch < 1:
+        raise ModelError(f"batch of {batch} frames: expected at least one")
+    fits = [(max(batch, p.min_batch), p.max_batch - p.min_batch, p.index, p) for p in profiles if batch <= p.max_batch]
+    if not fits:
+        largest = max((p.max_batch for p in profiles), default=0)
         raise ModelError(
-            f"engine {str(path)!r} was built for GPU {built_gpu!r}, this machine has {gpu!r}; "
-            "rebuild it here: edge-rt export --format engine"
+            f"batch {batch} is outside its optimisation profiles (largest batch {largest}); rebuild with --max-batch {batch}"
         )
+    run, _, _, best = min(fits, key=lambda f: f[:3])
+    return best, run
+
+
+def plan_problem(plan: Sequence[int], lo: Sequence[int], hi: Sequence[int]) -> str | None:
+    """Why a letterbox plan falls outside the values the engine was built for, or None."""
+    names = ("new_h", "new_w", "pad_top", "pad_left", "pad_bottom", "pad_right")
+    for i, (v, a, b) in enumerate(zip(plan, lo, hi)):
+        if not a <= v <= b:
+            what = names[i] if i < len(names) else f"value {i}"
+            return f"letterbox {what}={v} is outside the engine's range {a}..{b}"
+    return None
+
+
+@dataclass(frozen=True)
+class SlotKey:
+    """What a CUDA graph and its buffers are specific to: the profile, the run shape and the plan."""
+
+    profile: int
+    shape: tuple[int, ...]
+    plan: tuple[int, ...] | None = None
+
+
+@dataclass(eq=False)
+class _Slot:
+    key: SlotKey
+    host_in: PinnedBuffer
+    dev_in: DeviceBuffer
+    outputs: dict[str, DeviceBuffer]
+    host_out: PinnedBuffer
+    out_shape: tuple[int, ...]
+    runs: int = 0
+    graph: Graph | None = None
+
+    def free(self) -> None:
+        if self.graph is not None:
+            self.graph.destroy()
+            self.graph = None
+        self.host_in.free()
+        self.host_out.free()
+        for buf in (self.dev_in, *self.outputs.values()):
+            buf.free()
+
+
+@dataclass(eq=False)
+class _Context:
+    index: int
+    trt: Any  # IExecutionContext bound to this one profile
+    plan_host: PinnedBuffer | None = None
+    plan_device: DeviceBuffer | None = None
+    plan_dtype: str = "int64"
+    state: SlotKey | None = None  # what the context was last configured for
+
+
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("TensorRT is not installed: pip install 'edge_rt[gpu]' (JetPack ships it)") from None
+    return trt
 
 
 class TensorRTEngine:
-    def __init__(self, path: Path, device: str = "auto") -> None:
+    def __init__(self, path: Path, device: str = "auto", cuda_graphs: bool = True, max_slots: int = 16) -> None:
         if device not in ("auto", "tensorrt", "cuda"):
             raise ConfigError(f"--device {device}: a TensorRT engine runs on the GPU; use --device tensorrt or auto")
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise MissingDependencyError("TensorRT is not installed: pip install 'edge_rt[gpu]' (JetPack ships it)") from None
-        self._trt = trt
-        cudart = self._cudart = _cudart()
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise ModelError(f"engine {str(path)!r}: missing its sidecar {side.name} (names, imgsz, TensorRT version, GPU)")
-        try:
-            meta = json.loads(side.read_text())
-        except ValueError as exc:
-            raise ModelError(f"engine sidecar {str(side)!r} is not valid JSON: {exc}") from None
-        check_sidecar(meta, trt.__version__, gpu_name(cudart), path)
-
+        trt = self._trt = _import_tensorrt()
+        cudart = self._cudart = load_cudart()
+        path = Path(path)
+        meta = read_sidecar(path)
+        check_sidecar(meta, str(trt.__version__), gpu_name(cudart), path)
         self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
-        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        self._runtime = trt.Runtime(self._logger)  # kept: an engine must not outlive its runtime
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise ModelError(f"engine {str(path)!r}: TensorRT {trt.__version__} cannot deserialise it; rebuild it on this machine")
+            again = rebuild_command(meta, path)
+            raise ModelError(f"engine {str(path)!r}: TensorRT {trt.__version__} cannot deserialise it; rebuild it here: {again}")
         self._engine = engine
-        self._context = engine.create_execution_context()
+        self._lock = threading.Lock()
+        self._contexts: dict[int, _Context] = {}
+        self._slots: OrderedDict[SlotKey, _Slot] = OrderedDict()
+        self._max_slots = max(1, max_slots)
+        self._graphs = cuda_graphs and meta.get("cuda_graph", True) is not False  # False: built with NMS/NonZero
+
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or not outputs:
-            raise ModelError(f"engine {str(path)!r}: expected one image input and a detection output, got {names}")
-        self._input, self._output = inputs[0], outputs[0]
-        in_shape = list(engine.get_tensor_shape(self._input))
-        out_shape = list(engine.get_tensor_shape(self._output))
-        self._in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input)))
-        self._out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output)))
-        if in_shape[0] == -1:
-            self.max_batch = int(engine.get_tensor_profile_shape(self._input, 0)[2][0])
-        else:
-            self.max_batch = int(in_shape[0])
-        str_meta = {k: str(v) for k, v in meta.items() if k in ("names", "imgsz", "stride", "task", "end2end", "batch")}
-        shape = [None if d == -1 else d for d in in_shape]
+        self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        plan = plan_input_name(meta)
+        image = [n for n in inputs if n != plan]
+        if len(image) != 1 or not self._outputs or (plan is not None and plan not in inputs):
+            want = f"an image input and {plan!r}" if plan else "one image input"
+            raise ModelError(f"engine {str(path)!r}: expected {want} and a detection output, got {names}")
+        self._image, self._plan = image[0], plan
+        self._det = "output0" if "output0" in self._outputs else self._outputs[0]  # Ultralytics' detection output
+        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        in_shape = [int(d) for d in engine.get_tensor_shape(self._image)]
+        out_shape = [int(d) for d in engine.get_tensor_shape(self._det)]
+        self._profiles = self._profile_ranges(in_shape)
+        self.max_batch = max(p.max_batch for p in self._profiles)
+        self._plan_on_host = False
+        self._plan_ranges: dict[int, tuple[list[int], list[int]]] = {}
+        if plan is not None:
+            # A plan that feeds Resize `sizes` / Pad `pads` is a shape tensor (is_shape_inference_io):
+            # it lives on the host, and its values are read at enqueue (IExecutionContext::setTensorAddress).
+            self._plan_on_host = engine.get_tensor_location(plan) == trt.TensorLocation.HOST
+            if engine.is_shape_inference_io(plan):
+                for p in self._profiles:  # note the argument order: (profile_index, name), unlike the shapes'
+                    lo, _, hi = engine.get_tensor_profile_values(p.index, plan)
+                    self._plan_ranges[p.index] = ([int(v) for v in lo], [int(v) for v in hi])
+        dtype = self._dtypes[self._image]
         self.info: ModelInfo = info_from_metadata(
-            str_meta, self._input, shape, self._in_dtype.name, [None if d == -1 else d for d in out_shape], str(path)
+            sidecar_metadata(meta), self._image, [d if d >= 0 else None for d in in_shape], dtype.name,
+            [d if d >= 0 else None for d in out_shape], str(path),
         )
         self.device = "tensorrt"
-        self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
-        log.info("loaded %s: TensorRT %s on %s", path.name, trt.__version__, meta.get("gpu"))
+        self._name = path.name
+        self._stream, self._done = Stream(cudart), Event(cudart)
+        log.info(
+            "loaded %s: TensorRT %s on %s, batch profiles %s, CUDA graphs %s", path.name, trt.__version__, meta.get("gpu"),
+            [(p.min_batch, p.max_batch) for p in self._profiles], "on" if self._graphs else "off",
+        )
 
-    def _device_buffer(self, name: str, nbytes: int) -> int:
-        ptr, size = self._buffers.get(name, (0, 0))
-        if size < nbytes:
-            if ptr:
-                _check(self._cudart.cudaFree(ptr), "cudaFree")
-            ptr = _check(self._cudart.cudaMalloc(nbytes), "cudaMalloc")
-            self._buffers[name] = (ptr, nbytes)
-        return ptr
+    def _profile_ranges(self, in_shape: Sequence[int]) -> list[ProfileRange]:
+        if all(d >= 0 for d in in_shape):
+            return [ProfileRange(0, in_shape[0], in_shape[0])]
+        ranges = []
+        for p in range(self._engine.num_optimization_profiles):
+            lo, _, hi = self._engine.get_tensor_profile_shape(self._image, p)  # (name, profile_index) -> min, opt, max
+            ranges.append(ProfileRange(p, int(lo[0]), int(hi[0])))
+        return ranges
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
+    @property
+    def graph_count(self) -> int:
+        """How many (batch, shape, plan) calls replay a captured CUDA graph."""
+        return sum(s.graph is not None for s in self._slots.values())
+
+    # --- the call -----------------------------------------------------------------------------
+
+    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
+        x = np.asarray(tensor)
+        if x.ndim != 4:
+            raise ModelError(f"engine {self._name}: expected a 4-D batch, got shape {list(x.shape)}")
+        plan_t = self._plan_tuple(plan)
+        with self._lock:
+            profile, run_batch = choose_profile(x.shape[0], self._profiles)
+            key = SlotKey(profile.index, (run_batch, *x.shape[1:]), plan_t)
+            ctx = self._context(profile.index)
+            slot = self._slots.get(key)
+            fresh = slot is None or ctx.state != key
+            if fresh:
+                slot = self._configure(ctx, key, slot)
+            assert slot is not None
+            self._slots.move_to_end(key)
+            n = x.shape[0]
+            in_view = slot.host_in.view(self._dtypes[self._image], key.shape)
+            np.copyto(in_view[:n], x, casting="same_kind")
+            self._stage_plan(ctx, plan_t)
+            self._stream.to_device(slot.dev_in.ptr, slot.host_in.ptr, in_view[:n].nbytes)  # only the real rows
+            self._execute(ctx, slot, fresh)
+            out_view = slot.host_out.view(self._dtypes[self._det], slot.out_shape)
+            self._stream.to_host(slot.host_out.ptr, slot.outputs[self._det].ptr, out_view[:n].nbytes)
+            self._done.record(self._stream)
+            self._done.wait()
+            slot.runs += 1
+            return out_view[:n].copy()  # the pinned buffer is reused by the next call
+
+    def _plan_tuple(self, plan: np.ndarray | None) -> tuple[int, ...] | None:
+        if self._plan is None:
+            return None
+        if plan is None:
+            raise ModelError(f"engine {self._name} letterboxes inside its graph: pass the plan for input {self._plan!r}")
+        values = np.asarray(plan).reshape(-1)
+        if values.size != 6:
+            raise ModelError(f"letterbox plan must have 6 values (new_h, new_w, top, left, bottom, right), got {values.size}")
+        return tuple(int(v) for v in values)
+
+    def _context(self, index: int) -> _Context:
+        ctx = self._contexts.get(index)
+        if ctx is not None:
+            return ctx
+        trt, engine = self._trt, self._engine
+        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+        if strategy is not None and engine.num_optimization_profiles > 1:
+            context = engine.create_execution_context(strategy.ON_PROFILE_CHANGE)  # memory for this profile only
+        else:
+            context = engine.create_execution_context()
+        if context is None:
+            raise ModelError(f"engine {self._name}: TensorRT could not create an execution context (GPU memory?)")
+        if index or engine.num_optimization_profiles > 1:
+            try:  # once per context; synchronised on the same stream the context enqueues on
+                context.set_optimization_profile_async(index, self._stream.ptr)
+            except RuntimeError as exc:
+                raise ModelError(f"engine {self._name}: cannot select optimization profile {index}: {exc}") from None
+            self._stream.synchronize()
+        ctx = _Context(index, context)
+        if self._plan is not None:
+            ctx.plan_dtype = self._dtypes[self._plan].name  # int64 from the ONNX; int32 if the parser narrowed it
+            nbytes = 6 * self._dtypes[self._plan].itemsize
+            ctx.plan_host = PinnedBuffer(self._cudart, nbytes)  # fixed address: set once per configure
+            if not self._plan_on_host:
+                ctx.plan_device = DeviceBuffer(self._cudart, nbytes)
+        self._contexts[index] = ctx
+        return ctx
+
+    def _stage_plan(self, ctx: _Context, plan: tuple[int, ...] | None) -> None:
+        if plan is None or ctx.plan_host is None:
+            return
+        ctx.plan_host.view(ctx.plan_dtype, (6,))[:] = plan
+        if ctx.plan_device is not None:
+            self._stream.to_device(ctx.plan_device.ptr, ctx.plan_host.ptr, ctx.plan_host.nbytes)
+
+    def _configure(self, ctx: _Context, key: SlotKey, slot: _Slot | None) -> _Slot:
+        """Set shapes, the plan and addresses on the context for `key`; allocate the slot's buffers once."""
+        c = ctx.trt
+        ctx.state = None  # until every step below has succeeded
+        if not c.set_input_shape(self._image, key.shape):
+            p = next(q for q in self._profiles if q.index == key.profile)
+            raise ModelError(
+                f"engine {self._name} rejects input shape {list(key.shape)} (outside its optimisation profile for batch "
+                f"{p.min_batch}..{p.max_batch}; see the TensorRT log)"
+            )
+        if self._plan is not None and key.plan is not None and ctx.plan_host is not None:
+            if key.profile in self._plan_ranges:
+                problem = plan_problem(key.plan, *self._plan_ranges[key.profile])
+                if problem:
+                    raise ModelError(f"engine {self._name}: {problem}")
+            self._stage_plan(ctx, key.plan)  # shape inference below reads the plan's values
+            where = ctx.plan_host.ptr if ctx.plan_device is None else ctx.plan_device.ptr
+            if not c.set_tensor_address(self._plan, where):
+                raise ModelError(f"engine {self._name}: TensorRT refused the address of input {self._plan!r}")
+        shapes = {n: tuple(int(d) for d in c.get_tensor_shape(n)) for n in self._outputs}
+        dynamic = [n for n, s in shapes.items() if any(d < 0 for d in s)]
+        if dynamic:
+            raise ModelError(
+                f"engine {self._name}: output {dynamic[0]!r} has a data-dependent shape {list(shapes[dynamic[0]])}; "
+                "export the model with a fixed-size output (Ultralytics nms=True pads to max_det)"
+            )
+        if slot is None:
+            slot = self._new_slot(key, shapes)
+        for name, ptr in [(self._image, slot.dev_in.ptr)] + [(n, b.ptr) for n, b in slot.outputs.items()]:
+            if not c.set_tensor_address(name, ptr):
+                raise ModelError(f"engine {self._name}: TensorRT refused the address of tensor {name!r}")
+        ctx.state = key
+        return slot
+
+    def _new_slot(self, key: SlotKey, shapes: Mapping[str, tuple[int, ...]]) -> _Slot:
+        while len(self._slots) >= self._max_slots:  # the least recently used shape goes, with its graph
+            old_key, old = self._slots.popitem(last=False)
+            self._stream.synchronize()
+            old.free()
+            for ctx in self._contexts.values():
+                if ctx.state == old_key:
+                    ctx.state = None  # its addresses point at freed memory: configure again before use
         cudart = self._cudart
-        host_in = np.ascontiguousarray(tensor, dtype=self._in_dtype)
-        if not self._context.set_input_shape(self._input, host_in.shape):
-            raise ModelError(f"engine rejects input shape {host_in.shape} (outside its optimisation profile)")
-        out_shape = tuple(self._context.get_tensor_shape(self._output))
-        host_out = np.empty(out_shape, self._out_dtype)
-        d_in = self._device_buffer(self._input, host_in.nbytes)
-        d_out = self._device_buffer(self._output, host_out.nbytes)
-        self._context.set_tensor_address(self._input, d_in)
-        self._context.set_tensor_address(self._output, d_out)
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes, h2d, self._stream), "copy in")
-        if not self._context.execute_async_v3(self._stream):
-            raise ModelError("TensorRT execute_async_v3 failed")
-        _check(cudart.cudaMemcpyAsync(host_out.ctypes.data, d_out, host_out.nbytes, d2h, self._stream), "copy out")
-        _check(cudart.cudaStreamSynchronize(self._stream), "synchronize")
-        return host_out
+        nbytes = {n: int(np.prod(s)) * self._dtypes[n].itemsize for n, s in shapes.items()}
+        nbytes[self._image] = int(np.prod(key.shape)) * self._dtypes[self._image].itemsize
+        made: list[PinnedBuffer | DeviceBuffer] = []
+        try:
+            host_in = PinnedBuffer(cudart, nbytes[self._image])
+            made.append(host_in)
+            dev_in = DeviceBuffer(cudart, nbytes[self._image], self._stream)  # zeroed: padded rows hold zeros
+            made.append(dev_in)
+            outputs = {}
+            for n in shapes:
+                outputs[n] = DeviceBuffer(cudart, nbytes[n])
+                made.append(outputs[n])
+            host_out = PinnedBuffer(cudart, nbytes[self._det])  # only the detection output comes back
+        except Exception:
+            for buf in made:
+                buf.free()
+            raise
+        slot = self._slots[key] = _Slot(key, host_in, dev_in, outputs, host_out, shapes[self._det])
+        return slot
+
+    def _execute(self, ctx: _Context, slot: _Slot, fresh: bool) -> None:
+        """Replay the slot's graph, capture one (second call of a key, context unchanged), or just enqueue."""
+        if slot.graph is not None and not fresh:
+            slot.graph.launch(self._stream)
+            return
+        if self._graphs and not fresh and slot.runs >= 1:
+            graph = capture(self._cudart, self._stream, lambda: ctx.trt.execute_async_v3(self._stream.ptr))
+            if isinstance(graph, Graph):
+                slot.graph = graph
+                graph.launch(self._stream)  # nothing ran during capture
+                return
+            self._graphs = False
+            log.warning("%s: CUDA graph capture failed (%s); running every call with execute_async_v3", self._name, graph)
+        if not ctx.trt.execute_async_v3(self._stream.ptr):
+            raise ModelError(f"engine {self._name}: TensorRT execute_async_v3 failed (see the TensorRT log)")
 
     def close(self) -> None:
-        for ptr, _ in self._buffers.values():
-            self._cudart.cudaFree(ptr)
-        self._buffers.clear()
-        if getattr(self, "_stream", None) is not None:
-            self._cudart.cudaStreamDestroy(self._stream)
-            self._stream = None
+        with self._lock:
+            if getattr(self, "_stream", None) is None or self._stream.handle is None:
+                return
+            try:
+                self._stream.synchronize()
+            except ModelError:
+                pass  # a failed run is reported already; still free what can be freed
+            for slot in self._slots.values():
+                slot.free()
+            self._slots.clear()
+            for ctx in self._contexts.values():
+                for buf in (ctx.plan_host, ctx.plan_device):
+                    if buf is not None:
+                        buf.free()
+            self._contexts.clear()  # contexts go before the engine
+            self._done.destroy()
+            self._stream.destroy()
+            self._engine = None

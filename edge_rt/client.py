@@ -7,6 +7,11 @@
             for det in msg.detections: print(det.label, det.conf, det.box)
 
 Gaps come from per-source `seq`; a changed `session` means the publisher restarted.
+
+A publisher that runs with CURVE (`edge-rt run --curve-secret-key ... --curve-allow DIR`) admits
+only clients whose public key is in DIR:
+
+    Subscriber("tcp://box:5555", curve_server_key="keys/box.key", curve_secret_key="keys/me.key_secret")
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import zmq
 
+from .errors import ConfigError
 from .schema import DETECTIONS, EOS, VERSION, decode
+from .security import ClientKeys, is_ipv6_endpoint
 
 
 class MalformedMessage(ValueError):
@@ -135,7 +143,12 @@ class SequenceTracker:
 
 
 class Subscriber:
-    """A SUB socket with bounded waits; iterate it, or call `receive(timeout_ms)`."""
+    """A SUB socket with bounded waits; iterate it, or call `receive(timeout_ms)`.
+
+    `curve_server_key` (the publisher's `.key` file) and `curve_secret_key` (this client's
+    `.key_secret` file) connect with CURVE; `curve` takes already loaded keys instead. A missing or
+    malformed key file raises ConfigError naming it.
+    """
 
     def __init__(
         self,
@@ -144,7 +157,13 @@ class Subscriber:
         rcvhwm: int = 10000,
         max_message_bytes: int = 16 * 1024 * 1024,
         context: zmq.Context | None = None,
+        curve_server_key: str | Path | None = None,
+        curve_secret_key: str | Path | None = None,
+        curve: ClientKeys | None = None,
     ) -> None:
+        if curve is not None and (curve_server_key is not None or curve_secret_key is not None):
+            raise ConfigError("give either curve (loaded keys) or curve_server_key and curve_secret_key (files), not both")
+        keys = curve or ClientKeys.from_options(curve_server_key, curve_secret_key)  # before any socket exists
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -153,10 +172,20 @@ class Subscriber:
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a bad peer cannot make us allocate GBs
         self._sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        if keys is not None:
+            self._sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
+            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.pair.public)
+            self._sock.setsockopt(zmq.CURVE_SECRETKEY, keys.pair.secret)
         self._topics = set(topics)
         for t in self._topics or {""}:
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-        self._sock.connect(endpoint)
+        if is_ipv6_endpoint(endpoint):
+            self._sock.setsockopt(zmq.IPV6, 1)
+        try:
+            self._sock.connect(endpoint)
+        except zmq.ZMQError:
+            self.close()
+            raise
         self.tracker = SequenceTracker()
         self.received = 0
         self.malformed = 0

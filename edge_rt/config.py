@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .security import check_exposure
 from .sources import SourceKind, SourceSpec, parse_source
 
 
@@ -18,7 +19,10 @@ from .sources import SourceKind, SourceSpec, parse_source
 class RunConfig:
     model: str
     sources: tuple[SourceSpec, ...]
-    publish: str = "tcp://*:5555"
+    publish: str = "tcp://127.0.0.1:5555"  # loopback: reaching beyond the box needs CURVE or --insecure
+    curve_secret_key: str | None = None  # the publisher's NAME.key_secret: publish with CURVE
+    curve_allow: str | None = None  # directory of the clients' public NAME.key files it admits
+    insecure: bool = False  # allow a non-loopback endpoint without CURVE
     encoding: str = "json"
     device: str = "auto"
     conf: float = 0.25
@@ -94,6 +98,9 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": _string,
     "publish": _string,
+    "curve_secret_key": _optional(_string),
+    "curve_allow": _optional(_string),
+    "insecure": _boolean,
     "encoding": _choice("json", "msgpack"),
     "device": _choice("auto", "cpu", "cuda", "tensorrt"),
     "conf": _number(float, 0.0, 1.0),
@@ -180,4 +187,14 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}
-    return RunConfig(sources=sources, **values)
+    config = RunConfig(sources=sources, **values)
+    _check_security(config)
+    return config
+
+
+def _check_security(config: RunConfig) -> None:
+    """CURVE needs both halves; an endpoint reachable from the network needs CURVE or --insecure."""
+    if (config.curve_secret_key is None) != (config.curve_allow is None):
+        missing = "curve_allow (--curve-allow DIR)" if config.curve_allow is None else "curve_secret_key (--curve-secret-key FILE)"
+        raise ConfigError(f"{missing} is missing: CURVE needs the publisher's secret key file and the directory of client public keys it admits")
+    check_exposure(config.publish, curve=config.curve_secret_key is not None, insecure=config.insecure)

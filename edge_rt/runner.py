@@ -16,6 +16,7 @@ from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
 from .publish import Publisher
 from .schema import check_encoding
+from .security import ServerKeys, check_exposure, is_local_endpoint, redact_url
 from .sources import CaptureSettings, SourceGroup
 
 log = logging.getLogger("edge_rt.run")
@@ -93,9 +94,23 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
     )
 
 
+def open_publisher(config: RunConfig) -> Publisher:
+    """The publisher, with CURVE and its allow-list when configured; says once when it is exposed in the clear."""
+    curve = None
+    if config.curve_secret_key is not None and config.curve_allow is not None:
+        curve = ServerKeys.load(config.curve_secret_key, config.curve_allow)
+    check_exposure(config.publish, curve=curve is not None, insecure=config.insecure)  # also for a RunConfig built by hand
+    publisher = Publisher(config.publish, config.encoding, curve=curve)
+    if curve is not None:
+        log.info("CURVE on: admitting the %d client key(s) in %s", len(curve.allowed), curve.allow_dir)
+    elif not is_local_endpoint(config.publish):
+        log.warning("--insecure: publishing on %s unencrypted, to anyone who can reach it", config.publish)
+    return publisher
+
+
 def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None] | None = None) -> int:
     check_encoding(config.encoding)
-    publisher = Publisher(config.publish, config.encoding)  # first: a busy port fails fast
+    publisher = open_publisher(config)  # first: a busy port or a bad key fails fast
     try:
         engine = load_engine(config.model, config.device, config.threads)
     except BaseException:
@@ -110,6 +125,8 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             Path(config.model).name, info.num_classes, info.imgsz, " (dynamic)" if info.dynamic_shape else "",
             info.batch or f"dynamic (max {pipeline.batcher.max_batch})", "end-to-end" if info.end2end else "NMS", engine.device,
         )
+        for spec in config.sources:
+            log.info("source %s: %s (%s)", spec.name, redact_url(spec.uri), spec.kind.value)
         log.info("publishing on %s (%s), session %s", config.publish, config.encoding, pipeline.session)
         if install_signals is not None:
             install_signals(pipeline.stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,33 @@ def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
     cfg.write_bytes("model: caf\xe9.onnx\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="cannot read it"):
         load_yaml(cfg)
+
+
+def test_default_endpoint_is_loopback() -> None:
+    config = build_run_config({}, {"model": "m.onnx", "sources": ["0"]})
+    assert config.publish == "tcp://127.0.0.1:5555" and not config.insecure and config.curve_secret_key is None
+
+
+@pytest.mark.parametrize(
+    "text,cli,expected",
+    [
+        ("publish: tcp://*:5555\n", {}, "or --insecure"),
+        ("publish: tcp://*:5555\ninsecure: true\n", {}, None),
+        ("publish: tcp://*:5555\n", {"insecure": True}, None),
+        ("publish: tcp://0.0.0.0:5555\ncurve_secret_key: box.key_secret\ncurve-allow: clients\n", {}, None),
+        ("publish: tcp://10.1.2.3:5555\ncurve_secret_key: box.key_secret\n", {}, "curve_allow (--curve-allow DIR) is missing"),
+        ("publish: tcp://*:5555\n", {"curve_secret_key": "box.key_secret", "curve_allow": "clients"}, None),
+        ("publish: ipc:///tmp/edge.sock\n", {}, None),
+        ("insecure: yes please\n", {}, "insecure: expected true or false"),
+        ("curve_allow: ''\ncurve_secret_key: k\n", {}, "curve_allow: expected a non-empty string"),
+    ],
+)
+def test_security_keys_in_yaml_and_flags(text: str, cli: dict, expected: str | None, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: m.onnx\nsources: [0]\n" + text)
+    if expected is None:
+        config = build_run_config(load_yaml(cfg), cli)
+        assert config.insecure or config.curve_allow or config.publish.startswith("ipc://")
+    else:
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            build_run_config(load_yaml(cfg), cli)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def _run_and_collect(args: list[str], endpoint: str, sources: list[str], topics: tuple[str, ...] = ()) -> tuple[dict, subprocess.CompletedProcess]:
     with Subscriber(endpoint, topics=topics) as sub:
-        proc = start_cli("run", "--publish", endpoint.replace("127.0.0.1", "*"), "--await-subscribers", "1", "--device", "cpu", *args)
+        proc = start_cli("run", "--publish", endpoint, "--await-subscribers", "1", "--device", "cpu", *args)
         try:
             messages = collect(sub, sources)
             out, err = proc.communicate(timeout=30)
@@ -107,7 +107,7 @@ def test_config_file_with_cli_override(onnx_static: Path, tmp_path: Path) -> Non
     config.write_text(
         f"model: {onnx_static}\n"
         f"sources:\n  - name: lobby\n    uri: {clip}\n"
-        f"publish: tcp://*:{port}\n"
+        f"publish: tcp://127.0.0.1:{port}\n"
         "conf: 0.9\nmax-det: 40\n"
     )
     with Subscriber(f"tcp://127.0.0.1:{port}") as sub:
@@ -180,7 +180,8 @@ def _not_onnx(tmp_path: Path) -> Path:
         (lambda t, m, c: ["--model", str(m), "--source", str(t / "nope.mp4")], "no such file"),
         (lambda t, m, c: ["--model", str(m), "--source", "rtsp://"], "malformed URL"),
         (lambda t, m, c: ["--model", str(m), "--source", str(c), "--publish", "localhost:5555"], "expected tcp://"),
-        (lambda t, m, c: ["--model", str(m), "--source", str(c), "--publish", "tcp://256.1.1.1:5555"], "cannot bind"),
+        (lambda t, m, c: ["--model", str(m), "--source", str(c), "--publish", "tcp://256.1.1.1:5555", "--insecure"], "cannot bind"),
+        (lambda t, m, c: ["--model", str(m), "--source", str(c), "--publish", "tcp://*:5555"], "or --insecure"),
         (lambda t, m, c: ["--model", str(m), "--source", str(c), "--conf", "1.5"], "conf: must be <= 1"),
         (lambda t, m, c: ["--model", str(m), "--source", str(c), "--iou", "-0.1"], "iou: must be >= 0"),
         (lambda t, m, c: ["--model", str(m), "--source", str(c), "--max-batch", "4"], "fixed batch of 1"),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import EdgeRtError
-from . import bench, export, run, train
+from . import bench, export, keys, run, train
 from .common import Parser
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_dataset(sub)
     run.add_demo(sub)
     bench.add_bench(sub)
+    keys.add_keys(sub)
     return parser
 
 

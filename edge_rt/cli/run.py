@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EdgeRtError
 from .common import on_signals, setup_logging
 
 
@@ -27,7 +27,23 @@ def add_run(sub: Any) -> None:
         help="camera index (0), device (/dev/video0), rtsp://... or http://... URL, video file, or GStreamer "
         "pipeline; repeat for several; NAME becomes the topic (default cam0, cam1, ...)",
     )
-    p.add_argument("--publish", "-p", metavar="ENDPOINT", help="ZeroMQ endpoint to bind (default tcp://*:5555)")
+    p.add_argument(
+        "--publish", "-p", metavar="ENDPOINT",
+        help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5555, this machine only); an address other "
+        "machines can reach (tcp://*:5555, tcp://0.0.0.0:5555, a LAN IP) needs CURVE or --insecure",
+    )
+    p.add_argument(
+        "--curve-secret-key", metavar="FILE",
+        help="publish with CURVE encryption using this NAME.key_secret file (from `edge-rt keys`); needs --curve-allow",
+    )
+    p.add_argument(
+        "--curve-allow", metavar="DIR",
+        help="with CURVE, admit only the clients whose public NAME.key files are in DIR (read at start)",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", default=None,
+        help="allow publishing unencrypted on an address other machines can reach (logged as a warning)",
+    )
     p.add_argument("--encoding", choices=("json", "msgpack"), help="payload encoding (default json)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="inference device (default auto)")
     p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
@@ -57,12 +73,20 @@ def add_run(sub: Any) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config import build_run_config, load_yaml
     from ..runner import run
+    from ..security import install_log_redaction, redact_url
 
-    file_values = load_yaml(args.config) if args.config else {}
-    cli = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "config")}
-    config = build_run_config(file_values, cli, origin=f"config {args.config!r}")
-    setup_logging(config.log_level)
-    return run(config, install_signals=on_signals)
+    try:
+        file_values = load_yaml(args.config) if args.config else {}
+        cli = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "config")}
+        config = build_run_config(file_values, cli, origin=f"config {args.config!r}")
+        setup_logging(config.log_level)
+        install_log_redaction()  # a camera password never reaches the log, whichever module logs the URL
+        return run(config, install_signals=on_signals)
+    except EdgeRtError as exc:
+        clean = redact_url(str(exc))  # nor the error line
+        if clean == str(exc):
+            raise
+        raise type(exc)(clean) from None
 
 
 def add_subscribe(sub: Any) -> None:
@@ -79,6 +103,11 @@ def add_subscribe(sub: Any) -> None:
         "--until-eos", action="store_true",
         help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
     )
+    p.add_argument("--curve-server-key", metavar="FILE", help="the publisher's public NAME.key file: connect with CURVE")
+    p.add_argument(
+        "--curve-secret-key", metavar="FILE",
+        help="this client's NAME.key_secret file (its NAME.key must be in the publisher's --curve-allow DIR)",
+    )
     p.set_defaults(handler=_cmd_subscribe)
 
 
@@ -86,6 +115,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
     from ..client import EndOfStream, Subscriber
+    from ..security import ClientKeys
 
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
@@ -93,10 +123,11 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout must be > 0, got {args.timeout}")
     if "://" not in args.endpoint:
         raise ConfigError(f"endpoint {args.endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
+    keys = ClientKeys.from_options(args.curve_server_key, args.curve_secret_key)
     stopping = []
     on_signals(lambda: stopping.append(True))
     try:
-        sub = Subscriber(args.endpoint, topics=args.topic)
+        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys)
     except zmq.ZMQError as exc:
         raise ConfigError(f"endpoint {args.endpoint!r}: {exc.strerror}") from None
 

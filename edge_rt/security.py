@@ -1,0 +1,279 @@
+"""What keeps an unattended box's stream private: CURVE keys, the exposure check, credential redaction.
+
+- Keys are ZeroMQ certificate files as `zmq.auth` writes and reads them (`NAME.key` holds the public
+  key, `NAME.key_secret` both). Loading one checks what `zmq.auth.load_certificate` does not: that
+  each key is 40 Z85 characters and that the public key belongs to the secret one.
+- CURVE alone encrypts but admits any client; the publisher pairs it with a ZAP authenticator that
+  admits only the public keys found in an allow-list directory (see `publish.Publisher`).
+- A camera URL's password must never reach a log line, an error line or a message: `redact_url`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+PUBLIC_SUFFIX = ".key"
+SECRET_SUFFIX = ".key_secret"
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def _z85_key(raw: bytes, what: str, path: Path) -> bytes:
+    from zmq.utils import z85
+
+    try:
+        if len(raw) != 40 or len(z85.decode(raw)) != 32:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{what} {str(path)!r}: malformed key (expected 40 Z85 characters, as `edge-rt keys` writes)") from None
+    return raw
+
+
+def _read_certificate(path: str | Path, what: str) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r}: no such file (create keys with: edge-rt keys NAME --dir DIR)")
+    try:
+        public, secret = zmq.auth.load_certificate(p)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {str(p)!r}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    except ValueError:
+        raise ConfigError(f"{what} {str(p)!r}: not a ZeroMQ certificate (no public-key line)") from None
+    return _z85_key(public, what, p), secret
+
+
+def load_public_key(path: str | Path, what: str = "public key file") -> bytes:
+    """The Z85 public key of a `.key` (or `.key_secret`) certificate file."""
+    return _read_certificate(path, what)[0]
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A CURVE key pair, Z85-encoded (40 bytes each)."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, what: str = "secret key file") -> KeyPair:
+        import zmq
+
+        public, secret = _read_certificate(path, what)
+        p = Path(path).expanduser()
+        if secret is None:
+            hint = f" (that is the public half; use {p.name[: -len(PUBLIC_SUFFIX)]}{SECRET_SUFFIX})" if p.name.endswith(PUBLIC_SUFFIX) else ""
+            raise ConfigError(f"{what} {str(p)!r}: has no secret key{hint}")
+        secret = _z85_key(secret, what, p)
+        if zmq.curve_public(secret) != public:
+            raise ConfigError(f"{what} {str(p)!r}: its public key does not belong to its secret key")
+        return cls(public, secret)
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The publisher's side: its own key pair and the directory of client public keys it admits."""
+
+    pair: KeyPair
+    allow_dir: Path
+    allowed: tuple[bytes, ...] = field(repr=False)  # checked at load; the authenticator reads the directory itself
+
+    @classmethod
+    def load(cls, secret_key_file: str | Path, allow_dir: str | Path) -> ServerKeys:
+        pair = KeyPair.load(secret_key_file, "--curve-secret-key")
+        d = Path(allow_dir).expanduser()
+        if not d.is_dir():
+            raise ConfigError(f"--curve-allow {str(d)!r}: no such directory (put the clients' public .key files there)")
+        files = sorted(d.glob(f"*{PUBLIC_SUFFIX}"))
+        if not files:
+            raise ConfigError(
+                f"--curve-allow {str(d)!r}: no client public keys (*{PUBLIC_SUFFIX}); nobody could subscribe. "
+                "Create one with: edge-rt keys NAME --dir DIR, and copy its .key file there"
+            )
+        # zmq.auth skips a broken file silently (it logs and then admits nobody): refuse it here instead.
+        allowed = tuple(load_public_key(f, "--curve-allow: key file") for f in files)
+        return cls(pair, d, allowed)
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """A subscriber's side: the server's public key and the client's own key pair."""
+
+    server_public: bytes
+    pair: KeyPair
+
+    @classmethod
+    def load(cls, server_key_file: str | Path, secret_key_file: str | Path) -> ClientKeys:
+        return cls(load_public_key(server_key_file, "--curve-server-key"), KeyPair.load(secret_key_file, "--curve-secret-key"))
+
+    @classmethod
+    def from_options(cls, server_key_file: str | Path | None, secret_key_file: str | Path | None) -> ClientKeys | None:
+        """None when neither is given; both or neither, since one without the other cannot connect."""
+        if server_key_file is None and secret_key_file is None:
+            return None
+        if server_key_file is None or secret_key_file is None:
+            missing = "--curve-server-key" if server_key_file is None else "--curve-secret-key"
+            raise ConfigError(f"{missing} is missing: CURVE needs the server's public key and this client's secret key file")
+        return cls.load(server_key_file, secret_key_file)
+
+
+def create_keys(name: str, directory: str | Path, force: bool = False) -> tuple[Path, Path]:
+    """Write DIR/NAME.key and DIR/NAME.key_secret (mode 0600) with `zmq.auth.create_certificates`.
+
+    The pair is written into a private temporary directory first and then linked into place, so the
+    secret is never readable by others, not even for a moment, and an existing file is never half
+    overwritten: without `force`, a file that already exists is refused.
+    """
+    import zmq.auth
+
+    if not _KEY_NAME.match(name) or name.endswith((PUBLIC_SUFFIX, SECRET_SUFFIX)):
+        raise ConfigError(f"key name {name!r}: use letters, digits, '.', '_' or '-' (no path, no .key suffix)")
+    d = Path(directory).expanduser()
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--dir {str(d)!r}: not a directory")
+    public, secret = d / f"{name}{PUBLIC_SUFFIX}", d / f"{name}{SECRET_SUFFIX}"
+    existing = [p for p in (public, secret) if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"{str(existing[0])!r} already exists; pass --force to replace the key pair (clients holding the old public key stop working)")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=d, prefix=".edge-rt-keys-") as tmp:  # mode 0700
+            made_public, made_secret = (Path(p) for p in zmq.auth.create_certificates(tmp, name))
+            os.chmod(made_secret, 0o600)
+            os.chmod(made_public, 0o644)
+            linked: list[Path] = []
+            try:
+                for made, final in ((made_secret, secret), (made_public, public)):
+                    if force:
+                        os.replace(made, final)
+                    else:
+                        os.link(made, final)  # fails if it appeared meanwhile: never overwrite without --force
+                        linked.append(final)
+            except FileExistsError:
+                for p in linked:  # never leave half a pair
+                    p.unlink()
+                raise
+    except FileExistsError as exc:
+        raise ConfigError(f"{str(exc.filename2 or exc.filename)!r} already exists; pass --force to replace the key pair") from None
+    except OSError as exc:
+        raise ConfigError(f"--dir {str(d)!r}: cannot write keys: {exc.strerror}") from None
+    return public, secret
+
+
+# --- exposure --------------------------------------------------------------------------------------
+
+
+def endpoint_host(endpoint: str) -> str | None:
+    """The host part of a tcp:// endpoint (brackets of an IPv6 literal removed); None for other transports."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme.lower() != "tcp":
+        return None
+    rest = rest.split(";")[-1]  # tcp://SOURCE;HOST:PORT names the far end last
+    if rest.startswith("["):
+        return rest[1:].partition("]")[0]
+    return rest.rpartition(":")[0] if ":" in rest else rest
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True when nothing beyond this machine can connect: ipc://, inproc://, or tcp on loopback."""
+    scheme = endpoint.partition("://")[0].lower()
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = endpoint_host(endpoint)
+    if host is None:
+        return False  # pgm, ws, ...: network transports
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False  # '*', a hostname or an interface name: reachable from outside
+
+
+def is_ipv6_endpoint(endpoint: str) -> bool:
+    host = endpoint_host(endpoint)
+    return host is not None and ":" in host
+
+
+def check_exposure(endpoint: str, curve: bool, insecure: bool) -> None:
+    """A network-reachable endpoint without CURVE is refused unless the user said --insecure."""
+    if curve or insecure or "://" not in endpoint or is_local_endpoint(endpoint):
+        return  # (a malformed endpoint is the publisher's to refuse, with the forms it accepts)
+    raise ConfigError(
+        f"--publish {endpoint}: reachable beyond this machine without encryption; "
+        "add --curve-secret-key FILE --curve-allow DIR (keys from `edge-rt keys`), "
+        "or --insecure to publish in the clear anyway (or bind tcp://127.0.0.1:PORT)"
+    )
+
+
+# --- redaction -------------------------------------------------------------------------------------
+
+MASK = "***"
+# scheme://USERINFO@: USERINFO runs to the last '@' before the first '/' or whitespace, so a password
+# with an unescaped '@', '?', '#' or '!' is still caught while an '@' later in the path is not userinfo.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s]*)@")
+# Credentials passed as query parameters (many IP cameras: ...?user=admin&password=...).
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;](?:password|passwd|pass|pwd|secret|token|access_token|auth|api_?key|key|signature|sig)=)(?P<value>[^&#\s\"']*)",
+    re.IGNORECASE,
+)
+# GStreamer element properties: rtspsrc user-pw=..., souphttpsrc proxy-pw=..., password=...
+_PROPERTY_SECRET = re.compile(
+    r"(?P<key>(?<!\S)(?:user-pw|proxy-pw|password|passwd)\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s!]+)",
+    re.IGNORECASE,
+)
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    user, colon, _password = m.group("userinfo").partition(":")
+    if not colon:
+        return m.group(0)  # a user name alone is not a secret
+    return f"{m.group('scheme')}{user}:{MASK}@"
+
+
+def _mask_property(m: re.Match[str]) -> str:
+    value = m.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{m.group('key')}{quote}{MASK}{quote}"
+
+
+def redact_url(uri: str) -> str:
+    """`rtsp://user:pass@host/...` -> `rtsp://user:***@host/...`; also every URL inside a GStreamer
+    pipeline or a sentence, password-like query parameters and `user-pw=`-style properties.
+    Anything else comes back unchanged, so it is safe on any text that may hold a source URI."""
+    out = _URL_USERINFO.sub(_mask_userinfo, uri)
+    out = _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, out)
+    return _PROPERTY_SECRET.sub(_mask_property, out)
+
+
+class RedactingFilter(logging.Filter):
+    """Put on a log handler: every record's text passes through `redact_url` before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact_url(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_url(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact_url(record.exc_text)
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add a RedactingFilter to every handler of `logger` (default: the root logger), once."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

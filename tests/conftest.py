@@ -26,18 +26,29 @@ def cuda_missing() -> str | None:
         return "onnxruntime is not installed"
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "no CUDA: ONNX Runtime here has no CUDAExecutionProvider (pip install 'edge_rt[gpu]' on an NVIDIA box)"
-    if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists() and not Path("/etc/nv_tegra_release").exists():
+    if not _nvidia_gpu_visible():
         return "no NVIDIA GPU visible (no nvidia-smi, /dev/nvidia0 or Jetson release file)"
     return None
 
 
+def _nvidia_gpu_visible() -> bool:
+    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists() or Path("/etc/nv_tegra_release").exists()
+
+
 def tensorrt_missing() -> str | None:
-    """Why the `tensorrt` tests cannot run here, or None."""
+    """Why the `tensorrt` tests cannot run here, or None: TensorRT, cuda-python and a GPU."""
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         return "TensorRT is not installed (pip install 'edge_rt[gpu]'; JetPack ships it)"
-    return cuda_missing() if shutil.which("nvidia-smi") is None and not Path("/etc/nv_tegra_release").exists() else None
+    try:
+        from cuda.bindings import runtime  # noqa: F401
+    except ImportError:
+        try:
+            from cuda import cudart  # noqa: F401
+        except ImportError:
+            return "cuda-python is not installed (pip install 'edge_rt[gpu]')"
+    return None if _nvidia_gpu_visible() else "no NVIDIA GPU visible (no nvidia-smi, /dev/nvidia0 or Jetson release file)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -259,3 +259,21 @@ def test_export_cli_flags_and_profiles(tmp_path: Path) -> None:
     assert not resolve_options("cpu-fp32", {}).graph_preprocess
     proc = run_cli("export", "--weights", str(DEMO_PT), "--nms", "--nms-conf", "1.5", "--output", str(tmp_path / "x.onnx"))
     assert_clean_failure(proc, "nms_conf 1.5")
+
+
+def test_static_model_with_the_letterbox_in_its_graph(hd_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """A fixed-size model pads frames to its full square; the graph states that size (a final Reshape).
+
+    1280x720 into a 320 square is a 4x downscale, where OpenCV's fixed-point interpolation and the
+    graph's float one differ most: measured 99.1% over 8 clips x 60 frames (per clip 98.2-99.7%),
+    nearly all misses at conf 0.25-0.26, right at the threshold. The dynamic (rectangular) export,
+    which the GPU profiles use, is held to 99% above.
+    """
+    static = DEMO_DYNAMIC.with_name("demo.onnx")
+    graph = load_engine(add_graph_preprocess(static, tmp_path / "static_g.onnx"), "cpu")
+    host = load_engine(static, "cpu")
+    assert graph.info.graph_preprocess and not graph.info.dynamic_shape and graph.info.imgsz == host.info.imgsz
+    got = [d for f in hd_frames[::2] for d in _detect(graph, [f])]
+    ref = [d for f in hd_frames[::2] for d in _detect(host, [f])]
+    matched, total = _match_rate(ref, got)
+    assert total > 200 and matched >= 0.98 * total, f"{matched}/{total}"

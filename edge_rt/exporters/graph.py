@@ -40,8 +40,12 @@ def _onnx():  # type: ignore[no-untyped-def]
     return onnx
 
 
-def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str):  # type: ignore[no-untyped-def]
-    """The letterbox as an ONNX model whose single output feeds the detector's image input."""
+def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str, fixed_hw: tuple[int, int] | None = None):  # type: ignore[no-untyped-def]
+    """The letterbox as an ONNX model whose single output feeds the detector's image input.
+
+    `fixed_hw`: the model's static input size; a final Reshape states it, so TensorRT sizes its
+    buffers from the shape instead of from the plan's value range.
+    """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -79,11 +83,16 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str)
         helper.make_node("Concat", [n("zero2"), n("begin"), n("zero2"), n("end")], [n("pads")], axis=0),
         helper.make_node("Pad", [n("resized"), n("pads"), n("pad_value")], [n("padded")], mode="constant"),
     ]
+    last = n("padded")
+    if fixed_hw is not None:
+        init.append(numpy_helper.from_array(np.array([-1, 3, *fixed_hw], np.int64), n("static_shape")))
+        nodes.append(helper.make_node("Reshape", [last, n("static_shape")], [n("static")]))
+        last = n("static")
     if out_dtype == "float16":
-        nodes.append(helper.make_node("Div", [n("padded"), n("scale")], [n("scaled")]))
+        nodes.append(helper.make_node("Div", [last, n("scale")], [n("scaled")]))
         nodes.append(helper.make_node("Cast", [n("scaled")], [out_name], to=TensorProto.FLOAT16))
     else:
-        nodes.append(helper.make_node("Div", [n("padded"), n("scale")], [out_name]))
+        nodes.append(helper.make_node("Div", [last, n("scale")], [out_name]))
     out_type = TensorProto.FLOAT16 if out_dtype == "float16" else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes,
@@ -92,7 +101,7 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str)
             helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, ["batch", "height", "width", 3]),
             helper.make_tensor_value_info(PLAN, TensorProto.INT64, [6]),
         ],
-        [helper.make_tensor_value_info(out_name, out_type, ["batch", 3, "in_h", "in_w"])],
+        [helper.make_tensor_value_info(out_name, out_type, ["batch", 3, *(fixed_hw or ("in_h", "in_w"))])],
         initializer=init,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -121,7 +130,8 @@ def add_graph_preprocess(model_path: Path, output: Path) -> Path:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset < 13:
         raise ModelError(f"{model_path}: opset {opset} is too old for the letterbox graph (13 or newer)")
-    pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype)
+    fixed_hw = (dims[2], dims[3]) if dims[2] and dims[3] else None
+    pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype, fixed_hw)
     merged = compose.merge_models(pre, model, io_map=[(_PREFIX + "image", image.name)])
     from ..model_info import _literal
 

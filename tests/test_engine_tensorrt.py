@@ -20,14 +20,10 @@ import pytest
 
 from edge_rt.engines import load_engine
 from edge_rt.engines.cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, check, host_array, load_cudart
-from edge_rt.engines.tensorrt import (
-    ProfileRange,
-    SlotKey,
-    TensorRTEngine,
+from edge_rt.engines.tensorrt import ProfileRange, SlotKey, TensorRTEngine, choose_profile, plan_problem
+from edge_rt.engines.tensorrt_sidecar import (
     check_sidecar,
-    choose_profile,
     plan_input_name,
-    plan_problem,
     read_sidecar,
     rebuild_command,
     sidecar_metadata,

@@ -20,7 +20,7 @@ import pytest
 
 from edge_rt.engines import load_engine
 from edge_rt.engines.base import Engine
-from edge_rt.engines.tensorrt import check_sidecar, plan_input_name, rebuild_command, sidecar_metadata, sidecar_path
+from edge_rt.engines.tensorrt_sidecar import check_sidecar, plan_input_name, rebuild_command, sidecar_metadata, sidecar_path
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.tensorrt import (
     FRAME_MAX,

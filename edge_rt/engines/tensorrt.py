@@ -15,10 +15,7 @@ defers "layer resource updates" after setOptimizationProfileAsync to the next en
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
-import shlex
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -29,86 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
+from ..model_info import ModelInfo, info_from_metadata
 from .cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, gpu_name, load_cudart
+from .tensorrt_sidecar import check_sidecar, plan_input_name, read_sidecar, rebuild_command, sidecar_metadata, sidecar_path
 
 log = logging.getLogger("edge_rt.engines.tensorrt")
 
 __all__ = ["TensorRTEngine", "check_sidecar", "choose_profile", "gpu_name", "rebuild_command", "sidecar_path"]
-
-# The sidecar keys that become model metadata (each through str(), then the ONNX metadata rules).
-MODEL_KEYS = ("names", "imgsz", "stride", "task", "end2end", "batch", GRAPH_PREPROCESS_KEY)
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def sidecar_metadata(side: Mapping[str, Any]) -> dict[str, str]:
-    """The sidecar's model keys as ONNX-style string metadata, so the engine's ModelInfo reads like its ONNX."""
-    return {k: str(side[k]) for k in MODEL_KEYS if k in side}
-
-
-def plan_input_name(side: Mapping[str, Any]) -> str | None:
-    """The letterbox-plan input of a graph-preprocess model (`edge_rt_preprocess` metadata), else None."""
-    raw = side.get(GRAPH_PREPROCESS_KEY)
-    if raw is None:
-        return None
-    try:
-        spec = raw if isinstance(raw, dict) else ast.literal_eval(str(raw))
-    except (ValueError, SyntaxError):
-        spec = None
-    if not isinstance(spec, dict) or not spec.get("plan_input"):
-        raise ModelError(f"sidecar key {GRAPH_PREPROCESS_KEY!r} is not readable: {str(raw)[:80]}")
-    return str(spec["plan_input"])
-
-
-def rebuild_command(side: Mapping[str, Any], engine_path: Path) -> str:
-    """The `edge-rt export` line that builds this engine again, from what its sidecar records."""
-    parts = ["edge-rt", "export", "--weights", str(side.get("weights") or "WEIGHTS.pt"), "--format", "engine"]
-    parts += ["--output", str(engine_path)]
-    if side.get("profile"):
-        parts += ["--target", str(side["profile"])]
-    imgsz = side.get("imgsz")
-    if isinstance(imgsz, (list, tuple)) and imgsz:
-        parts += ["--imgsz", str(max(int(v) for v in imgsz))]
-    precision = side.get("precision")
-    if precision == "fp16":
-        parts.append("--half")
-    elif precision == "int8":
-        parts += ["--int8", "--calibration", "FRAMES_DIR"]
-    if side.get("dynamic"):
-        parts.append("--dynamic")
-    if side.get("max_batch"):
-        parts += ["--max-batch", str(side["max_batch"])]
-    if GRAPH_PREPROCESS_KEY in side:
-        parts.append("--graph-preprocess")
-    if side.get("nms"):
-        parts.append("--nms")
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-def check_sidecar(meta: Mapping[str, Any], trt_version: str, gpu: str, path: Path) -> None:
-    """Refuse an engine built elsewhere: TensorRT engines are not portable across versions or GPUs."""
-    built_trt, built_gpu = meta.get("tensorrt"), meta.get("gpu")
-    again = f"rebuild it here: {rebuild_command(meta, path)}"
-    if built_trt and built_trt != trt_version:
-        raise ModelError(f"engine {str(path)!r} was built with TensorRT {built_trt}, this machine has {trt_version}; {again}")
-    if built_gpu and built_gpu != gpu:
-        raise ModelError(f"engine {str(path)!r} was built for GPU {built_gpu!r}, this machine has {gpu!r}; {again}")
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not side.is_file():
-        raise ModelError(f"engine {str(path)!r}: missing its sidecar {side.name} (names, imgsz, TensorRT version, GPU)")
-    try:
-        meta = json.loads(side.read_text())
-    except ValueError as exc:
-        raise ModelError(f"engine sidecar {str(side)!r} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"engine sidecar {str(side)!r}: expected a JSON object")
-    return meta
 
 
 # --- which profile runs a batch ------------------------------------------------------------------

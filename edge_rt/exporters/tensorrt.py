@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..engines.cuda_runtime import check, gpu_name, load_cudart
-from ..engines.tensorrt import plan_input_name, sidecar_path
+from ..engines.tensorrt_sidecar import plan_input_name, sidecar_path
 from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..model_info import GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
 from ..preprocess import Preprocessor, plan_letterbox

@@ -37,7 +37,7 @@ class RunConfig:
     await_timeout: float = 30.0
     stall_timeout: float = 5.0
     open_timeout: float = 5.0
-    reconnect_max: float = 10.0
+    reconnect_max: float = 30.0
     threads: int | None = None
     stats_interval: float = 60.0  # seconds between stats log lines; 0 turns them off
     log_level: str = "info"

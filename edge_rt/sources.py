@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ConfigError, SourceError
+from .security import redact_url
 
 log = logging.getLogger("edge_rt.sources")
 
@@ -119,7 +120,7 @@ def parse_source(
             raise SourceError(f"source {name!r}: file {uri!r} is not readable")
         uri = str(path)
     if kind is SourceKind.STREAM and not re.match(r"^[a-zA-Z]+://[^/\s]+", uri):
-        raise SourceError(f"source {name!r}: malformed URL {uri!r}; expected e.g. rtsp://host:554/path")
+        raise SourceError(f"source {name!r}: malformed URL {redact_url(uri)!r}; expected e.g. rtsp://host:554/path")
     if loop and kind is not SourceKind.FILE:
         raise ConfigError(f"source {name!r}: loop applies to files only, not {kind.value} sources")
     if kind is SourceKind.SYNTHETIC:
@@ -223,20 +224,55 @@ class Frame:
 
 
 class CaptureState(enum.Enum):
-    CONNECTING = "connecting"  # the first open
-    STREAMING = "streaming"
-    RECONNECTING = "reconnecting"  # lost: reopening with back-off until a frame comes
+    """A source's health, as subscribers see it on `$health` (ENDED goes out as `stopped`)."""
+
+    STARTING = "starting"  # the first open
+    ONLINE = "online"  # frames arrive
+    STALLED = "stalled"  # no new frame for --stall-timeout: about to reopen
+    RECONNECTING = "reconnecting"  # lost: reopening about once a second
+    OFFLINE = "offline"  # lost for longer than the fast-retry window: exponential back-off
     ENDED = "ended"  # a file reached its end (no loop)
     STOPPED = "stopped"
 
 
+_S = CaptureState
 _ALLOWED = {
-    CaptureState.CONNECTING: {CaptureState.STREAMING, CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED},
-    CaptureState.STREAMING: {CaptureState.RECONNECTING, CaptureState.ENDED, CaptureState.STOPPED},
-    CaptureState.RECONNECTING: {CaptureState.STREAMING, CaptureState.ENDED, CaptureState.STOPPED},
-    CaptureState.ENDED: {CaptureState.STOPPED},
-    CaptureState.STOPPED: set(),
+    _S.STARTING: {_S.ONLINE, _S.RECONNECTING, _S.OFFLINE, _S.ENDED, _S.STOPPED},
+    _S.ONLINE: {_S.STALLED, _S.RECONNECTING, _S.ENDED, _S.STOPPED},
+    _S.STALLED: {_S.ONLINE, _S.RECONNECTING, _S.ENDED, _S.STOPPED},
+    _S.RECONNECTING: {_S.ONLINE, _S.OFFLINE, _S.ENDED, _S.STOPPED},
+    _S.OFFLINE: {_S.ONLINE, _S.ENDED, _S.STOPPED},
+    _S.ENDED: {_S.STOPPED},
+    _S.STOPPED: set(),
 }
+
+
+class ReconnectSchedule:
+    """When to reopen a lost source: about once a second for the first `fast_window_s` of an outage
+    (a camera that blinks is back within seconds), then exponential back-off to `max_s` with +-20%
+    jitter, so a site whose cameras all drop at once does not reopen them in lock-step."""
+
+    def __init__(self, fast_window_s: float = 10.0, fast_interval_s: float = 1.0, max_s: float = 30.0, jitter: float = 0.2, seed: int | None = None) -> None:
+        import random
+
+        self.fast_window_s = fast_window_s
+        self.fast_interval_s = fast_interval_s
+        self.max_s = max_s
+        self.jitter = jitter
+        self._rng = random.Random(seed)
+        self._slow_step = 0
+
+    def reset(self) -> None:
+        self._slow_step = 0
+
+    def delay(self, outage_s: float) -> float:
+        """Seconds to wait before the next try, `outage_s` into the outage."""
+        if outage_s < self.fast_window_s:
+            base = self.fast_interval_s
+        else:
+            base = min(self.fast_interval_s * 2 ** (self._slow_step + 1), self.max_s)
+            self._slow_step += 1
+        return float(min(base * (1 + self._rng.uniform(-self.jitter, self.jitter)), self.max_s * (1 + self.jitter)))
 
 
 @dataclass(frozen=True)
@@ -334,8 +370,12 @@ class CaptureSettings:
 
     open_timeout_s: float = 5.0
     stall_timeout_s: float = 5.0  # no new frame for this long: reopen (OpenCV's read timeout is half of it)
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 10.0
+    fast_retry_window_s: float = 10.0  # reopen about once a second for this long into an outage
+    fast_retry_s: float = 1.0
+    backoff_max_s: float = 30.0  # then exponential back-off up to this
+
+    def schedule(self) -> ReconnectSchedule:
+        return ReconnectSchedule(self.fast_retry_window_s, self.fast_retry_s, self.backoff_max_s)
 
 
 def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
@@ -360,7 +400,7 @@ def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
         cap = cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
-        raise SourceError(f"source {spec.name!r}: cannot open {spec.uri!r}")
+        raise SourceError(f"source {spec.name!r}: cannot open {redact_url(spec.uri)!r}")
     return cap
 
 
@@ -395,35 +435,56 @@ class CaptureThread(threading.Thread):
         self._on_event = on_event
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
-        self.state = CaptureState.CONNECTING
+        self.state = CaptureState.STARTING
         self.events: deque[HealthEvent] = deque(maxlen=100)
         self._frame_index = 0
         self._cap: VideoReader | None = None
         self._streamed = False  # the current connection delivered frames
+        self._last_frame = 0.0  # time.monotonic() of the last new frame: liveness, immune to clock steps
+        self._stalled = threading.Event()  # set by the stall watch while a read is still blocked
 
     def stop(self) -> None:
         self._stop_event.set()
 
-    def _transition(self, new: CaptureState, reason: str) -> None:
+    def _transition(self, new: CaptureState, reason: str, only_from: frozenset[CaptureState] | None = None) -> bool:
+        """Change state (atomically checked against `only_from` when given); False when nothing changed."""
+        reason = redact_url(reason)
         with self._lock:
             old = self.state
-            if new is old:
-                return
+            if new is old or (only_from is not None and old not in only_from):
+                return False
             if new not in _ALLOWED[old]:
                 raise RuntimeError(f"capture {self.spec.name}: illegal transition {old.value} -> {new.value}")
             self.state = new
         event = HealthEvent(self.spec.name, old, new, reason, time.time_ns())
         self.events.append(event)
-        level = logging.WARNING if new is CaptureState.RECONNECTING else logging.INFO
+        level = logging.WARNING if new in (CaptureState.RECONNECTING, CaptureState.STALLED, CaptureState.OFFLINE) else logging.INFO
         log.log(level, "source %s: %s -> %s (%s)", self.spec.name, old.value, new.value, reason)
-        self.slot.set_active(new is CaptureState.STREAMING)
+        self.slot.set_active(new is CaptureState.ONLINE)
         if self._on_event is not None:
             self._on_event(event)
+        return True
+
+    def check_stall(self, now: float) -> bool:
+        """Called by the group's watch: declare a stall even while a read is blocked in OpenCV, which
+        can wait out its read timeout and still return stale frames (a frozen camera)."""
+        if not self.spec.kind.can_stall or self.state is not CaptureState.ONLINE:
+            return False
+        quiet = now - self._last_frame
+        if quiet <= self.settings.stall_timeout_s:
+            return False
+        if self._transition(CaptureState.STALLED, f"no new frame for {quiet:.1f}s", only_from=frozenset({CaptureState.ONLINE})):
+            self.slot.counters.stalls += 1
+            self._stalled.set()
+            return True
+        return False
 
     def run(self) -> None:
-        """Open, stream, and on failure retry with capped exponential back-off. Retries happen inside
-        RECONNECTING, so an outage logs one line when it starts and one when it heals, not one per try."""
-        backoff = self.settings.backoff_initial_s
+        """Open, stream, and on failure reopen on the `ReconnectSchedule`. Retries happen inside
+        RECONNECTING / OFFLINE, so an outage logs a line when it starts, one when it goes long and one
+        when it heals, never one per try."""
+        schedule = self.settings.schedule()
+        outage_start: float | None = None  # time.monotonic() when the current outage began
         try:
             while not self._stop_event.is_set():
                 try:
@@ -434,29 +495,35 @@ class CaptureThread(threading.Thread):
                         self._transition(CaptureState.ENDED, str(exc))
                         return
                     self.slot.counters.read_failures += 1
-                    self._transition(CaptureState.RECONNECTING, f"open failed; retrying, back-off up to {self.settings.backoff_max_s:g}s")
-                    log.debug("source %s: open failed, next try in %.1fs", self.spec.name, backoff)
-                    if self._stop_event.wait(backoff):
+                    outcome = "open failed"
+                else:
+                    self._streamed = False
+                    self._stalled.clear()
+                    try:
+                        outcome = self._stream(cap)
+                    except Exception as exc:  # noqa: BLE001 - cv2.error, an odd frame format: one bad read must not kill the camera
+                        outcome = self._failure(exc)
+                    if outcome == "ended":
+                        self._transition(CaptureState.ENDED, "end of file")
+                        return
+                    if outcome == "stopped":
                         break
-                    backoff = min(backoff * 2, self.settings.backoff_max_s)
-                    continue
-                self._streamed = False
-                try:
-                    outcome = self._stream(cap)
-                except Exception as exc:  # noqa: BLE001 - cv2.error, an odd frame format: one bad read must not kill the camera
-                    outcome = self._failure(exc)
-                if outcome == "ended":
-                    self._transition(CaptureState.ENDED, "end of file")
-                    return
-                if outcome == "stopped":
+                    if self._streamed:
+                        schedule.reset()  # it worked for a while: a new outage starts now
+                        outage_start = None
+                    self.slot.counters.reconnects += 1
+                now = time.monotonic()
+                if outage_start is None:
+                    outage_start = now
+                outage = now - outage_start
+                if outage >= self.settings.fast_retry_window_s:
+                    self._transition(CaptureState.OFFLINE, f"{outcome}; down {outage:.0f}s, retrying with back-off up to {self.settings.backoff_max_s:g}s")
+                else:
+                    self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening about every {self.settings.fast_retry_s:g}s")
+                delay = schedule.delay(outage)
+                log.debug("source %s: %s, next try in %.1fs", self.spec.name, outcome, delay)
+                if self._stop_event.wait(delay):
                     break
-                if self._streamed:
-                    backoff = self.settings.backoff_initial_s  # it worked for a while: start over
-                self.slot.counters.reconnects += 1
-                self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening, back-off up to {self.settings.backoff_max_s:g}s")
-                if self._stop_event.wait(backoff):
-                    break
-                backoff = min(backoff * 2, self.settings.backoff_max_s)
         finally:
             if self.state is not CaptureState.STOPPED:
                 self._transition(CaptureState.STOPPED, "stopped")
@@ -473,7 +540,7 @@ class CaptureThread(threading.Thread):
 
     def _failure(self, exc: BaseException) -> str:
         self.slot.counters.read_failures += 1
-        log.warning("source %s: %s: %s", self.spec.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.warning("source %s: %s: %s", self.spec.name, type(exc).__name__, redact_url(str(exc).splitlines()[0]) if str(exc) else "")
         return "error" if self.spec.kind.live else "ended"
 
     def _rewind(self, cap: VideoReader) -> VideoReader:
@@ -500,8 +567,12 @@ class CaptureThread(threading.Thread):
                 delay = next_due - time.perf_counter_ns()
                 if delay > 0 and self._stop_event.wait(delay / 1e9):
                     return "stopped"
+            asked = time.monotonic()
             ok, image = cap.read()
             now = time.monotonic()
+            # A read that waited out OpenCV's read timeout (half the stall timeout) and still returned a
+            # frame is a frozen stream's leftover, not a new frame: it does not count as liveness.
+            late = spec.kind.can_stall and now - asked >= 0.45 * self.settings.stall_timeout_s
             if not ok or image is None:
                 if not spec.kind.live:
                     if spec.loop and got_any:
@@ -509,15 +580,27 @@ class CaptureThread(threading.Thread):
                         continue
                     return "ended"
                 counters.read_failures += 1
+                quiet = time.monotonic() - last_frame
+                if got_any and spec.kind.can_stall and quiet >= self.settings.stall_timeout_s / 2:
+                    # The read waited out its timeout: the server is there but sends nothing (frozen).
+                    if self._transition(CaptureState.STALLED, f"no new frame for {quiet:.1f}s", only_from=frozenset({CaptureState.ONLINE})):
+                        counters.stalls += 1
+                    return f"stalled: no new frame for {quiet:.1f}s"
                 return "read failed" if got_any else "no frames"
+            if self._stalled.is_set():  # the watch declared it while this read was blocked
+                return f"stalled: no new frame for {self.settings.stall_timeout_s:g}s"
             stalled = spec.kind.can_stall and got_any and now - last_frame > self.settings.stall_timeout_s
-            last_frame = now
+            if not late:
+                last_frame = now
             if stalled:
-                counters.stalls += 1
-                return f"stalled: no new frame for {self.settings.stall_timeout_s:.1f}s"
+                if self._transition(CaptureState.STALLED, "late frames only", only_from=frozenset({CaptureState.ONLINE})):
+                    counters.stalls += 1
+                return f"stalled: no new frame for {self.settings.stall_timeout_s:g}s"
+            if not late or not got_any:
+                self._last_frame = last_frame = now
             if not got_any:
                 got_any = self._streamed = True
-                self._transition(CaptureState.STREAMING, "first frame")
+                self._transition(CaptureState.ONLINE, "first frame")
             index = self._frame_index
             self._frame_index += 1
             counters.read += 1
@@ -560,14 +643,40 @@ class SourceGroup:
                     f"source {spec.name!r}: this OpenCV build has no GStreamer support; "
                     "use the system OpenCV (e.g. JetPack's) or an RTSP/file source"
                 )
+        self._stopping = threading.Event()
         self.slots = [FrameSlot(s.name, self.cond, latest=s.keeps_latest_only) for s in self.specs]
         self.threads = [CaptureThread(s, slot, self.settings, self.opener) for s, slot in zip(self.specs, self.slots)]
 
     def start(self) -> None:
+        self.preflight()
         for t in self.threads:
             t.start()
+        self._watch = threading.Thread(target=self._watch_stalls, name="stall-watch", daemon=True)
+        self._watch.start()
+
+    def preflight(self) -> None:
+        """A file that cannot be opened, or holds no readable frame, is the user's mistake: say so now
+        (one line, exit 3) instead of ending the run quietly. Live sources are retried instead."""
+        for spec in self.specs:
+            if spec.kind is not SourceKind.FILE:
+                continue
+            cap = self.opener(spec, self.settings)  # raises SourceError: cannot open
+            try:
+                ok, image = cap.read()
+            finally:
+                cap.release()
+            if not ok or image is None:
+                raise SourceError(f"source {spec.name!r}: {spec.uri!r} has no readable video frame (truncated, or not a video?)")
+
+    def _watch_stalls(self) -> None:
+        stop = self._stopping
+        while not stop.wait(0.2):
+            now = time.monotonic()
+            for t in self.threads:
+                t.check_stall(now)
 
     def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
         for t in self.threads:
             t.stop()
         with self.cond:

@@ -79,7 +79,7 @@ def test_file_delivers_every_frame_in_order_to_a_slow_consumer(tmp_path: Path) -
     assert [f.index for f in frames] == list(range(15))
     assert group.slots[0].counters.skipped == 0
     assert group.threads[0].state is CaptureState.STOPPED
-    assert [e.state for e in group.threads[0].events][:3] == [CaptureState.STREAMING, CaptureState.ENDED, CaptureState.STOPPED]
+    assert [e.state for e in group.threads[0].events][:3] == [CaptureState.ONLINE, CaptureState.ENDED, CaptureState.STOPPED]
 
 
 def test_paced_file_behaves_like_a_camera_and_counts_what_it_skips(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_batcher_does_not_wait_for_sources_that_are_down() -> None:
 # --- a real RTSP camera -------------------------------------------------------------------------
 
 rtsp = pytest.mark.skipif(not rtsp_available()[0], reason=f"no RTSP test server: {rtsp_available()[1]}")
-FAST = CaptureSettings(open_timeout_s=3.0, stall_timeout_s=1.5, backoff_initial_s=0.2, backoff_max_s=1.0)
+FAST = CaptureSettings(open_timeout_s=3.0, stall_timeout_s=1.5, fast_retry_window_s=10.0, fast_retry_s=0.2, backoff_max_s=1.0)
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -227,7 +227,8 @@ def test_frozen_camera_is_detected_by_its_stall_timeout_and_reopened() -> None:
             cam.freeze()  # socket open, no frames: read() blocks, then returns late frames
             t0 = time.monotonic()
             thread = group.threads[0]
-            _wait_for(lambda: thread.state is not CaptureState.STREAMING, 10, "stall detection")
+            _wait_for(lambda: thread.state is not CaptureState.ONLINE, 10, "stall detection")
+            declared = [e.state for e in thread.events if e.time_ns > time.time_ns() - 10**10][-3:]
             detected = time.monotonic() - t0
             cam.resume()
             n = len(frames)
@@ -236,6 +237,7 @@ def test_frozen_camera_is_detected_by_its_stall_timeout_and_reopened() -> None:
             stop.set()
             group.stop()
             consumer.join(2)
-        assert detected < 3 * FAST.stall_timeout_s + 1
+        # Declared by the stall watch while OpenCV's read is still blocked: within stall timeout + 1 s.
+        assert CaptureState.STALLED in declared and detected < FAST.stall_timeout_s + 1, declared
         c = group.slots[0].counters
         assert c.stalls + c.read_failures >= 1 and c.reconnects >= 1

@@ -93,7 +93,7 @@ def test_synthetic_sources_deliver_frames_of_their_size_at_their_rate() -> None:
     gaps = np.diff([f.capture_mono_ns for f in by_source["a"]]) / 1e6
     assert 40 <= float(np.median(gaps)) <= 60, "one frame every 50 ms"
     assert [f.index for f in by_source["a"]] == list(range(len(by_source["a"]))), "a fast consumer misses nothing"
-    assert all(t.events[0].state is CaptureState.STREAMING for t in group.threads)
+    assert all(t.events[0].state is CaptureState.ONLINE for t in group.threads)
 
 
 def test_a_slow_consumer_gets_the_newest_frame_and_the_skips_are_counted() -> None:

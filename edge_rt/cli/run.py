@@ -63,7 +63,7 @@ def add_run(sub: Any) -> None:
     p.add_argument("--await-timeout", type=float, metavar="SEC", help="how long to wait for them (default 30)")
     p.add_argument("--stall-timeout", type=float, metavar="SEC", help="reopen a live source after this long without a frame (default 5)")
     p.add_argument("--open-timeout", type=float, metavar="SEC", help="give up opening a stream after this long (default 5)")
-    p.add_argument("--reconnect-max", type=float, metavar="SEC", help="cap of the reconnect back-off (default 10)")
+    p.add_argument("--reconnect-max", type=float, metavar="SEC", help="cap of the reconnect back-off after the first 10 s of an outage, which retry about once a second (default 30)")
     p.add_argument("--threads", type=int, help="inference threads on CPU (default: all cores)")
     p.add_argument("--stats-interval", type=float, metavar="SEC", help="log rates and drops every SEC seconds (default 60, 0: off)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")

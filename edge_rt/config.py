@@ -41,6 +41,10 @@ class RunConfig:
     threads: int | None = None
     stats_interval: float = 60.0  # seconds between stats log lines; 0 turns them off
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line, for log shippers
+    metrics_port: int | None = None  # Prometheus /metrics on this port (0: any free port)
+    metrics_addr: str = "127.0.0.1"
+    engine_timeout: float = 60.0  # an inference call longer than this (after the first) ends the run
 
 
 def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str, Any], Any]:
@@ -119,6 +123,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threads": _optional(_number(int, 1)),
     "stats_interval": _number(float, 0.0),
     "log_level": _choice("debug", "info", "warning", "error"),
+    "log_format": _choice("text", "json"),
+    "metrics_port": _optional(_number(int, 0, 65535)),
+    "metrics_addr": _string,
+    "engine_timeout": _number(float, 0.0, lo_open=True),
 }
 # Keys that only make sense per source but may be given once for all of them.
 _SOURCE_DEFAULT_KEYS = {"fps", "loop"}

@@ -31,7 +31,8 @@ from edge_rt.engines.tensorrt_sidecar import (
 )
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.graph import add_graph_preprocess
-from edge_rt.exporters.tensorrt import build_engine, letterbox_plan
+from edge_rt.exporters.tensorrt import build_engine
+from edge_rt.exporters.tensorrt_profiles import letterbox_plan
 from edge_rt.model_info import GRAPH_PREPROCESS_KEY
 from edge_rt.preprocess import Preprocessor
 

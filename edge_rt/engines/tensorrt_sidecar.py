@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from ..model_info import GRAPH_PREPROCESS_KEY
+from ..model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, _literal
 
 # The sidecar keys that become model metadata (each through str(), then the ONNX metadata rules).
-MODEL_KEYS = ("names", "imgsz", "stride", "task", "end2end", "batch", GRAPH_PREPROCESS_KEY)
+MODEL_KEYS = ("names", "imgsz", "stride", "task", "end2end", "batch", GRAPH_PREPROCESS_KEY, GRAPH_NMS_KEY)
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -59,8 +59,11 @@ def rebuild_command(side: Mapping[str, Any], engine_path: Path) -> str:
         parts += ["--max-batch", str(side["max_batch"])]
     if GRAPH_PREPROCESS_KEY in side:
         parts.append("--graph-preprocess")
-    if side.get("nms"):
+    if side.get("nms") or GRAPH_NMS_KEY in side:
         parts.append("--nms")
+        nms = _literal(str(side[GRAPH_NMS_KEY]), GRAPH_NMS_KEY) if GRAPH_NMS_KEY in side else None
+        if isinstance(nms, dict) and "conf" in nms and "iou" in nms:
+            parts += ["--nms-conf", f"{float(nms['conf']):g}", "--nms-iou", f"{float(nms['iou']):g}"]
     return " ".join(shlex.quote(p) for p in parts)
 
 

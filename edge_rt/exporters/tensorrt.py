@@ -27,7 +27,7 @@ import numpy as np
 from ..engines.cuda_runtime import gpu_name, load_cudart
 from ..engines.tensorrt_sidecar import plan_input_name, sidecar_path
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
+from ..model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
 from .tensorrt_int8 import configure_int8, has_qdq
 from .tensorrt_profiles import FRAME_MAX, Profile, batch_profiles, engine_profiles
 
@@ -120,7 +120,9 @@ def make_sidecar(
     """
     onnx_meta = onnx_meta or {}
     hw = info.imgsz if info.graph_preprocess else (profile.opt[2], profile.opt[3])
-    graph = {GRAPH_PREPROCESS_KEY: onnx_meta[GRAPH_PREPROCESS_KEY]} if GRAPH_PREPROCESS_KEY in onnx_meta else {}
+    # The in-graph letterbox and NMS travel as the ONNX has them: the NMS thresholds and batch limit
+    # are what `runner.check_graph_nms` / `resolve_batch` enforce for the engine too.
+    graph = {k: onnx_meta[k] for k in (GRAPH_PREPROCESS_KEY, GRAPH_NMS_KEY) if k in onnx_meta}
     return {
         **model_fields(info, hw, profile.max[0]),
         **graph,

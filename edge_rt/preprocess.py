@@ -75,8 +75,40 @@ class Prepared:
         return len(self.letterboxes)
 
 
+class BufferRing:
+    """A few reused buffers per shape, handed out in turn, so steady-state batches allocate nothing.
+
+    `size` must exceed the number of batches in flight (being filled, queued, in the engine).
+    """
+
+    def __init__(self, dtype: np.dtype, size: int = 4) -> None:
+        self.dtype = dtype
+        self.size = size
+        self._buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._next: dict[tuple[int, ...], int] = {}
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        bufs = self._buffers.get(shape)
+        if bufs is None:
+            bufs = self._buffers[shape] = [np.zeros(shape, self.dtype) for _ in range(self.size)]
+            self._next[shape] = 0
+        i = self._next[shape]
+        self._next[shape] = (i + 1) % self.size
+        return bufs[i]
+
+
+def check_batch(images: list[np.ndarray], fixed_batch: int | None, who: str) -> int:
+    """The batch the tensor has: the model's fixed batch (padded) or the number of images."""
+    if not images:
+        raise ValueError(f"{who}: expected at least one image, got none")
+    batch = fixed_batch or len(images)
+    if len(images) > batch:
+        raise ValueError(f"{who}: {len(images)} images for a model with fixed batch {batch}")
+    return batch
+
+
 class Preprocessor:
-    """Owns a small ring of input buffers so steady-state batches allocate nothing.
+    """Letterboxes on the host into float NCHW, in buffers from a ring.
 
     `ring` must exceed the number of batches in flight (being filled, queued, in the engine).
     """
@@ -95,32 +127,16 @@ class Preprocessor:
         self.auto = auto
         self.dtype = np.dtype(dtype)
         self.fixed_batch = fixed_batch
-        self._ring = ring
-        self._buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
-        self._next: dict[tuple[int, ...], int] = {}
+        self._ring = BufferRing(self.dtype, ring)
         self._canvas: dict[tuple[int, int], np.ndarray] = {}
 
-    def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
-        bufs = self._buffers.get(shape)
-        if bufs is None:
-            bufs = self._buffers[shape] = [np.zeros(shape, self.dtype) for _ in range(self._ring)]
-            self._next[shape] = 0
-        i = self._next[shape]
-        self._next[shape] = (i + 1) % self._ring
-        return bufs[i]
-
     def __call__(self, images: list[np.ndarray]) -> Prepared:
-        if not images:
-            raise ValueError("Preprocessor: expected at least one image, got none")
-        n = len(images)
-        batch = self.fixed_batch or n
-        if n > batch:
-            raise ValueError(f"Preprocessor: {n} images for a model with fixed batch {batch}")
+        batch = check_batch(images, self.fixed_batch, "Preprocessor")
         # Like Ultralytics: a rectangle only when every image in the batch has the same shape.
         auto = self.auto and len({im.shape for im in images}) == 1
         plans = [plan_letterbox(im.shape[:2], self.imgsz, self.stride, auto) for im in images]
         out_h, out_w = plans[0][1] if auto else self.imgsz
-        tensor = self._buffer((batch, 3, out_h, out_w))
+        tensor = self._ring.take((batch, 3, out_h, out_w))
         boxes = []
         for i, (im, (lb, _)) in enumerate(zip(images, plans)):
             canvas = self._letterbox(im, lb, out_h, out_w)
@@ -158,26 +174,10 @@ class FramePacker:
         self.stride = stride
         self.auto = auto
         self.fixed_batch = fixed_batch
-        self._ring = ring
-        self._buffers: dict[tuple[int, ...], list[np.ndarray]] = {}
-        self._next: dict[tuple[int, ...], int] = {}
-
-    def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
-        bufs = self._buffers.get(shape)
-        if bufs is None:
-            bufs = self._buffers[shape] = [np.zeros(shape, np.uint8) for _ in range(self._ring)]
-            self._next[shape] = 0
-        i = self._next[shape]
-        self._next[shape] = (i + 1) % self._ring
-        return bufs[i]
+        self._ring = BufferRing(np.dtype(np.uint8), ring)
 
     def __call__(self, images: list[np.ndarray]) -> Prepared:
-        if not images:
-            raise ValueError("FramePacker: expected at least one image, got none")
-        n = len(images)
-        batch = self.fixed_batch or n
-        if n > batch:
-            raise ValueError(f"FramePacker: {n} images for a model with fixed batch {batch}")
+        batch = check_batch(images, self.fixed_batch, "FramePacker")
         same = len({im.shape for im in images}) == 1
         auto = self.auto and same
         plans = [plan_letterbox(im.shape[:2], self.imgsz, self.stride, auto) for im in images]
@@ -187,12 +187,12 @@ class FramePacker:
             if batch == 1 and images[0].flags.c_contiguous:
                 tensor = images[0][None]  # a view: the one copy is the engine's, to its input buffer
             else:
-                tensor = self._buffer((batch, h, w, 3))
+                tensor = self._ring.take((batch, h, w, 3))
                 for i, im in enumerate(images):
                     tensor[i] = im
             return Prepared(tensor, boxes, plan_vector(boxes[0], plans[0][1]))
         out_h, out_w = self.imgsz
-        tensor = self._buffer((batch, out_h, out_w, 3))
+        tensor = self._ring.take((batch, out_h, out_w, 3))
         for i, (im, lb) in enumerate(zip(images, boxes)):
             letterbox_into(tensor[i], im, lb)
         identity = Letterbox(out_w, out_h, out_w, out_h, 0, 0)

@@ -19,12 +19,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from .batching import Batch, Batcher
+from .capture import CaptureState, SourceGroup
 from .engines.base import Engine
 from .metrics import Metrics, NullMetrics
 from .postprocess import Detections, Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
 from .schema import DETECTIONS, EOS, VERSION
-from .sources import CaptureState, Frame, SourceGroup
+from .sources import Frame
 
 log = logging.getLogger("edge_rt.pipeline")
 

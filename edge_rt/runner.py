@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from .capture import CaptureSettings, SourceGroup
 from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
@@ -17,7 +18,6 @@ from .preprocess import make_preprocessor
 from .publish import Publisher
 from .schema import check_encoding
 from .security import ServerKeys, check_exposure, is_local_endpoint, redact_url
-from .sources import CaptureSettings, SourceGroup
 
 log = logging.getLogger("edge_rt.run")
 

@@ -47,7 +47,7 @@ def engine_input(
     in its graph, `batch` synthetic camera frames of `frame_size` (W, H) and their letterbox plan."""
     if info.graph_preprocess:
         from ..preprocess import make_preprocessor
-        from ..sources import render_synthetic
+        from ..synthetic import render_synthetic
 
         w, h = frame_size or DEFAULT_FRAME_SIZE
         rendered = render_synthetic(w, h, 4)

@@ -360,6 +360,7 @@ class SourceGroup:
     specs: list[SourceSpec]
     settings: CaptureSettings = field(default_factory=CaptureSettings)
     opener: Opener = open_capture
+    on_event: Callable[[HealthEvent], None] | None = None  # every state change, from the capture threads
     cond: threading.Condition = field(default_factory=threading.Condition)
     slots: list[FrameSlot] = field(init=False)
     threads: list[CaptureThread] = field(init=False)
@@ -377,7 +378,7 @@ class SourceGroup:
                 )
         self._stopping = threading.Event()
         self.slots = [FrameSlot(s.name, self.cond, latest=s.keeps_latest_only) for s in self.specs]
-        self.threads = [CaptureThread(s, slot, self.settings, self.opener) for s, slot in zip(self.specs, self.slots)]
+        self.threads = [CaptureThread(s, slot, self.settings, self.opener, self.on_event) for s, slot in zip(self.specs, self.slots)]
 
     def start(self) -> None:
         self.preflight()

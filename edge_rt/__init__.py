@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .client import Detection, DetectionMessage, EndOfStream, Subscriber
+    from .client import Detection, DetectionMessage, EndOfStream, HealthMessage, Subscriber
 
-__all__ = ["Detection", "DetectionMessage", "EndOfStream", "Subscriber", "__version__"]
+__all__ = ["Detection", "DetectionMessage", "EndOfStream", "HealthMessage", "Subscriber", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Detection", "DetectionMessage", "EndOfStream", "Subscriber"):
+    if name in ("Detection", "DetectionMessage", "EndOfStream", "HealthMessage", "Subscriber"):
         from . import client
 
         return getattr(client, name)

@@ -258,7 +258,7 @@ class CaptureThread(threading.Thread):
                     break
         finally:
             if self.state is not CaptureState.STOPPED:
-                self._transition(CaptureState.STOPPED, "stopped")
+                self._transition(CaptureState.STOPPED, "shutdown")
             self.slot.close()
 
     def _stream(self, cap: VideoReader) -> str:
@@ -360,7 +360,7 @@ class SourceGroup:
     specs: list[SourceSpec]
     settings: CaptureSettings = field(default_factory=CaptureSettings)
     opener: Opener = open_capture
-    on_event: Callable[[HealthEvent], None] | None = None  # every state change, from the capture threads
+    listeners: list[Callable[[HealthEvent], None]] = field(default_factory=list)  # told every state change, from the capture threads
     cond: threading.Condition = field(default_factory=threading.Condition)
     slots: list[FrameSlot] = field(init=False)
     threads: list[CaptureThread] = field(init=False)
@@ -378,7 +378,11 @@ class SourceGroup:
                 )
         self._stopping = threading.Event()
         self.slots = [FrameSlot(s.name, self.cond, latest=s.keeps_latest_only) for s in self.specs]
-        self.threads = [CaptureThread(s, slot, self.settings, self.opener, self.on_event) for s, slot in zip(self.specs, self.slots)]
+        self.threads = [CaptureThread(s, slot, self.settings, self.opener, self._notify) for s, slot in zip(self.specs, self.slots)]
+
+    def _notify(self, event: HealthEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     def start(self) -> None:
         self.preflight()

@@ -8,6 +8,14 @@
 
 Gaps come from per-source `seq`; a changed `session` means the publisher restarted.
 
+With `health=True` the subscriber also receives topic `$health`: a `HealthMessage` per source state
+change (starting, online, stalled, reconnecting, offline, stopped), a heartbeat every few seconds,
+and every source's current state right after subscribing:
+
+    with Subscriber("tcp://127.0.0.1:5555", health=True) as sub:
+        for msg in sub:
+            if isinstance(msg, HealthMessage) and msg.state != "online": print(msg.source, msg.state, msg.reason)
+
 A publisher that runs with CURVE (`edge-rt run --curve-secret-key ... --curve-allow DIR`) admits
 only clients whose public key is in DIR:
 
@@ -25,7 +33,7 @@ from typing import Any
 import zmq
 
 from .errors import ConfigError
-from .schema import DETECTIONS, EOS, VERSION, decode
+from .schema import DETECTIONS, EOS, HEALTH, HEALTH_TOPIC, VERSION, decode
 from .security import ClientKeys, is_ipv6_endpoint
 
 
@@ -71,7 +79,28 @@ class EndOfStream:
     restarted: bool = False
 
 
-Message = DetectionMessage | EndOfStream
+@dataclass(frozen=True)
+class HealthMessage:
+    """A source's state on topic `$health`; `event` is change, heartbeat or snapshot (sent to a new subscriber)."""
+
+    session: str
+    source: str
+    seq: int
+    event: str
+    state: str
+    previous: str | None
+    reason: str
+    since_ns: int
+    ts_ns: int
+    counters: Mapping[str, int]
+    raw: Mapping[str, Any] = field(repr=False)
+    gap: int = 0
+    restarted: bool = False
+
+
+HEALTH_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")
+HEALTH_EVENTS = ("change", "heartbeat", "snapshot")
+Message = DetectionMessage | EndOfStream | HealthMessage
 
 
 def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -103,6 +132,8 @@ def parse_message(obj: Mapping[str, Any]) -> Message:
     session, source, seq = _get(obj, "session", str), _get(obj, "source", str), _get(obj, "seq", int)
     if schema == EOS:
         return EndOfStream(session, source, seq, _get(obj, "frames", int), _get(obj, "reason", str), obj)
+    if schema == HEALTH:
+        return _health(obj, session, source, seq)
     if schema != DETECTIONS:
         raise MalformedMessage(f"unknown schema {schema!r}")
     return DetectionMessage(
@@ -118,6 +149,24 @@ def parse_message(obj: Mapping[str, Any]) -> Message:
         latency_ms=_get(obj, "latency_ms", dict),
         detections=tuple(_detection(d) for d in _get(obj, "detections", list)),
         raw=obj,
+    )
+
+
+def _health(obj: Mapping[str, Any], session: str, source: str, seq: int) -> HealthMessage:
+    state, event = _get(obj, "state", str), _get(obj, "event", str)
+    if state not in HEALTH_STATES:
+        raise MalformedMessage(f"health state {state!r}: expected one of {', '.join(HEALTH_STATES)}")
+    if event not in HEALTH_EVENTS:
+        raise MalformedMessage(f"health event {event!r}: expected one of {', '.join(HEALTH_EVENTS)}")
+    previous = obj.get("previous")
+    if previous is not None and previous not in HEALTH_STATES:
+        raise MalformedMessage(f"health previous state {previous!r}: expected one of {', '.join(HEALTH_STATES)} or null")
+    counters = _get(obj, "counters", dict)
+    if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in counters.items()):
+        raise MalformedMessage("health counters: expected names to integers")
+    return HealthMessage(
+        session, source, seq, event, state, previous, _get(obj, "reason", str),
+        _get(obj, "since_ns", int), _get(obj, "ts_ns", int), counters, obj,
     )
 
 
@@ -160,6 +209,7 @@ class Subscriber:
         curve_server_key: str | Path | None = None,
         curve_secret_key: str | Path | None = None,
         curve: ClientKeys | None = None,
+        health: bool = False,
     ) -> None:
         if curve is not None and (curve_server_key is not None or curve_secret_key is not None):
             raise ConfigError("give either curve (loaded keys) or curve_server_key and curve_secret_key (files), not both")
@@ -177,6 +227,9 @@ class Subscriber:
             self._sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.pair.public)
             self._sock.setsockopt(zmq.CURVE_SECRETKEY, keys.pair.secret)
         self._topics = set(topics)
+        self.health = health or HEALTH_TOPIC in self._topics
+        if self.health and self._topics:
+            self._topics.add(HEALTH_TOPIC)
         for t in self._topics or {""}:
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         if is_ipv6_endpoint(endpoint):
@@ -203,6 +256,8 @@ class Subscriber:
             topic = parts[0].decode(errors="replace")
             if self._topics and topic not in self._topics:
                 continue  # ZeroMQ matches prefixes: "cam1" would also bring "cam10"
+            if topic.startswith("$") and not (self.health and topic == HEALTH_TOPIC):
+                continue  # the publisher's own topics, for subscribers that asked for them
             try:
                 msg = self._parse(topic, parts)
             except MalformedMessage as exc:
@@ -211,7 +266,8 @@ class Subscriber:
                     self.on_malformed(f"topic {topic!r}: {exc}")
                 continue
             self.received += 1
-            gap, restarted = self.tracker.check(msg.source, msg.session, msg.seq)
+            stream = f"{HEALTH_TOPIC}/{msg.source}" if isinstance(msg, HealthMessage) else msg.source
+            gap, restarted = self.tracker.check(stream, msg.session, msg.seq)
             if gap or restarted:
                 msg = replace(msg, gap=gap, restarted=restarted)
             return msg
@@ -225,7 +281,10 @@ class Subscriber:
         except Exception as exc:  # noqa: BLE001 - any decoder failure means a malformed payload
             raise MalformedMessage(f"undecodable payload: {type(exc).__name__}: {exc}") from None
         msg = parse_message(obj)
-        if msg.source != topic:
+        if isinstance(msg, HealthMessage):
+            if topic != HEALTH_TOPIC:
+                raise MalformedMessage(f"health message on topic {topic!r}, expected {HEALTH_TOPIC!r}")
+        elif msg.source != topic:
             raise MalformedMessage(f"source {msg.source!r} differs from topic {topic!r}")
         return msg
 

@@ -51,7 +51,8 @@ class DemoSubscriber(threading.Thread):
                 if isinstance(msg, EndOfStream):
                     print(f"[subscriber] {msg.source}: end of stream ({msg.reason}), {msg.frames} frames", file=self.out)
                     break
-                self._record(msg)
+                if isinstance(msg, DetectionMessage):  # health is not subscribed to; the type says so
+                    self._record(msg)
         finally:
             self.sub.close()
             self.done.set()

@@ -37,3 +37,9 @@ class MissingDependencyError(EdgeRtError):
     """An optional backend whose package is not installed; the message names the extra."""
 
     exit_code = 6
+
+
+class EngineError(EdgeRtError):
+    """The inference engine raised or hung: the run ends so that the service manager restarts it."""
+
+    exit_code = 8

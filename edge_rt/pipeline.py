@@ -14,17 +14,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .batching import Batch, Batcher
 from .capture import CaptureState, SourceGroup
 from .engines.base import Engine
+from .errors import EngineError
+from .health import HealthBoard, wants_health
 from .metrics import Metrics, NullMetrics
 from .postprocess import Detections, Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
-from .schema import DETECTIONS, EOS, VERSION
+from .schema import DETECTIONS, EOS, HEALTH_TOPIC, VERSION
 from .sources import Frame
 
 log = logging.getLogger("edge_rt.pipeline")
@@ -36,6 +38,13 @@ class Sink(Protocol):
     """Where finished messages go (the ZeroMQ publisher, or a list in a test)."""
 
     def publish(self, topic: str, message: dict[str, Any]) -> bool: ...
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """A sink that tells who subscribed (the XPUB publisher): late `$health` subscribers get answered."""
+
+    def take_new_subscriptions(self) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +86,8 @@ class Pipeline:
         model_name: str,
         metrics: Metrics | None = None,
         stats_interval_s: float = 0.0,
+        engine_timeout_s: float = 60.0,
+        heartbeat_s: float = 2.0,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -102,6 +113,15 @@ class Pipeline:
         self._stats_last: dict[str, int] = {}
         # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
+        self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s)
+        sources.listeners.append(self.health.on_event)
+        # The engine watchdog: a call past its bound ends the run (the first call may build a TensorRT
+        # engine or tune kernels, so it gets ten times as long).
+        self.engine_timeout_s = engine_timeout_s
+        self._infer_since: float | None = None  # time.monotonic() when the running engine call began
+        self._infer_calls = 0
+        self.engine_hung = False
+        self._housekeeping_due = 0.0
 
     @property
     def stopping(self) -> bool:
@@ -127,7 +147,8 @@ class Pipeline:
             # Daemon threads: one stuck in a camera's open or read must not hold up the exit.
             self.sources.stop(timeout=0.3)
             for t in threads:
-                t.join(2.0)
+                t.join(0.1 if self.engine_hung else 2.0)
+            self._last_health()
         if self._errors:
             raise self._errors[0]
 
@@ -138,10 +159,11 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - re-raised from run()
             self._errors.append(exc)
             self._stop.set()
-            self._drain_and_close()
+            self._drain_and_close(publishing=loop == self._publish_loop)
 
-    def _drain_and_close(self) -> None:
-        for q in (self._to_engine, self._to_publish):
+    def _drain_and_close(self, publishing: bool) -> None:
+        """Unblock every stage; what was already inferred is still published unless publishing failed."""
+        for q in (self._to_engine, self._to_publish) if publishing else (self._to_engine,):
             try:
                 while True:
                     q.get_nowait()
@@ -149,6 +171,11 @@ class Pipeline:
                 pass
             try:
                 q.put_nowait(_DONE)
+            except queue.Full:
+                pass
+        if not publishing:
+            try:
+                self._to_publish.put(_DONE, timeout=2.0)  # behind the batch in flight, if any
             except queue.Full:
                 pass
 
@@ -188,12 +215,23 @@ class Pipeline:
                 self._put(self._to_publish, _DONE)
                 return
             t0 = time.perf_counter_ns()
-            output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
+            self._infer_since = time.monotonic()
+            try:
+                output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
+            except Exception as exc:  # noqa: BLE001 - any engine failure ends the run with one line
+                raise EngineError(f"engine ({self.engine.device}) failed on a batch of {len(job.batch.frames)}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self._infer_since = None
+            self._infer_calls += 1
             self._put(self._to_publish, Inferred(job, output, t0, time.perf_counter_ns()))
 
     def _publish_loop(self) -> None:
         while True:
-            item = self._to_publish.get()
+            self._housekeeping()
+            try:
+                item = self._to_publish.get(timeout=0.1)  # wake for health and the watchdog when no frame comes
+            except queue.Empty:
+                continue
             if item is _DONE:
                 break
             self.metrics.record_batch(len(item.job.batch.frames), (item.inf_end_ns - item.inf_start_ns) / 1e6)
@@ -205,6 +243,36 @@ class Pipeline:
                 self._log_stats()
         if not self._errors:
             self._end_of_streams()
+
+    def _housekeeping(self) -> None:
+        """On the publishing thread, about every 50 ms: health messages and the engine watchdog."""
+        now = time.monotonic()
+        if now < self._housekeeping_due:
+            return
+        self._housekeeping_due = now + 0.05
+        since = self._infer_since
+        bound = self.engine_timeout_s * (10 if self._infer_calls == 0 else 1)
+        if since is not None and now - since > bound:
+            self.engine_hung = True
+            raise EngineError(f"engine ({self.engine.device}) call has not returned after {now - since:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted")
+        snapshot = isinstance(self.sink, Subscribable) and any(wants_health(t) for t in self.sink.take_new_subscriptions())
+        for message in self.health.messages(self.counters(), snapshot=snapshot):
+            self.sink.publish(HEALTH_TOPIC, message)
+
+    def _last_health(self) -> None:
+        """Every source's last health message says `stopped` (on the socket's own thread: this one)."""
+        if self.health.final:
+            return
+        error = self._errors[0] if self._errors else None
+        reasons = {}
+        for spec, thread in zip(self.sources.specs, self.sources.threads):
+            ended = any(e.state is CaptureState.ENDED for e in thread.events)
+            reasons[spec.name] = f"error: {error}" if error is not None else ("end of file" if ended else "shutdown")
+        try:
+            for message in self.health.stopped(reasons, self.counters()):
+                self.sink.publish(HEALTH_TOPIC, message)
+        except Exception:  # noqa: BLE001 - a broken sink must not hide the error that ended the run
+            log.exception("could not publish the final health messages")
 
     def _emit(self, item: Inferred, frame: Frame, dets: Detections, post_end: int) -> None:
         job = item.job

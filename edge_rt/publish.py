@@ -98,6 +98,7 @@ class Publisher:
             raise
         self._sock = sock
         self.subscriptions = 0
+        self._joined: list[bytes] = []  # topics subscribed since the last take_new_subscriptions()
         self.sent = 0
         self.bytes_sent = 0
 
@@ -115,9 +116,17 @@ class Publisher:
             msg = self._sock.recv()
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
+                if len(self._joined) < 1024:  # bounded: a peer flooding subscriptions cannot grow it
+                    self._joined.append(msg[1:])
             elif msg[:1] == b"\x00":
                 self.subscriptions = max(0, self.subscriptions - 1)
         return self.subscriptions
+
+    def take_new_subscriptions(self) -> list[bytes]:
+        """Topics subscribed to since the last call (b"" subscribes to everything), for answering them."""
+        self.poll_subscriptions()
+        joined, self._joined = self._joined, []
+        return joined
 
     def await_subscribers(self, count: int, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> bool:
         """Wait until `count` subscriptions arrived (bounded), so no first frame is lost to the slow joiner."""

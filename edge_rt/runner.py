@@ -15,6 +15,7 @@ from .model_info import ModelInfo
 from .pipeline import Pipeline
 from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
+from .prometheus import CountersFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
 from .schema import check_encoding
 from .security import ServerKeys, check_exposure, is_local_endpoint, redact_url
@@ -91,6 +92,7 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
         model_name=Path(config.model).name,
         metrics=metrics,
         stats_interval_s=config.stats_interval,
+        engine_timeout_s=config.engine_timeout,
     )
 
 
@@ -116,9 +118,13 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
     except BaseException:
         publisher.close()
         raise
-    metrics = Metrics()
+    pipeline: Pipeline | None = None  # scrapes read it once built
+    metrics = make_metrics(config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {})
     try:
         pipeline = build_pipeline(config, engine, publisher, metrics)
+        if isinstance(metrics, PrometheusMetrics):
+            port = metrics.serve(config.metrics_port or 0, config.metrics_addr)
+            log.info("metrics on http://%s:%d/metrics", config.metrics_addr, port)
         info = engine.info
         log.info(
             "model %s: %d classes, input %s%s, batch %s, %s head, on %s",
@@ -138,6 +144,18 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         if pipeline.sink_refused:
             log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
     finally:
+        if isinstance(metrics, PrometheusMetrics):
+            metrics.close()
         publisher.close()
-        engine.close()
+        if pipeline is None or not pipeline.engine_hung:  # closing a session stuck in a call could hang too
+            engine.close()
     return 0
+
+
+def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn) -> Metrics:
+    """Prometheus-exported metrics with --metrics-port, else the in-process summary only."""
+    if config.metrics_port is None:
+        return Metrics()
+    if not is_local_endpoint(f"tcp://{config.metrics_addr}:0"):
+        log.warning("metrics on %s:%d: reachable from other machines, without authentication", config.metrics_addr, config.metrics_port)
+    return PrometheusMetrics(counters, states)

@@ -10,6 +10,8 @@ from .errors import ConfigError
 
 DETECTIONS = "edge_rt.detections"
 EOS = "edge_rt.eos"
+HEALTH = "edge_rt.health"
+HEALTH_TOPIC = "$health"  # source names cannot start with '$': no camera can shadow it
 VERSION = 1
 ENCODINGS = ("json", "msgpack")
 

@@ -47,6 +47,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+def quiet_native_logs(level: str) -> None:
+    """FFmpeg (inside OpenCV) prints a line per failed reopen straight to stderr, which floods an
+    outage, breaks JSON logs and can carry a camera URL: silence it unless debugging. Read when
+    OpenCV first opens a stream, so this runs before any source is opened."""
+    import os
+
+    debug = level == "debug"
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24" if debug else "-8")  # AV_LOG_WARNING / AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "INFO" if debug else "ERROR")
+
+
 def on_signals(handler: Callable[[], None]) -> None:
     def _handle(signum: int, _frame: Any) -> None:
         log.info("%s received: stopping", signal.Signals(signum).name)

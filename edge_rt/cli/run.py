@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeRtError
-from .common import on_signals, setup_logging
+from .common import on_signals, quiet_native_logs, setup_logging
 
 
 def add_run(sub: Any) -> None:
@@ -66,7 +66,15 @@ def add_run(sub: Any) -> None:
     p.add_argument("--reconnect-max", type=float, metavar="SEC", help="cap of the reconnect back-off after the first 10 s of an outage, which retry about once a second (default 30)")
     p.add_argument("--threads", type=int, help="inference threads on CPU (default: all cores)")
     p.add_argument("--stats-interval", type=float, metavar="SEC", help="log rates and drops every SEC seconds (default 60, 0: off)")
+    p.add_argument(
+        "--engine-timeout", type=float, metavar="SEC",
+        help="end the run (exit 8) when an inference call takes longer than this, so a service manager "
+        "restarts it instead of it freezing (default 60; the first call gets 10x for engine builds)",
+    )
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: any free port)")
+    p.add_argument("--metrics-addr", metavar="ADDR", help="address of the metrics endpoint (default 127.0.0.1)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    p.add_argument("--log-format", choices=("text", "json"), help="text (default) or json: one object per line for log shippers")
     p.set_defaults(handler=_cmd_run)
 
 
@@ -79,7 +87,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         file_values = load_yaml(args.config) if args.config else {}
         cli = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "config")}
         config = build_run_config(file_values, cli, origin=f"config {args.config!r}")
-        setup_logging(config.log_level)
+        setup_logging(config.log_level, config.log_format)
+        quiet_native_logs(config.log_level)
         install_log_redaction()  # a camera password never reaches the log, whichever module logs the URL
         return run(config, install_signals=on_signals)
     except EdgeRtError as exc:
@@ -103,6 +112,11 @@ def add_subscribe(sub: Any) -> None:
         "--until-eos", action="store_true",
         help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
     )
+    p.add_argument(
+        "--health", action="store_true",
+        help="also print topic $health: each source's state (online, stalled, reconnecting, offline, stopped...) "
+        "on every change, every few seconds, and at once on joining; --topic '$health' prints only those",
+    )
     p.add_argument("--curve-server-key", metavar="FILE", help="the publisher's public NAME.key file: connect with CURVE")
     p.add_argument(
         "--curve-secret-key", metavar="FILE",
@@ -114,7 +128,7 @@ def add_subscribe(sub: Any) -> None:
 def _cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
-    from ..client import EndOfStream, Subscriber
+    from ..client import EndOfStream, HealthMessage, Subscriber
     from ..security import ClientKeys
 
     if args.count is not None and args.count < 1:
@@ -127,7 +141,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     stopping = []
     on_signals(lambda: stopping.append(True))
     try:
-        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys)
+        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys, health=args.health)
     except zmq.ZMQError as exc:
         raise ConfigError(f"endpoint {args.endpoint!r}: {exc.strerror}") from None
 
@@ -157,6 +171,10 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             if msg.restarted:
                 print(f"edge-rt subscribe: {msg.source}: publisher restarted (session {msg.session})", file=sys.stderr)
             count += 1
+            if isinstance(msg, HealthMessage):
+                if args.count and count >= args.count:
+                    break
+                continue  # --until-eos counts camera streams, not their health
             seen.add(msg.source)
             if isinstance(msg, EndOfStream):
                 ended.add(msg.source)

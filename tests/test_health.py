@@ -1,0 +1,243 @@
+"""Health on the bus, the engine watchdog, metrics and JSON logs of a real `edge-rt run`.
+
+Real parts: the CLI in its own process, ZeroMQ over loopback TCP, GStreamer's RTSP server frozen
+with SIGSTOP, ONNX Runtime running an Ultralytics-exported model, Prometheus scraped over HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import threading
+import time
+import urllib.request
+from contextlib import redirect_stderr
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_rt.client import DetectionMessage, HealthMessage, Message, Subscriber
+from edge_rt.config import RunConfig
+from edge_rt.engines import load_engine
+from edge_rt.errors import EngineError
+from edge_rt.metrics import Metrics
+from edge_rt.runner import build_pipeline
+from edge_rt.sources import parse_source
+
+from .conftest import free_port, write_clip
+from .helpers import start_cli, validate
+from .support.rtsp import RtspServer, rtsp_available
+
+pytestmark = pytest.mark.timeout(120)
+rtsp = pytest.mark.skipif(not rtsp_available()[0], reason=f"no RTSP test server: {rtsp_available()[1]}")
+
+
+def _receive_until(sub: Subscriber, done: Any, timeout: float, what: str) -> list[Message]:
+    """Messages until `done(messages)` is true; fails naming `what` after `timeout` seconds."""
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while not done(got):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {what} within {timeout:g}s; got {[(type(m).__name__, m.source, getattr(m, 'state', '')) for m in got[-8:]]}"
+        msg = sub.receive(int(remaining * 1000) + 1)
+        if msg is not None:
+            validate(msg.raw)
+            got.append(msg)
+    return got
+
+
+def _health(messages: list[Message]) -> list[HealthMessage]:
+    return [m for m in messages if isinstance(m, HealthMessage)]
+
+
+def test_late_subscriber_learns_every_state_at_once_and_the_last_word_is_stopped(onnx_dynamic: Path, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    dead = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/door"  # nothing listens: reconnecting, then offline
+    proc = start_cli(
+        "run", "--model", str(onnx_dynamic), "--device", "cpu", "--publish", endpoint, "--open-timeout", "1",
+        "--source", "yard=synthetic://320x240?fps=10", "--source", f"clip={clip}", "--loop", "--fps", "10",
+        "--source", f"door={dead}",
+    )
+    try:
+        with Subscriber(endpoint, topics=["yard"]) as frames:
+            _receive_until(frames, lambda got: len(got) >= 3, 60, "detections from yard")  # the run is up
+        time.sleep(0.5)
+        with Subscriber(endpoint, health=True, topics=["$health"]) as sub:
+            joined = time.monotonic()
+            got = _receive_until(sub, lambda got: {m.source for m in _health(got)} >= {"yard", "clip", "door"}, 5, "health of every source")
+            learned_s = time.monotonic() - joined
+            assert all(isinstance(m, HealthMessage) for m in got), "a $health-only subscriber gets nothing else"
+            states = {m.source: m.state for m in _health(got)}
+            assert states["yard"] == states["clip"] == "online"
+            assert states["door"] in ("reconnecting", "offline")
+            door = next(m for m in _health(got) if m.source == "door")
+            assert "hunter2" not in json.dumps(door.raw), "camera passwords never reach the bus"
+            assert door.counters["read_failures"] >= 1 and door.counters["published"] == 0
+            beats = _receive_until(sub, lambda got: any(m.event == "heartbeat" for m in _health(got)), 4, "a heartbeat")
+            assert any(m.source == "yard" and m.counters["published"] > 0 for m in _health(beats))
+            proc.send_signal(signal.SIGTERM)
+            stopping = time.monotonic()
+            tail = _receive_until(sub, lambda got: {m.source for m in _health(got) if m.state == "stopped"} >= {"yard", "clip", "door"}, 5, "stopped for every source")
+            proc.communicate(timeout=5)
+            stop_s = time.monotonic() - stopping
+            assert sub.receive(300) is None, "nothing follows a source's stopped"
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert learned_s < 1.0, f"a late subscriber waited {learned_s:.2f}s for the sources' states"
+    assert proc.returncode == 0 and stop_s < 5.0
+    last = {m.source: m for m in _health(tail)}
+    assert {m.state for m in last.values()} == {"stopped"} and last["yard"].reason == "shutdown"
+
+
+@rtsp
+def test_a_frozen_camera_is_stalled_on_the_bus_then_online_again(onnx_dynamic: Path) -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    stall_timeout = 3.0
+    with RtspServer(port=free_port(), fps=15) as cam:
+        proc = start_cli(
+            "run", "--model", str(onnx_dynamic), "--device", "cpu", "--publish", endpoint,
+            "--source", f"door={cam.url}", "--stall-timeout", str(stall_timeout), "--open-timeout", "3",
+        )
+        try:
+            with Subscriber(endpoint, topics=["door"], health=True) as sub:
+                _receive_until(sub, lambda got: sum(isinstance(m, DetectionMessage) for m in got) >= 5, 60, "frames from the camera")
+                cam.freeze()  # SIGSTOP: the TCP connection stays open, nothing arrives
+                frozen = time.monotonic()
+                got = _receive_until(sub, lambda got: any(m.state == "stalled" for m in _health(got)), stall_timeout + 3, "stalled")
+                stalled_s = time.monotonic() - frozen
+                while time.monotonic() - frozen < 15:
+                    m = sub.receive(100)
+                    if m is not None:
+                        got.append(m)
+                late = [m for m in got if isinstance(m, DetectionMessage) and m.raw["timestamps"]["publish_ns"] > time.time_ns() - (time.monotonic() - frozen - 1.0) * 1e9]
+                cam.resume()
+                resumed = time.monotonic()
+                back = _receive_until(sub, lambda got: any(m.state == "online" for m in _health(got)), 15, "online after SIGCONT")
+                online_s = time.monotonic() - resumed
+                _receive_until(sub, lambda got: any(isinstance(m, DetectionMessage) for m in got), 10, "frames after SIGCONT")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=10)
+            finally:
+                proc.kill()
+    assert stalled_s <= stall_timeout + 1.0, f"stalled declared {stalled_s:.1f}s after the freeze"
+    assert len(late) <= 3, f"{len(late)} frames published more than 1 s into the freeze"
+    assert online_s <= 12.0, f"online {online_s:.1f}s after the camera resumed"
+    changes = [m.state for m in _health(got + back) if m.event == "change"]
+    assert changes[0] == "stalled" and "online" in changes, changes
+
+
+class _FaultyEngine:
+    """A real ONNX Runtime engine that fails its `fail_on`-th call: raising, or hanging until released."""
+
+    def __init__(self, model: Path, fail_on: int, hang: bool) -> None:
+        self._engine = load_engine(model, "cpu", threads=1)
+        self.info, self.device = self._engine.info, self._engine.device
+        self.calls, self.fail_on, self.hang = 0, fail_on, hang
+        self.release = threading.Event()
+
+    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            if not self.hang:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            self.release.wait(60)
+        return self._engine.infer(tensor, plan)
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, topic: str, message: dict[str, Any]) -> bool:
+        self.messages.append((topic, message))
+        return True
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["raises", "hangs"])
+def test_an_engine_that_raises_or_hangs_ends_the_run_with_engine_error(hang: bool, onnx_static: Path, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=10)
+    engine = _FaultyEngine(onnx_static, fail_on=4, hang=hang)
+    config = RunConfig(model=str(onnx_static), sources=(parse_source(str(clip), 0, loop=True),), engine_timeout=1.0)
+    sink = _ListSink()
+    pipeline = build_pipeline(config, engine, sink, Metrics())  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(EngineError) as err:
+            pipeline.run()
+        took = time.monotonic() - t0
+    finally:
+        engine.release.set()
+        engine.close()
+    assert err.value.exit_code == 8
+    assert ("has not returned after" if hang else "illegal memory access") in str(err.value)
+    assert took < 15, f"the run took {took:.1f}s to give up"
+    assert pipeline.engine_hung is hang
+    detections = [m for t, m in sink.messages if t == "cam0"]
+    assert len(detections) == 3, "the batches before the failure were published"
+    last = [m for t, m in sink.messages if t == "$health"][-1]
+    assert last["state"] == "stopped" and last["reason"].startswith("error: engine")
+
+
+def test_cli_engine_failure_is_one_line_and_exit_8(onnx_static: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_rt import cli, runner
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=10)
+    monkeypatch.setattr(runner, "load_engine", lambda model, device, threads: _FaultyEngine(Path(model), fail_on=2, hang=False))
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = cli.main(["run", "--model", str(onnx_static), "--source", str(clip), "--publish", f"tcp://127.0.0.1:{free_port()}", "--log-level", "error"])
+    assert code == 8
+    lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+    assert "Traceback" not in err.getvalue() and len(lines) == 1 and "illegal memory access" in lines[0], err.getvalue()
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+def test_metrics_are_scraped_during_a_run_and_logs_are_json(onnx_dynamic: Path, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    port = free_port()
+    proc = start_cli(
+        "run", "--model", str(onnx_dynamic), "--device", "cpu", "--publish", f"tcp://127.0.0.1:{free_port()}",
+        "--source", f"clip={clip}", "--loop", "--fps", "15", "--source", f"door=rtsp://127.0.0.1:{free_port()}/x",
+        "--open-timeout", "1", "--metrics-port", str(port), "--log-format", "json",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        got: dict[Any, float] = {}
+        while time.monotonic() < deadline:
+            try:
+                got = _scrape(port)
+            except OSError:
+                got = {}
+            if got.get(("edge_rt_frames_published_total", (("source", "clip"),)), 0) >= 10 and got.get(("edge_rt_read_failures_total", (("source", "door"),)), 0) >= 1:
+                break
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert got.get(("edge_rt_frames_published_total", (("source", "clip"),)), 0) >= 10, sorted(k[0] for k in got)
+    assert got[("edge_rt_frames_read_total", (("source", "clip"),))] >= 10
+    assert got[("edge_rt_stage_latency_ms_count", (("stage", "inference"),))] >= 10
+    assert got[("edge_rt_batch_size_count", ())] >= 1 and got[("edge_rt_engine_ms_count", ())] >= 1
+    assert got[("edge_rt_source_state", (("edge_rt_source_state", "online"), ("source", "clip")))] == 1
+    assert got[("edge_rt_source_up", (("source", "door"),))] == 0
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]  # every line is one JSON object
+    assert any(r["msg"].startswith("metrics on http://") for r in records)
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])

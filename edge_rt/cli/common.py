@@ -53,9 +53,12 @@ def quiet_native_logs(level: str) -> None:
     OpenCV first opens a stream, so this runs before any source is opened."""
     import os
 
+    import cv2
+
     debug = level == "debug"
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24" if debug else "-8")  # AV_LOG_WARNING / AV_LOG_QUIET
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "INFO" if debug else "ERROR")
+    # OpenCV's own "[ WARN:0@1.2] ... can't be used to capture by name", once per failed open.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_INFO if debug else cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def on_signals(handler: Callable[[], None]) -> None:

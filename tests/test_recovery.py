@@ -130,3 +130,36 @@ def test_a_camera_that_blinks_for_4s_is_back_within_4s_of_its_return(tmp_path: P
     assert back_after <= 4.0, f"first frame {back_after:.1f}s after the camera returned"
     clip_times = [t for s, t in stamps if s == "clip"]
     assert max(b - a for a, b in zip(clip_times, clip_times[1:])) < 1.0, "the camera's outage delayed the file"
+
+
+@rtsp
+def test_a_wall_clock_step_of_an_hour_causes_no_stall_and_no_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Liveness runs on the monotonic clock: NTP stepping the wall clock an hour either way changes nothing."""
+    settings = CaptureSettings(open_timeout_s=3.0, stall_timeout_s=1.0)
+    offset = [0.0]
+    real_time, real_time_ns = time.time, time.time_ns
+    with RtspServer(port=free_port(), fps=15) as cam:
+        group = SourceGroup([parse_source(f"door={cam.url}", 0)], settings)
+        batcher = Batcher(group.slots, group.cond, max_batch=1, max_wait_s=0)
+        frames: list[Frame] = []
+        stop = threading.Event()
+        group.start()
+        consumer = _consume(batcher, stop, frames)
+        try:
+            _wait_for(lambda: len(frames) > 5, 15, "frames")
+            monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
+            monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(offset[0] * 1e9))
+            events_before = len(group.threads[0].events)
+            for step in (3600.0, -3600.0, 0.0):  # forward an hour, back an hour before now, and home
+                offset[0] = step
+                n = len(frames)
+                time.sleep(2.5)  # longer than the stall timeout
+                assert len(frames) > n + 10, f"frames stopped after a wall-clock step of {step:+.0f}s"
+        finally:
+            monkeypatch.undo()
+            stop.set()
+            group.stop()
+            consumer.join(2)
+    c = group.slots[0].counters
+    assert c.stalls == 0 and c.reconnects == 0 and c.read_failures == 0
+    assert [e.state for e in list(group.threads[0].events)[events_before:]] == [CaptureState.STOPPED], "no alarm, only the final stop"

@@ -81,9 +81,8 @@ class HealthBoard:
             out = []
             for src, h in self._current.items():
                 if h.state == "stopped" and src not in unsent:
-                    last = h  # its stop already went out (a file's end): say it again, last
-                else:
-                    last = SourceHealth("stopped", h.previous if h.state == "stopped" else h.state, reasons.get(src, "shutdown"), now)
+                    continue  # its stop already went out (a file's end, a capture thread that stopped first)
+                last = SourceHealth("stopped", h.previous if h.state == "stopped" else h.state, reasons.get(src, "shutdown"), now)
                 self._current[src] = last
                 out.append(self._message(src, last, "change", counters))
             self._changes.clear()

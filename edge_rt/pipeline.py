@@ -108,6 +108,7 @@ class Pipeline:
         self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.sink_refused = 0
+        self.refused: dict[str, int] = {s.name: 0 for s in sources.specs}  # per source, for metrics and health
         self.stats_interval_s = stats_interval_s
         self._stats_due = time.monotonic() + stats_interval_s
         self._stats_last: dict[str, int] = {}
@@ -320,6 +321,7 @@ class Pipeline:
             self.published[frame.source] += 1
         else:
             self.sink_refused += 1
+            self.refused[frame.source] += 1
         self.metrics.record_frame(frame.source, latency)
 
     def _end_of_streams(self) -> None:
@@ -365,6 +367,7 @@ class Pipeline:
             out[slot.name] = {
                 "read": c.read,
                 "published": self.published[slot.name],
+                "refused": self.refused[slot.name],
                 "skipped": c.skipped,
                 "paced_out": c.paced_out,
                 "read_failures": c.read_failures,

@@ -5,6 +5,8 @@ Loaded once in main() and passed down; every check names the bad key and what it
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -47,15 +49,39 @@ class RunConfig:
     engine_timeout: float = 60.0  # an inference call longer than this (after the first) ends the run
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def _show(value: Any) -> str:
+    """A bad value for an error line: repr, cut short, so a YAML alias bomb or a megabyte string stays one short line."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int with more digits than Python will print
+        return f"<{type(value).__name__}>"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """A third party's message on one line and not too long: a YAML problem may quote a 5000-character tag."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str, Any], Any]:
     def check(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+            raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {_show(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # .nan passes every range check; .inf is no timeout
+            raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
         if lo is not None and (value <= lo if lo_open else value < lo):
-            raise ConfigError(f"{key}: must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+            raise ConfigError(f"{key}: must be {'>' if lo_open else '>='} {lo:g}, got {_show(value)}")
         if hi is not None and value > hi:
-            raise ConfigError(f"{key}: must be <= {hi:g}, got {value!r}")
-        return kind(value)
+            raise ConfigError(f"{key}: must be <= {hi:g}, got {_show(value)}")
+        try:
+            return kind(value)
+        except OverflowError:  # an integer beyond a float's range
+            raise ConfigError(f"{key}: {_show(value)} is too large") from None
 
     return check
 
@@ -63,7 +89,7 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_ope
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in options:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}")
+            raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(options)}")
         return str(value)
 
     return check
@@ -71,13 +97,13 @@ def _choice(*options: str) -> Callable[[str, Any], str]:
 
 def _string(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+        raise ConfigError(f"{key}: expected a non-empty string, got {_show(value)}")
     return value
 
 
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
     return value
 
 
@@ -87,10 +113,10 @@ def _classes(key: str, value: Any) -> tuple[int, ...] | None:
     items = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for v in items:
-        if isinstance(v, str) and v.strip().isdigit():
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():  # not '²': isdigit() but not int()
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{key}: expected class ids (integers >= 0), got {v!r}")
+            raise ConfigError(f"{key}: expected class ids (integers >= 0), got {_show(v)}")
         out.append(v)
     return tuple(out)
 
@@ -146,7 +172,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config {str(p)!r}: broken YAML{where}: {problem}") from None
+        raise ConfigError(f"config {str(p)!r}: broken YAML{where}: {_clip(problem)}") from None
+    except RecursionError:
+        raise ConfigError(f"config {str(p)!r}: nested too deeply") from None
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
+        # PyYAML's constructors raise these on values they cannot build: 2001-13-45, a +99:00 offset, a 5000-digit
+        # integer, `!!bool maybe` (KeyError), `!!float ''` (IndexError), `!!timestamp x` (AttributeError).
+        detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise ConfigError(f"config {str(p)!r}: a value YAML cannot represent: {_clip(detail)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -163,16 +196,21 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
     if isinstance(entry, dict):
         unknown = set(entry) - {"name", "uri", "fps", "loop"}
         if unknown:
-            raise ConfigError(f"sources[{index}]: unknown key {sorted(unknown)[0]!r} (known: name, uri, fps, loop)")
+            raise ConfigError(f"sources[{index}]: unknown key {_show(sorted(unknown, key=str)[0])} (known: name, uri, fps, loop)")
         if "uri" not in entry:
             raise ConfigError(f"sources[{index}]: missing 'uri'")
+        uri = entry["uri"]
+        if isinstance(uri, int) and not isinstance(uri, bool):
+            uri = str(uri)
+        if not isinstance(uri, str):  # str() of a list would be looked up as a file name
+            raise ConfigError(f"sources[{index}].uri: expected a string, got {_show(uri)}")
         name = entry.get("name")
         if name is not None:
             name = _string(f"sources[{index}].name", name)
         src_fps = _optional(_number(float, 0.0, lo_open=True))(f"sources[{index}].fps", entry.get("fps", fps))
-        spec = parse_source(str(entry["uri"]), index, fps=src_fps, name=name)
+        spec = parse_source(uri, index, fps=src_fps, name=name)
         src_loop = _boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
-        return parse_source(str(entry["uri"]), index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
+        return parse_source(uri, index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
     raise ConfigError(f"sources[{index}]: expected a string or a mapping with 'uri', got {type(entry).__name__}")
 
 
@@ -181,7 +219,7 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     known = {f.name for f in fields(RunConfig)} | _SOURCE_DEFAULT_KEYS
     for key in file_values:
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{origin}: unknown key {_show(key)} (known: {', '.join(sorted(known))})")
     merged: dict[str, Any] = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None})
     if "model" not in merged:

@@ -37,6 +37,21 @@ def test_yaml_sources_in_every_form(tmp_path: Path) -> None:
         ("model: m.onnx\nsources:\n  - {uri: '0', port: 1}\n", "sources[0]: unknown key 'port'"),
         ("model: m.onnx\nsources: [[0]]\n", "sources[0]: expected a string or a mapping"),
         ("- just\n- a list\n", "expected a mapping of options"),
+        # Found by tests/test_fuzz.py: each was a crash (OverflowError, ValueError, TypeError, RecursionError) or a NaN let through.
+        ("model: m.onnx\nsources: [0]\nconf: .nan\n", "conf: expected a finite number, got nan"),
+        ("model: m.onnx\nsources: [0]\nfps: .inf\n", "fps: expected a finite number, got inf"),
+        (f"model: m.onnx\nsources: [0]\nmax_wait_ms: {'9' * 400}\n", "max_wait_ms: 99999"),
+        ("model: m.onnx\nsources: [0]\nclasses: ['\u00b2']\n", "classes: expected class ids (integers >= 0), got '\u00b2'"),
+        ("model: m.onnx\nsources:\n  - {uri: '0', 1: x, port: 2}\n", "sources[0]: unknown key 1"),
+        ("model: m.onnx\nsources:\n  - {uri: [0]}\n", "sources[0].uri: expected a string"),
+        ("model: m.onnx\nstamp: 2001-13-45\n", "a value YAML cannot represent: month must be in 1..12"),
+        ("when: 2001-01-01 00:00:00 +99:00\n", "a value YAML cannot represent: offset must be"),
+        (f"big: {'9' * 5000}\n", "a value YAML cannot represent: Exceeds the limit"),
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+        ("flag: !!bool maybe\n", "a value YAML cannot represent: KeyError: 'maybe'"),
+        ("when: !!timestamp x\n", "a value YAML cannot represent: AttributeError"),
+        ("n: !!float ''\n", "a value YAML cannot represent: IndexError"),
+        ("!" + "9" * 5000 + " x\n", "9999..."),  # PyYAML quotes the whole tag; the line is cut at 200 characters
     ],
 )
 def test_bad_values_are_named(text: str, expected: str, tmp_path: Path) -> None:
@@ -44,7 +59,20 @@ def test_bad_values_are_named(text: str, expected: str, tmp_path: Path) -> None:
     cfg.write_text(text)
     with pytest.raises(ConfigError) as err:
         build_run_config(load_yaml(cfg), {})
-    assert expected in str(err.value)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_alias_bomb_is_refused_without_walking_it(tmp_path: Path) -> None:
+    """9**9 elements if anything repr()s or str()s the value: the error shows a short, cut repr instead."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{q}: &{q} [{', '.join(['*' + p] * 9)}]" for p, q in zip("abcdefgh", "bcdefghi")]
+    cfg = tmp_path / "bomb.yaml"
+    for tail in ("model: *i", "model: m.onnx\nsources: [{uri: *i}]", "model: m.onnx\nsources: [0]\nclasses: *i"):
+        cfg.write_text("\n".join(lines) + "\n" + tail + "\n")
+        values = {k: v for k, v in load_yaml(cfg).items() if len(k) > 1}  # the anchors' own keys are not options
+        with pytest.raises(ConfigError) as err:
+            build_run_config(values, {})
+        assert len(str(err.value)) < 200, str(err.value)[:300]
 
 
 def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:

@@ -21,7 +21,10 @@ def add_export(sub: Any) -> None:
     p.add_argument("--format", "-f", choices=("onnx", "engine"), help="default onnx (or the profile's)")
     p.add_argument("--output", "-o", help="output file (default: next to the weights)")
     p.add_argument("--target", "-t", metavar="PROFILE", help="cpu-fp32, cpu-int8, cuda-fp16, trt-fp16, trt-int8, jetson-orin-fp16, or a YAML path")
-    p.add_argument("--imgsz", type=int, help="input size, a multiple of 32 (default 640)")
+    p.add_argument(
+        "--imgsz", metavar="SIZE|HxW",
+        help="input size, a multiple of 32 (default 640), or height x width for a static rectangle: 384x640 fits 16:9 cameras with ~40%% less compute",
+    )
     p.add_argument("--half", action="store_const", const="fp16", dest="precision", help="FP16")
     p.add_argument("--int8", action="store_const", const="int8", dest="precision", help="INT8 (needs --calibration)")
     p.add_argument("--calibration", metavar="DIR|VIDEO", help="images or a video to calibrate INT8 on")
@@ -44,7 +47,7 @@ def add_export(sub: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..exporters import export, resolve_options
+    from ..exporters import export, imgsz_text, resolve_options
 
     setup_logging("info")
     options = resolve_options(
@@ -71,7 +74,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         timing_cache=Path(args.timing_cache) if args.timing_cache else None, target=args.target,
     )
     extras = "".join(f", {name}" for name, on in (("letterbox in graph", options.graph_preprocess), ("NMS in graph", options.nms)) if on)
-    print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {options.imgsz}{extras})")
+    print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {imgsz_text(options.imgsz)}{extras})")
     if result.parity is not None:
         print(f"parity: {result.parity.summary()}")
     return 0

@@ -47,7 +47,9 @@ def rebuild_command(side: Mapping[str, Any], engine_path: Path) -> str:
         parts += ["--target", str(side["profile"])]
     imgsz = side.get("imgsz")
     if isinstance(imgsz, (list, tuple)) and imgsz:
-        parts += ["--imgsz", str(max(int(v) for v in imgsz))]
+        hw = [int(v) for v in imgsz]
+        static_rect = not side.get("dynamic") and len(hw) == 2 and hw[0] != hw[1]
+        parts += ["--imgsz", f"{hw[0]}x{hw[1]}" if static_rect else str(max(hw))]
     precision = side.get("precision")
     if precision == "fp16":
         parts.append("--half")

@@ -6,15 +6,19 @@ Profiles in `export/NAME.yaml` hold a deployment target's settings; explicit fla
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, EdgeRtError
 from ..postprocess import PostprocessSettings
 from .verify import ParityReport
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationFrames
 
 log = logging.getLogger("edge_rt.export")
 
@@ -26,7 +30,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 class ExportOptions:
     format: str = "onnx"
     precision: str = "fp32"
-    imgsz: int = 640
+    imgsz: int | tuple[int, int] = 640  # square, or (height, width): a static 16:9 model at (384, 640)
     dynamic: bool = False
     min_batch: int = 1
     opt_batch: int | None = None
@@ -40,13 +44,19 @@ class ExportOptions:
     nms_iou: float = 0.7
     description: str = ""
 
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        return (self.imgsz, self.imgsz) if isinstance(self.imgsz, int) else (int(self.imgsz[0]), int(self.imgsz[1]))
+
     def check(self) -> ExportOptions:
         if self.format not in FORMATS:
             raise ConfigError(f"--format {self.format!r}: choose one of {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"--imgsz {self.imgsz}: must be a positive multiple of 32")
+        imgsz = parse_imgsz(self.imgsz)
+        if any(v < 32 or v % 32 for v in ((imgsz, imgsz) if isinstance(imgsz, int) else imgsz)):
+            raise ConfigError(f"--imgsz {imgsz_text(imgsz)}: each side must be a positive multiple of 32")
         if not 1 <= self.min_batch <= self.max_batch:
             raise ConfigError(f"batch range {self.min_batch}..{self.max_batch}: need 1 <= min <= max")
         if self.opt_batch is not None and not self.min_batch <= self.opt_batch <= self.max_batch:
@@ -59,7 +69,29 @@ class ExportOptions:
             raise ConfigError(f"calibration_frames {self.calibration_frames}: must be >= 1")
         if not 0 <= self.nms_conf < 1 or not 0 < self.nms_iou <= 1:
             raise ConfigError(f"nms_conf {self.nms_conf} / nms_iou {self.nms_iou}: need 0 <= conf < 1 and 0 < iou <= 1")
-        return self
+        return replace(self, imgsz=imgsz) if imgsz != self.imgsz else self
+
+
+def parse_imgsz(value: object) -> int | tuple[int, int]:
+    """640, "640", "384x640" (height x width, as Ultralytics' imgsz=[h, w]) or [384, 640]; a square stays an int."""
+    hw: tuple[int, int] | None = None
+    if isinstance(value, bool):
+        hw = None
+    elif isinstance(value, int):
+        return value
+    elif isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
+            hw = (int(parts[0]), int(parts[-1]))
+    elif isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        hw = (int(value[0]), int(value[-1]))
+    if hw is None:
+        raise ConfigError(f"imgsz {value!r}: give one size (640) or height x width (384x640)")
+    return hw[0] if hw[0] == hw[1] else hw
+
+
+def imgsz_text(imgsz: int | tuple[int, int]) -> str:
+    return str(imgsz) if isinstance(imgsz, int) else f"{imgsz[0]}x{imgsz[1]}"
 
 
 def profile_dirs() -> list[Path]:
@@ -91,6 +123,8 @@ def resolve_options(target: str | None, overrides: Mapping[str, Any]) -> ExportO
     if target:
         options = replace(options, **load_profile(target))
     given = {k: v for k, v in overrides.items() if v is not None}
+    if "imgsz" in given:
+        given["imgsz"] = parse_imgsz(given["imgsz"])
     return replace(options, **given).check()
 
 
@@ -124,27 +158,15 @@ def export(
         raise ConfigError(f"--weights {str(weights)!r}: no such file")
     if weights.suffix != ".pt":
         raise ConfigError(f"--weights {str(weights)!r}: expected an Ultralytics .pt checkpoint")
-    frames = None
+    frames: CalibrationFrames | None = None
     if calibration is not None:
-        from .calibration import load_frames
+        from .calibration import CalibrationFrames
 
-        frames = load_frames(calibration, options.calibration_frames)
+        frames = CalibrationFrames(calibration, options.calibration_frames).checked()  # one line now, not after the float export
     batch = options.max_batch
     nms = (options.nms_conf, options.nms_iou) if options.nms else None
     if options.format == "onnx":
-        if options.precision == "int8":
-            with tempfile.TemporaryDirectory() as tmp:
-                float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=False, batch=batch, nms=nms)
-                from .int8 import quantize_int8
-
-                assert frames is not None
-                quantize_int8(float_onnx, output, frames)
-        else:
-            export_onnx(weights, output, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch, nms=nms)
-        if options.graph_preprocess:
-            from .graph import add_graph_preprocess
-
-            add_graph_preprocess(output, output)
+        _export_onnx_file(weights, output, options, frames, batch, nms)
     else:
         from .tensorrt import build_engine
 
@@ -159,7 +181,7 @@ def export(
                 output,
                 fp16=options.precision in ("fp16", "int8"),
                 int8=options.precision == "int8",
-                calibration_frames=frames,
+                calibration_frames=list(frames) if frames is not None else None,
                 min_batch=options.min_batch if options.dynamic else batch,
                 opt_batch=(options.opt_batch or options.max_batch) if options.dynamic else batch,
                 max_batch=batch,
@@ -172,7 +194,7 @@ def export(
     log.info("exported %s (%s, %s)", output, options.format, options.precision)
     parity = None
     if verify_frames:
-        parity = verify(weights, output, options.imgsz, verify_frames)
+        parity = verify(weights, output, options.hw, verify_frames)
         log.info("parity: %s", parity.summary())
         if parity.match_rate < min_match:
             raise ParityLost(f"export lost parity: {parity.summary()} (below {min_match:.0%}); the file is at {output}")
@@ -183,7 +205,46 @@ class ParityLost(EdgeRtError):
     exit_code = 7
 
 
-def verify(weights: Path, exported: Path, imgsz: int, frames: list[Any], settings: PostprocessSettings = PostprocessSettings()) -> ParityReport:
+def _export_onnx_file(
+    weights: Path, output: Path, options: ExportOptions, frames: CalibrationFrames | None, batch: int, nms: tuple[float, float] | None
+) -> None:
+    """Write the ONNX under a temporary name beside `output` and rename it at the very end.
+
+    A stale file at `output` is removed first: an export that fails, runs out of memory or is killed
+    leaves nothing there that could pass for its result (only a `.partial` file, when killed).
+    """
+    from .onnx import export_onnx
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists():
+        log.info("removing the previous %s first", output)
+        output.unlink()
+    staged = output.with_name(f".{output.name}.partial")
+    try:
+        if options.precision == "int8":
+            from .int8 import quantize_int8
+
+            if frames is None:
+                raise ConfigError("INT8 needs calibration data: --calibration DIR_OF_IMAGES or VIDEO")
+            with tempfile.TemporaryDirectory(prefix="edge-rt-export-") as tmp:
+                float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=False, batch=batch, nms=nms)
+                quantize_int8(float_onnx, staged, frames)
+        else:
+            export_onnx(weights, staged, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch, nms=nms)
+        if options.graph_preprocess:
+            from .graph import add_graph_preprocess
+
+            add_graph_preprocess(staged, staged)
+        os.replace(staged, output)
+    except MemoryError:
+        from .int8_calibrate import CalibrationOutOfMemory
+
+        raise CalibrationOutOfMemory(f"export ran out of memory; nothing was written to {output}") from None
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def verify(weights: Path, exported: Path, imgsz: int | tuple[int, int], frames: list[Any], settings: PostprocessSettings = PostprocessSettings()) -> ParityReport:
     from .verify import compare, runtime_detector, ultralytics_detector
 
     device = "tensorrt" if exported.suffix == ".engine" else "cpu"

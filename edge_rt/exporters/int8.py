@@ -3,6 +3,9 @@
 Quantizing the detect head (its output convolutions, DFL, the class sigmoid) wipes out the class
 scores: one INT8 scale cannot span box pixels and probabilities. So only the backbone and neck
 are quantized; the head and everything after it stay float32.
+
+Activation ranges come from `int8_calibrate` (one frame's activations in memory at a time), then
+`quantize_static` writes the model from those ranges through its calibration cache.
 """
 
 from __future__ import annotations
@@ -10,17 +13,39 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
-from ..preprocess import Preprocessor
+from ..errors import ConfigError, ModelError
 
 log = logging.getLogger("edge_rt.export.int8")
 _LAYER = re.compile(r"^/model\.(\d+)/")
+
+KEEP_FLOAT = ("head", "head+feeders")  # which layers stay float (see float_nodes)
+FORMATS = ("qdq", "qoperator")
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How the model is quantized: the variants `python -m edge_rt.bench.int8_variants` compares."""
+
+    quant_format: str = "qdq"
+    per_channel: bool = True
+    method: str = "percentile"
+    keep_float: str = "head+feeders"
+
+    def check(self) -> Int8Settings:
+        from .int8_calibrate import METHODS
+
+        for value, allowed, what in ((self.quant_format, FORMATS, "format"), (self.method, METHODS, "calibration method"),
+                                     (self.keep_float, KEEP_FLOAT, "keep_float")):
+            if value not in allowed:
+                raise ConfigError(f"INT8 {what} {value!r}: choose one of {', '.join(allowed)}")
+        return self
 
 
 def head_layer_index(node_names: Sequence[str]) -> int | None:
@@ -34,10 +59,11 @@ def _layer(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def float_nodes(graph_nodes: Sequence[Any]) -> list[str]:
-    """Nodes to keep in float: the head and what follows it, the layers that feed the head, and the
-    stem conv. Everything else is quantized, activations included: leaving SiLU (Sigmoid, Mul) in
-    float wraps every conv in dequantize/quantize pairs and makes INT8 slower than float.
+def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders") -> list[str]:
+    """Nodes to keep in float: the head and what follows it and, with "head+feeders", also the layers
+    that feed the head and the stem conv. Everything else is quantized, activations included: leaving
+    SiLU (Sigmoid, Mul) in float wraps every conv in dequantize/quantize pairs and makes INT8 slower
+    than float.
 
     Measured on the demo model (60 held-out frames, box match at IoU 0.5 against float): head alone
     float 94%; plus stem and head-feeding layers 97%, with a smaller confidence error.
@@ -50,43 +76,22 @@ def float_nodes(graph_nodes: Sequence[Any]) -> list[str]:
         producer[i] for n in graph_nodes if _layer(n.name) == head for i in n.input if producer.get(i) is not None and producer[i] != head
     }
     first_conv = next((n.name for n in graph_nodes if n.op_type == "Conv"), None)
-    keep = []
+    keep_nodes = []
     for node in graph_nodes:
         layer = _layer(node.name)
-        if layer is None or layer >= head or layer in feeding or node.name == first_conv:
-            keep.append(node.name)
-    return keep
+        if layer is None or layer >= head:
+            keep_nodes.append(node.name)
+        elif keep == "head+feeders" and (layer in feeding or node.name == first_conv):
+            keep_nodes.append(node.name)
+    return keep_nodes
 
 
-class _Reader:
-    """Feeds letterboxed frames one at a time, the way the runtime will see them."""
-
-    def __init__(self, frames: Sequence[np.ndarray], input_name: str, imgsz: tuple[int, int], stride: int) -> None:
-        self._pre = Preprocessor(imgsz, stride, auto=False, fixed_batch=1)
-        self._frames = list(frames)
-        self._name = input_name
-        self._i = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._i >= len(self._frames):
-            return None
-        tensor = self._pre([self._frames[self._i]]).tensor.copy()
-        self._i += 1
-        return {self._name: tensor}
-
-    def rewind(self) -> None:
-        self._i = 0
-
-
-def quantize_int8(float_onnx: Path, output: Path, frames: Sequence[np.ndarray], per_channel: bool = True) -> Path:
-    """Static QDQ quantization calibrated on `frames`; metadata copied so the runtime still reads it."""
+def _static_info(float_onnx: Path) -> tuple[Any, dict[str, str]]:
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from ..model_info import info_from_metadata
 
-    model = onnx.load(str(float_onnx))
+    model = onnx.load(str(float_onnx), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     inp, out = model.graph.input[0], model.graph.output[0]
     dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
@@ -94,33 +99,69 @@ def quantize_int8(float_onnx: Path, output: Path, frames: Sequence[np.ndarray], 
     info = info_from_metadata(meta, inp.name, dims, "float32", out_dims, str(float_onnx))
     if info.dynamic_shape:
         raise ModelError("INT8: quantize a static-shape export (dynamic height/width cannot be calibrated for one size)")
-    with tempfile.TemporaryDirectory() as tmp:
-        prepped = Path(tmp) / "prepped.onnx"
-        quant_pre_process(str(float_onnx), str(prepped), skip_symbolic_shape=True)
-        exclude = float_nodes(onnx.load(str(prepped)).graph.node)
-        def run(method: Any) -> None:
-            quantize_static(
-                str(prepped),
-                str(output),
-                _Reader(frames, inp.name, info.imgsz, info.stride),
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude,
-                calibrate_method=method,
-            )
+    return info, meta
 
-        try:
-            run(CalibrationMethod.Percentile)  # measured: 97% box match vs 95% for MinMax
-        except ValueError as exc:
-            # Percentile histograms fail on a constant activation (an untrained model has some).
-            log.warning("percentile calibration failed (%s); calibrating with min/max instead", exc)
-            run(CalibrationMethod.MinMax)
-    quantized = onnx.load(str(output))
-    del quantized.metadata_props[:]
-    for key, value in meta.items():
-        quantized.metadata_props.add(key=key, value=value)
-    quantized.metadata_props.add(key="edge_rt_precision", value="int8")
-    onnx.save(quantized, str(output))
-    return output
+
+class Int8Quantizer:
+    """Calibrate once, then write one or more INT8 variants from the same ranges (the variant study
+    uses that; an export writes one)."""
+
+    def __init__(self, float_onnx: Path, work: Path) -> None:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.info, self.meta = _static_info(float_onnx)
+        self.work = work
+        self.prepped = work / "prepped.onnx"
+        quant_pre_process(str(float_onnx), str(self.prepped), skip_symbolic_shape=True)
+        self._caches: dict[str, tuple[Path, Any]] = {}
+        self.frames_seen = 0
+
+    def calibrate(self, frames: Iterable[np.ndarray], method: str) -> None:
+        from .int8_calibrate import calibrate
+
+        if method not in self._caches:
+            cache, cal, seen = calibrate(self.prepped, frames, self.work, self.info.imgsz, self.info.stride, self.info.batch or 1, method)
+            self._caches[method] = (cache, cal)
+            self.frames_seen = seen
+
+    def write(self, output: Path, settings: Int8Settings) -> Path:
+        import onnx
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        if settings.method not in self._caches:
+            raise ModelError(f"INT8: calibrate with {settings.method!r} before writing")
+        cache, cal = self._caches[settings.method]
+        exclude = float_nodes(onnx.load(str(self.prepped)).graph.node, settings.keep_float)
+        quantize_static(
+            str(self.prepped),
+            str(output),
+            None,
+            quant_format=QuantFormat.QDQ if settings.quant_format == "qdq" else QuantFormat.QOperator,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=cal,
+            calibration_cache_path=str(cache),
+        )
+        quantized = onnx.load(str(output))
+        del quantized.metadata_props[:]
+        for key, value in self.meta.items():
+            quantized.metadata_props.add(key=key, value=value)
+        quantized.metadata_props.add(key="edge_rt_precision", value="int8")
+        quantized.metadata_props.add(
+            key="edge_rt_int8",
+            value=repr({"format": settings.quant_format, "per_channel": settings.per_channel, "method": settings.method,
+                        "keep_float": settings.keep_float, "frames": self.frames_seen}),
+        )
+        onnx.save(quantized, str(output))
+        return output
+
+
+def quantize_int8(float_onnx: Path, output: Path, frames: Iterable[np.ndarray], settings: Int8Settings = Int8Settings()) -> Path:
+    """Static INT8 calibrated on `frames` (re-iterable: one pass per statistic); metadata kept for the runtime."""
+    settings.check()
+    with tempfile.TemporaryDirectory(prefix="edge-rt-int8-") as tmp:
+        q = Int8Quantizer(float_onnx, Path(tmp))
+        q.calibrate(frames, settings.method)
+        return q.write(output, settings)

@@ -28,7 +28,7 @@ def _yolo(weights: Path):  # type: ignore[no-untyped-def]
 def export_onnx(
     weights: Path,
     output: Path,
-    imgsz: int,
+    imgsz: int | tuple[int, int],
     *,
     half: bool = False,
     dynamic: bool = False,
@@ -42,7 +42,8 @@ def export_onnx(
     (B, 300, 6), and on a GPU only that crosses back to the host. We record conf and iou in the
     metadata, since a run can raise the threshold but never lower it below the exported one.
     """
-    if imgsz % 32:
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    if any(v < 32 or v % 32 for v in hw):
         raise ConfigError(f"--imgsz {imgsz}: must be a multiple of 32")
     if batch < 1:
         raise ConfigError(f"--max-batch {batch}: must be >= 1")
@@ -56,7 +57,8 @@ def export_onnx(
         model = _yolo(staged)
         extra = {"nms": True, "conf": nms[0], "iou": nms[1]} if nms else {}
         produced = model.export(
-            format="onnx", imgsz=imgsz, half=half, dynamic=dynamic, batch=batch, simplify=simplify, device="cpu", verbose=False, **extra
+            # Ultralytics takes imgsz=[h, w]; a static export then letterboxes (and calibrates) to that rectangle
+            format="onnx", imgsz=hw[0] if hw[0] == hw[1] else list(hw), half=half, dynamic=dynamic, batch=batch, simplify=simplify, device="cpu", verbose=False, **extra
         )
         shutil.move(str(produced), output)
     if nms:

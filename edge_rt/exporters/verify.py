@@ -95,8 +95,12 @@ def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "
     return detect
 
 
-def ultralytics_detector(weights: Path, imgsz: int, settings: PostprocessSettings) -> Detector:
-    """The original weights through Ultralytics' own predict: the reference an export must match."""
+def ultralytics_detector(weights: Path, imgsz: int | tuple[int, int], settings: PostprocessSettings) -> Detector:
+    """The original weights through Ultralytics' own predict: the reference an export must match.
+
+    `imgsz` (h, w) goes to Ultralytics as [h, w]: a .pt letterboxes a 1280x720 frame to 384x640 at
+    imgsz 640 or [384, 640] alike, which is what a static 384x640 export does.
+    """
     from ultralytics import YOLO
 
     model: Any = YOLO(str(weights), task="detect")  # Ultralytics' return types are unions mypy cannot narrow
@@ -104,7 +108,7 @@ def ultralytics_detector(weights: Path, imgsz: int, settings: PostprocessSetting
     def detect(frame: np.ndarray) -> Detections:
         classes = list(settings.classes) if settings.classes is not None else None
         r = model.predict(
-            frame, imgsz=imgsz, conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=classes,
+            frame, imgsz=imgsz if isinstance(imgsz, int) else list(imgsz), conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=classes,
             agnostic_nms=settings.agnostic, verbose=False, device="cpu",
         )[0]
         b = r.boxes

@@ -24,6 +24,7 @@ only clients whose public key is in DIR:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -107,7 +108,7 @@ def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in d:
         raise MalformedMessage(f"missing key {key!r}")
     value = d[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if not isinstance(value, kind) or isinstance(value, bool):  # JSON's true is neither an integer nor a number
         raise MalformedMessage(f"key {key!r}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
     return value
 
@@ -116,16 +117,25 @@ def _detection(d: Any) -> Detection:
     if not isinstance(d, dict):
         raise MalformedMessage("detection is not an object")
     box = _get(d, "box", list)
-    if len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
-        raise MalformedMessage("detection box: expected 4 numbers")
-    conf = float(_get(d, "conf", (int, float)))
-    if not 0 <= conf <= 1:
+    if len(box) != 4 or not all(_finite(v) for v in box):
+        raise MalformedMessage("detection box: expected 4 numbers (finite, not true or false)")
+    conf = _get(d, "conf", (int, float))
+    if not 0 <= conf <= 1:  # compared before float(): an integer beyond 64 bits would overflow it
         raise MalformedMessage(f"detection conf {conf} outside [0, 1]")
-    return Detection(_get(d, "cls", int), _get(d, "label", str), conf, (box[0], box[1], box[2], box[3]))
+    return Detection(_get(d, "cls", int), _get(d, "label", str), float(conf), (box[0], box[1], box[2], box[3]))
+
+
+def _finite(v: Any) -> bool:
+    """A number a box can hold: msgpack carries NaN and infinities, and JSON's true is no number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return isinstance(v, int) or math.isfinite(v)
 
 
 def parse_message(obj: Mapping[str, Any]) -> Message:
     """A decoded payload -> typed message; raises MalformedMessage naming what is wrong."""
+    if not isinstance(obj, Mapping):
+        raise MalformedMessage(f"message is a {type(obj).__name__}, expected an object")
     schema = _get(obj, "schema", str)
     if _get(obj, "version", int) != VERSION:
         raise MalformedMessage(f"unsupported version {obj['version']} (this client reads {VERSION})")

@@ -23,7 +23,7 @@ from .synthetic import SYNTHETIC_SCHEME, parse_synthetic
 
 log = logging.getLogger("edge_rt.sources")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+\Z")  # \Z: '$' would let a trailing newline into a topic
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
@@ -71,7 +71,7 @@ class SourceSpec:
 def classify(uri: str) -> SourceKind:
     if uri.lower().startswith(SYNTHETIC_SCHEME):
         return SourceKind.SYNTHETIC
-    if uri.isdigit():
+    if uri.isascii() and uri.isdigit():  # '²' is a digit to isdigit() but no camera index to int()
         return SourceKind.CAMERA
     if uri.startswith("/dev/"):
         return SourceKind.DEVICE
@@ -104,8 +104,12 @@ def parse_source(
         raise ConfigError(f"source {name!r}: fps must be > 0, got {fps}")
     kind = classify(uri)
     if kind is SourceKind.FILE:
-        path = Path(uri).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(uri).expanduser()
+            found = path.is_file()
+        except (OSError, RuntimeError):  # '~nobody/x.mp4': no such home; a name longer than the OS allows
+            found = False
+        if not found:
             raise SourceError(f"source {name!r}: no such file {uri!r} (and not a camera index, /dev path, URL or pipeline)")
         if not os.access(path, os.R_OK):
             raise SourceError(f"source {name!r}: file {uri!r} is not readable")

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-gpu test test-gpu demo bench lint clean
+.PHONY: install install-gpu test test-gpu demo bench lint soak clean
 
 install: $(STAMP)
 
@@ -59,6 +59,15 @@ bench: install
 	$(BIN)/edge-rt export --weights $(BENCH)/yolo11n_untrained.pt --imgsz 640 --dynamic --max-batch 4 --output $(BENCH)/yolo11n.onnx > /dev/null
 	$(BIN)/edge-rt bench pipeline -m $(BENCH)/yolo11n.onnx -s $(BENCH)/clip.mp4 --duration 20 \
 	    --json $(BENCH)/pipeline_yolo11n.json | tee $(BENCH)/pipeline_yolo11n.txt
+
+# Soak (not part of `make test`): `edge-rt run` for DURATION seconds against 2 synthetic cameras, a looping
+# clip and a flapping RTSP camera, subscribers joining and leaving; RSS, fds, threads and latency every
+# minute into $(SOAK)/soak.csv and soak.png, then a verdict (exit 0 pass, 1 fail, 2 no RTSP server here).
+# Try it with DURATION=180 (too short for a meaningful verdict: checks that it runs).
+DURATION ?= 1800
+SOAK := $(BENCH)/soak
+soak: install
+	$(BIN)/python tests/soak.py --duration $(DURATION) --out $(SOAK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

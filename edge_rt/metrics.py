@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,12 +12,28 @@ import numpy as np
 STAGES = ("wait", "preprocess", "queue", "inference", "postprocess", "publish", "total")
 
 
+class _Ring:
+    """The last `size` values in one preallocated float64 array: memory is fixed from the first sample
+    (a deque of floats grows for minutes, which a soak reads as a leak)."""
+
+    def __init__(self, size: int) -> None:
+        self._data = np.empty(size, dtype=np.float64)
+        self._n = 0  # values ever appended
+
+    def append(self, value: float) -> None:
+        self._data[self._n % self._data.size] = value
+        self._n += 1
+
+    def values(self) -> np.ndarray:
+        return self._data[: min(self._n, self._data.size)].copy()
+
+
 class Metrics:
     """Keeps the last `window` samples per stage (bounded memory on a run of weeks)."""
 
     def __init__(self, window: int = 20000) -> None:
         self._lock = threading.Lock()
-        self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self._samples: dict[str, _Ring] = defaultdict(lambda: _Ring(window))
         self._frames: dict[str, int] = defaultdict(int)
         self.started: float | None = None  # first frame: model loading and waiting do not count
 
@@ -42,7 +58,8 @@ class Metrics:
 
     def percentiles(self, stage: str, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
         with self._lock:
-            data = np.fromiter(self._samples.get(stage, ()), dtype=np.float64)
+            ring = self._samples.get(stage)
+            data = ring.values() if ring is not None else np.empty(0)
         if data.size == 0:
             return {}
         values = np.percentile(data, qs)

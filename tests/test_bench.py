@@ -69,6 +69,10 @@ def test_bench_compare_runs_both(onnx_static: Path, tmp_path: Path) -> None:
     assert "x on 10 frames" in proc.stdout and "\nran on: " in proc.stdout  # after Ultralytics' own "Loading ..." lines
     devices = [line.split()[2] for line in proc.stdout.splitlines() if line.startswith(("edge_rt y11", "ultralytics y11"))]
     assert devices == ["cpu", "cpu"], "both ran on the CPU"
+    boxes = next(line for line in proc.stdout.splitlines() if line.startswith("boxes: "))
+    # the same model finds as many boxes; this random-weight model's many zero-height boxes have no IoU, so no rate is asserted
+    ref_n, edge_n = boxes.split("Ultralytics' ")[1].split()[0], boxes.split("extra (")[1].split()[0]
+    assert ref_n == edge_n and int(ref_n) > 0, boxes
 
 
 def test_bench_compare_on_a_gpu_device_without_one_is_one_line(onnx_static: Path, tmp_path: Path) -> None:

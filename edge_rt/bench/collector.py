@@ -12,7 +12,7 @@ from pathlib import Path
 _COLLECTOR = """
 import json, signal, sys, time
 from edge_rt.client import DetectionMessage, Subscriber
-endpoint, out = sys.argv[1], sys.argv[2]
+endpoint, out, keep_boxes = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 sub = Subscriber(endpoint)
@@ -22,7 +22,7 @@ while not stop:
     msg = sub.receive(100)
     if isinstance(msg, DetectionMessage):
         rows.append([time.time_ns(), msg.source, msg.seq, msg.frame_index, msg.timestamps["capture_ns"], dict(msg.latency_ms),
-                     msg.batch_size])
+                     msg.batch_size, [[d.cls, d.conf, *d.box] for d in msg.detections] if keep_boxes else []])
 sub.close()
 with open(out, "w") as f:
     json.dump({"rows": rows, "missed": sub.tracker.missed}, f)
@@ -40,14 +40,17 @@ class Received:
     capture_ns: int
     latency_ms: dict[str, float]
     batch_size: int
+    detections: list[list[float]]  # [cls, conf, x1, y1, x2, y2] per box, kept only when asked (bench compare)
 
 
 class Collector:
     """Takes no GIL time from the pipeline it measures: it runs in another process."""
 
-    def __init__(self, endpoint: str, workdir: str) -> None:
+    def __init__(self, endpoint: str, workdir: str, keep_boxes: bool = False) -> None:
         self._out = Path(workdir) / "received.json"
-        self._proc = subprocess.Popen([sys.executable, "-c", _COLLECTOR, endpoint, str(self._out)], stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _COLLECTOR, endpoint, str(self._out), "1" if keep_boxes else "0"], stdout=subprocess.PIPE, text=True
+        )
         assert self._proc.stdout is not None
         self._proc.stdout.readline()  # READY
         self.messages: list[Received] = []

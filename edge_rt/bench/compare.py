@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
+from ..postprocess import Detections
 from .collector import Collector
 from .hardware import describe_host, host_line
 from .stats import pct
@@ -29,13 +32,16 @@ class CompareResult:
     edge_device: str = "cpu"  # what ran edge_rt's engine: cpu, cuda, tensorrt
     ultralytics_device: str = "cpu"  # what Ultralytics was given: cpu, or 0 (the first GPU)
     host: dict[str, Any] = field(default_factory=dict)
+    # edge_rt's published boxes against Ultralytics' on the same frames (same class, IoU >= 0.5):
+    # reference_boxes, edge_boxes, matched; found = matched / reference, extra = unmatched edge boxes / reference
+    boxes: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
         return self.edge_fps / self.ultralytics_fps if self.ultralytics_fps else float("inf")
 
 
-def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, list[float]]:
+def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, list[float], dict[int, Detections]]:
     """The clip once through `edge-rt run` (every frame), timed at a real subscriber."""
     from ..config import build_run_config
     from ..runner import run
@@ -46,12 +52,18 @@ def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, 
             {}, {"model": str(model), "sources": [source], "publish": endpoint, "device": device, "await_subscribers": 1,
                  "await_timeout": 10.0, "stats_interval": 0.0},
         )
-        with Collector(endpoint, tmp) as collector:
+        with Collector(endpoint, tmp, keep_boxes=True) as collector:
             run(config)
             collector.finish()
     msgs = collector.messages
     span = (msgs[-1].recv_ns - msgs[0].recv_ns) / 1e9 if len(msgs) > 1 else 1e-9
-    return len(msgs), (len(msgs) - 1) / span, [(m.recv_ns - m.capture_ns) / 1e6 for m in msgs]
+    boxes = {m.frame_index: _detections(m.detections) for m in msgs}
+    return len(msgs), (len(msgs) - 1) / span, [(m.recv_ns - m.capture_ns) / 1e6 for m in msgs], boxes
+
+
+def _detections(rows: list[list[float]]) -> Detections:
+    a = np.asarray(rows, np.float64).reshape(-1, 6)
+    return Detections(a[:, 2:6].astype(np.float32), a[:, 1].astype(np.float32), a[:, 0].astype(np.int64))
 
 
 def ultralytics_device(engine_device: str) -> str:
@@ -59,7 +71,9 @@ def ultralytics_device(engine_device: str) -> str:
     return "cpu" if engine_device == "cpu" else "0"
 
 
-def _ultralytics_over_file(model: Path, source: str, imgsz: int, device: str) -> tuple[int, float, list[float]]:
+def _ultralytics_over_file(
+    model: Path, source: str, imgsz: int | list[int], device: str
+) -> tuple[int, float, list[float], list[Detections]]:
     """The same clip through Ultralytics' own streaming predict, timed the same way (first to last frame)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import torch
@@ -70,11 +84,29 @@ def _ultralytics_over_file(model: Path, source: str, imgsz: int, device: str) ->
     yolo: Any = YOLO(str(model), task="detect")
     stamps: list[float] = []
     per_frame: list[float] = []
+    found: list[Detections] = []
     for r in yolo.predict(source=source, stream=True, imgsz=imgsz, verbose=False, device=device):
         stamps.append(time.perf_counter())  # results come back as CPU tensors' owners: the frame is done
         per_frame.append(sum(r.speed.values()))
+        b = r.boxes.cpu()
+        found.append(Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64)))
     span = stamps[-1] - stamps[0] if len(stamps) > 1 else 1e-9
-    return len(stamps), (len(stamps) - 1) / span, per_frame
+    return len(stamps), (len(stamps) - 1) / span, per_frame, found
+
+
+def box_agreement(reference: list[Detections], edge: dict[int, Detections]) -> dict[str, float]:
+    """Ultralytics' boxes (frame i) against edge_rt's published boxes (frame_index i) on the frames both have."""
+    from ..exporters.verify import match
+
+    ref_n = edge_n = matched = 0
+    for i, ref in enumerate(reference):
+        if i not in edge:
+            continue
+        ref_n += len(ref)
+        edge_n += len(edge[i])
+        matched += len(match(ref, edge[i], 0.5))
+    denom = max(ref_n, 1)
+    return {"reference_boxes": ref_n, "edge_boxes": edge_n, "matched": matched, "found": matched / denom, "extra": (edge_n - matched) / denom}
 
 
 def bench_compare(model: Path, source: str, reference: Path | None = None, device: str = "cpu", imgsz: int | None = None) -> CompareResult:
@@ -84,16 +116,17 @@ def bench_compare(model: Path, source: str, reference: Path | None = None, devic
     if parse_source(source, 0).kind is not SourceKind.FILE:  # before Ultralytics, which would raise its own way
         raise ConfigError(f"--source {source!r}: compare runs a video file through both, once")
     probe = load_engine(model, device)  # a GPU device on a CPU-only box fails here, in one line
-    size = imgsz or probe.info.imgsz[0]
+    # Ultralytics takes [h, w]: a .pt letterboxes a 16:9 frame to the same 384x640 a static 384x640 export uses
+    size: int | list[int] = imgsz or [int(v) for v in probe.info.imgsz]
     engine_device = probe.device
     probe.close()
     ref = reference or model
     u_device = ultralytics_device(engine_device)
-    n_u, fps_u, lat_u = _ultralytics_over_file(ref, source, size, u_device)
-    n_e, fps_e, lat_e = _edge_over_file(model, source, device)
+    n_u, fps_u, lat_u, boxes_u = _ultralytics_over_file(ref, source, size, u_device)
+    n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device)
     return CompareResult(
         source, n_e, model.name, fps_e, pct(lat_e), ref.name, fps_u, pct(lat_u), edge_device=engine_device, ultralytics_device=u_device,
-        host=describe_host(engine_device),
+        host=describe_host(engine_device), boxes=box_agreement(boxes_u, boxes_e),
     )
 
 
@@ -109,5 +142,10 @@ def compare_table(r: CompareResult) -> str:
             f"{r.ultralytics_latency_ms['p99']:>9.2f}",
             f"edge_rt / ultralytics = {r.ratio:.2f}x on {r.frames} frames of {r.source}",
             "edge_rt latency: capture -> subscriber; Ultralytics: its own preprocess + inference + postprocess per frame",
+            *(
+                [f"boxes: edge_rt found {r.boxes['found']:.1%} of Ultralytics' {int(r.boxes['reference_boxes'])} (same class, IoU >= 0.5), "
+                 f"{r.boxes['extra']:.1%} extra ({int(r.boxes['edge_boxes'])} boxes)"]
+                if r.boxes else []
+            ),
         ]
     )

@@ -241,3 +241,26 @@ def test_metrics_are_scraped_during_a_run_and_logs_are_json(onnx_dynamic: Path, 
     records = [json.loads(line) for line in stderr.splitlines() if line.strip()]  # every line is one JSON object
     assert any(r["msg"].startswith("metrics on http://") for r in records)
     assert {"ts", "level", "logger", "msg"} <= set(records[0])
+
+
+def test_subscribe_prints_health_with_health_flag_and_only_health_for_its_topic(onnx_dynamic: Path) -> None:
+    from .helpers import run_cli
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_cli("run", "--model", str(onnx_dynamic), "--device", "cpu", "--publish", endpoint, "--source", "yard=synthetic://320x240?fps=10")
+    try:
+        with Subscriber(endpoint, topics=["yard"]) as frames:
+            _receive_until(frames, lambda got: len(got) >= 2, 60, "detections from yard")
+        only = run_cli("subscribe", endpoint, "--topic", "$health", "--count", "3", "--timeout", "10", timeout=30)
+        mixed = run_cli("subscribe", endpoint, "--health", "--count", "40", "--timeout", "10", timeout=30)
+        plain = run_cli("subscribe", endpoint, "--count", "20", "--timeout", "10", timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert only.returncode == mixed.returncode == plain.returncode == 0, only.stderr + mixed.stderr + plain.stderr
+    schemas = lambda out: {json.loads(line)["schema"] for line in out.stdout.splitlines()}  # noqa: E731
+    assert schemas(only) == {"edge_rt.health"}
+    first = json.loads(only.stdout.splitlines()[0])
+    assert first["event"] == "snapshot" and first["state"] == "online", "a new subscriber is answered at once"
+    assert schemas(mixed) == {"edge_rt.health", "edge_rt.detections"}, "--health adds health to the detections"
+    assert schemas(plain) == {"edge_rt.detections"}, "health only for those who ask"

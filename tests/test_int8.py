@@ -197,3 +197,26 @@ def test_engine_rebuild_command_keeps_a_static_rectangle(tmp_path: Path) -> None
     side = {"weights": "best.pt", "imgsz": [384, 640], "precision": "int8", "dynamic": False}
     assert "--imgsz 384x640 --int8" in rebuild_command(side, tmp_path / "m.engine")
     assert "--imgsz 640 " in rebuild_command({**side, "dynamic": True}, tmp_path / "m.engine")
+
+
+def test_keep_float_choices() -> None:
+    from edge_rt.exporters.int8 import float_nodes
+
+    class N:
+        def __init__(self, name: str, op: str, inputs: list[str], outputs: list[str]) -> None:
+            self.name, self.op_type, self.input, self.output = name, op, inputs, outputs
+
+    nodes = [
+        N("/model.0/conv/Conv", "Conv", ["images"], ["a"]),
+        N("/model.1/conv/Conv", "Conv", ["a"], ["b"]),
+        N("/model.2/cv1/conv/Conv", "Conv", ["b"], ["c"]),
+        N("/model.3/cv2.0/cv2.0.0/conv/Conv", "Conv", ["c"], ["d"]),
+        N("/model.3/cv2.0/cv2.0.1/conv/Conv", "Conv", ["d"], ["e"]),
+        N("/model.3/cv2.0/cv2.0.2/Conv", "Conv", ["e"], ["f"]),
+        N("/model.3/dfl/conv/Conv", "Conv", ["f"], ["g"]),
+        N("/Sigmoid", "Sigmoid", ["g"], ["out"]),
+    ]
+    head = ["/model.3/cv2.0/cv2.0.0/conv/Conv", "/model.3/cv2.0/cv2.0.1/conv/Conv", "/model.3/cv2.0/cv2.0.2/Conv", "/model.3/dfl/conv/Conv", "/Sigmoid"]
+    assert float_nodes(nodes, "head") == head
+    assert float_nodes(nodes, "head+feeders") == ["/model.0/conv/Conv", "/model.2/cv1/conv/Conv", *head]
+    assert float_nodes(nodes, "head-outputs") == ["/model.0/conv/Conv", "/model.3/cv2.0/cv2.0.2/Conv", "/model.3/dfl/conv/Conv", "/Sigmoid"]

@@ -25,7 +25,10 @@ from ..errors import ConfigError, ModelError
 log = logging.getLogger("edge_rt.export.int8")
 _LAYER = re.compile(r"^/model\.(\d+)/")
 
-KEEP_FLOAT = ("head", "head+feeders")  # which layers stay float (see float_nodes)
+KEEP_FLOAT = ("head", "head+feeders", "head-outputs")  # which layers stay float (see float_nodes)
+# The head's inner conv + SiLU of each box/class branch (cv2.i.0, cv2.i.1, cv3.i.0, cv3.i.1): ordinary
+# feature convs; the branch's last conv (.2), DFL, sigmoid and the concatenation are what INT8 breaks.
+_HEAD_INNER = re.compile(r"^/model\.\d+/(?:one2one_)?cv[23]\.\d+/(?:one2one_)?cv[23]\.\d+\.[01]/")
 FORMATS = ("qdq", "qoperator")
 
 
@@ -61,7 +64,8 @@ def _layer(name: str) -> int | None:
 
 def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders") -> list[str]:
     """Nodes to keep in float: the head and what follows it and, with "head+feeders", also the layers
-    that feed the head and the stem conv. Everything else is quantized, activations included: leaving
+    that feed the head and the stem conv; with "head-outputs", the stem conv and only the head's last
+    conv of each branch and what follows them. Everything else is quantized, activations included: leaving
     SiLU (Sigmoid, Mul) in float wraps every conv in dequantize/quantize pairs and makes INT8 slower
     than float.
 
@@ -79,9 +83,11 @@ def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders") -> list[
     keep_nodes = []
     for node in graph_nodes:
         layer = _layer(node.name)
+        if keep == "head-outputs" and layer == head and _HEAD_INNER.match(node.name):
+            continue
         if layer is None or layer >= head:
             keep_nodes.append(node.name)
-        elif keep == "head+feeders" and (layer in feeding or node.name == first_conv):
+        elif keep == "head+feeders" and layer in feeding or keep != "head" and node.name == first_conv:
             keep_nodes.append(node.name)
     return keep_nodes
 

@@ -31,10 +31,21 @@ class ParityReport:
         denom = max(self.reference_boxes, self.candidate_boxes)
         return 1.0 if denom == 0 else self.matched / denom
 
+    @property
+    def found(self) -> float:
+        """Share of the reference's boxes the export matched."""
+        return 1.0 if self.reference_boxes == 0 else self.matched / self.reference_boxes
+
+    @property
+    def extra(self) -> float:
+        """The export's unmatched boxes, per reference box."""
+        return (self.candidate_boxes - self.matched) / max(self.reference_boxes, 1)
+
     def summary(self) -> str:
         return (
             f"{self.frames} frames: reference {self.reference_boxes} boxes, export {self.candidate_boxes}, "
-            f"matched {self.matched} at IoU {self.iou:g} -> match rate {self.match_rate:.1%}; "
+            f"matched {self.matched} at IoU {self.iou:g} -> match rate {self.match_rate:.1%} "
+            f"(found {self.found:.1%}, extra {self.extra:.1%}); "
             f"conf diff mean {self.mean_conf_diff:.4f} max {self.max_conf_diff:.4f}"
         )
 

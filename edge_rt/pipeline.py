@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -122,6 +123,7 @@ class Pipeline:
         self._infer_since: float | None = None  # time.monotonic() when the running engine call began
         self._infer_calls = 0
         self.engine_hung = False
+        self.tickers: list[Callable[[], None]] = []  # called from the publishing thread's housekeeping (sd_notify)
         self._housekeeping_due = 0.0
 
     @property
@@ -259,6 +261,8 @@ class Pipeline:
         snapshot = isinstance(self.sink, Subscribable) and any(wants_health(t) for t in self.sink.take_new_subscriptions())
         for message in self.health.messages(self.counters(), snapshot=snapshot):
             self.sink.publish(HEALTH_TOPIC, message)
+        for tick in self.tickers:
+            tick()
 
     def _last_health(self) -> None:
         """Every source's last health message says `stopped` (on the socket's own thread: this one)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .capture import CaptureSettings, SourceGroup
@@ -19,6 +20,7 @@ from .prometheus import CountersFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
 from .schema import check_encoding
 from .security import ServerKeys, check_exposure, is_local_endpoint, redact_url
+from .systemd import Notifier, ServiceWatch
 
 log = logging.getLogger("edge_rt.run")
 
@@ -119,6 +121,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         publisher.close()
         raise
     pipeline: Pipeline | None = None  # scrapes read it once built
+    watch: ServiceWatch | None = None
     metrics = make_metrics(config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {})
     try:
         pipeline = build_pipeline(config, engine, publisher, metrics)
@@ -134,8 +137,9 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         for spec in config.sources:
             log.info("source %s: %s (%s)", spec.name, redact_url(spec.uri), spec.kind.value)
         log.info("publishing on %s (%s), session %s", config.publish, config.encoding, pipeline.session)
+        watch = service_watch(pipeline)
         if install_signals is not None:
-            install_signals(pipeline.stop)
+            install_signals(partial(_stop, pipeline, watch))
         if config.await_subscribers:
             log.info("waiting up to %.0fs for %d subscriber(s)", config.await_timeout, config.await_subscribers)
             publisher.await_subscribers(config.await_subscribers, config.await_timeout, cancelled=lambda: pipeline.stopping)
@@ -144,12 +148,33 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         if pipeline.sink_refused:
             log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
     finally:
+        if watch is not None:
+            watch.stopping()
+            watch.notifier.close()
         if isinstance(metrics, PrometheusMetrics):
             metrics.close()
         publisher.close()
         if pipeline is None or not pipeline.engine_hung:  # closing a session stuck in a call could hang too
             engine.close()
     return 0
+
+
+def service_watch(pipeline: Pipeline) -> ServiceWatch | None:
+    """sd_notify when systemd started us (Type=notify, WatchdogSec=): ticks on the publishing thread."""
+    notifier = Notifier.from_env()
+    if notifier is None:
+        return None
+    watch = ServiceWatch(notifier, lambda: sum(pipeline.published.values()), pipeline.health.states)
+    pipeline.tickers.append(watch.tick)
+    every = f", watchdog every {notifier.watchdog_s / 2:g}s" if notifier.watchdog_s else ""
+    log.info("systemd notify socket: READY once publishing%s", every)
+    return watch
+
+
+def _stop(pipeline: Pipeline, watch: ServiceWatch | None) -> None:
+    if watch is not None:
+        watch.stopping()  # from the signal handler: STOPPING=1 before the drain, so systemd waits for it
+    pipeline.stop()
 
 
 def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn) -> Metrics:

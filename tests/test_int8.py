@@ -105,11 +105,11 @@ import json, resource, sys, tempfile
 from pathlib import Path
 from edge_rt.exporters.calibration import CalibrationFrames
 from edge_rt.exporters.int8 import Int8Quantizer
-model, folder, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+model, folder, count, method = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 frames = CalibrationFrames(folder, count).checked(1)
 with tempfile.TemporaryDirectory() as tmp:
     q = Int8Quantizer(model, Path(tmp))
-    q.calibrate(frames, "percentile")
+    q.calibrate(frames, method)
     print(json.dumps({"peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "frames": q.frames_seen}))
 """
 
@@ -125,7 +125,8 @@ def _activation_bytes(model: Path, frame: np.ndarray) -> int:
         return sum(x.nbytes for out in r._outputs([frame]) for x in out.values())
 
 
-def test_calibration_peak_memory_does_not_grow_with_frames(tmp_path: Path, cal_dir: Path) -> None:
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_calibration_peak_memory_does_not_grow_with_frames(method: str, tmp_path: Path, cal_dir: Path) -> None:
     """4 and 32 frames peak within a few frames' activations of each other; keeping every frame's
     activations (what ONNX Runtime's histogram calibrators do) would add 28 frames' worth."""
     from edge_rt.exporters.onnx import export_onnx
@@ -134,7 +135,7 @@ def test_calibration_peak_memory_does_not_grow_with_frames(tmp_path: Path, cal_d
     per_frame = _activation_bytes(model, cv2.imread(str(sorted(cal_dir.iterdir())[0])))
     peaks = {}
     for count in (4, 32):
-        proc = subprocess.run([sys.executable, "-c", _PEAK, str(model), str(cal_dir), str(count)], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", _PEAK, str(model), str(cal_dir), str(count), method], capture_output=True, text=True,
                               env=env(), timeout=240)
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,12 +23,19 @@ from ..exporters.int8 import Int8Settings
 
 VARIANTS: dict[str, Int8Settings | None] = {
     "fp32": None,
-    "qdq-perchannel-percentile": Int8Settings(),
-    "qoperator-perchannel-percentile": Int8Settings(quant_format="qoperator"),
-    "qdq-pertensor-percentile": Int8Settings(per_channel=False),
-    "qdq-perchannel-minmax": Int8Settings(method="minmax"),
-    "qdq-perchannel-percentile-headonly": Int8Settings(keep_float="head"),
-    "qdq-perchannel-percentile-headoutputs": Int8Settings(keep_float="head-outputs"),
+    "qdq-perchannel-percentile": Int8Settings(method="percentile", keep_float="head+feeders"),
+    "qoperator-perchannel-percentile": Int8Settings(quant_format="qoperator", method="percentile", keep_float="head+feeders"),
+    "qdq-pertensor-percentile": Int8Settings(per_channel=False, method="percentile", keep_float="head+feeders"),
+    "qdq-perchannel-percentile-headonly": Int8Settings(keep_float="head", method="percentile"),
+    "qdq-perchannel-percentile-headoutputs": Int8Settings(keep_float="head-outputs", method="percentile"),
+    "qdq-perchannel-minmax": Int8Settings(method="minmax", keep_float="head+feeders"),
+    "qoperator-perchannel-minmax": Int8Settings(quant_format="qoperator", method="minmax", keep_float="head+feeders"),
+    "qdq-pertensor-minmax": Int8Settings(per_channel=False, method="minmax", keep_float="head+feeders"),
+    "qdq-perchannel-minmax-headonly": Int8Settings(method="minmax", keep_float="head"),
+    "qoperator-perchannel-minmax-headonly": Int8Settings(quant_format="qoperator", method="minmax", keep_float="head"),
+    "qdq-perchannel-minmax-headoutputs": Int8Settings(method="minmax", keep_float="head-outputs"),
+    "qdq-perchannel-minmax-headcls": Int8Settings(method="minmax", keep_float="head-cls"),
+    "qdq-pertensor-minmax-headoutputs": Int8Settings(per_channel=False, method="minmax", keep_float="head-outputs"),
 }
 
 
@@ -51,7 +58,8 @@ class VariantResult:
 
 
 def study(weights: Path, calibration: Path, heldout: Path, imgsz: int | tuple[int, int], out: Path, frames: int = 64,
-          heldout_frames: int = 100, rounds: int = 5, iters: int = 20, threads: int | None = None) -> list[VariantResult]:
+          heldout_frames: int = 100, rounds: int = 5, iters: int = 20, threads: int | None = None,
+          variants: list[str] | None = None) -> list[VariantResult]:
     from ..engines import load_engine
     from ..exporters.calibration import CalibrationFrames, load_frames
     from ..exporters.int8 import Int8Quantizer
@@ -66,7 +74,8 @@ def study(weights: Path, calibration: Path, heldout: Path, imgsz: int | tuple[in
     with tempfile.TemporaryDirectory(prefix="edge-rt-int8-study-") as tmp:
         q = Int8Quantizer(paths["fp32"], Path(tmp))
         cal = CalibrationFrames(calibration, frames).checked()
-        for name, settings in VARIANTS.items():
+        chosen = {n: VARIANTS[n] for n in (variants or list(VARIANTS))}
+        for name, settings in sorted(chosen.items(), key=lambda kv: kv[1] is not None and kv[1].method != "minmax"):
             if settings is not None:
                 q.calibrate(cal, settings.method)
                 paths[name] = q.write(out / f"{name}.onnx", settings)
@@ -128,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int)
+    p.add_argument("--variants", help=f"comma-separated, fp32 always included (default all: {', '.join(VARIANTS)})")
     a = p.parse_args(argv)
+    chosen = ["fp32", *[v for v in (a.variants or "").split(",") if v and v != "fp32"]] if a.variants else None
+    unknown = [v for v in chosen or [] if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant {unknown[0]!r}")
     imgsz = parse_imgsz(a.imgsz)
-    results = study(a.weights, a.calibration, a.heldout, imgsz, a.out, a.frames, a.heldout_frames, a.rounds, a.iters, a.threads)
+    results = study(a.weights, a.calibration, a.heldout, imgsz, a.out, a.frames, a.heldout_frames, a.rounds, a.iters, a.threads, chosen)
     print(table(results, imgsz))
     return 0
 

@@ -42,6 +42,7 @@ def add_export(sub: Any) -> None:
     p.add_argument("--timing-cache", help="TensorRT timing cache file, reused across builds")
     p.add_argument("--verify", action="store_true", help="compare the export with the weights on held-out frames")
     p.add_argument("--verify-source", metavar="DIR|VIDEO", help="frames for --verify (default: the calibration source)")
+    p.add_argument("--verify-frames", type=int, default=64, help="frames --verify takes, spread over the source (default 64)")
     p.add_argument("--min-match", type=float, default=0.95, help="box match rate --verify requires (default 0.95)")
     p.set_defaults(handler=_cmd_export)
 
@@ -66,7 +67,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         source = args.verify_source or args.calibration
         if source is None:
             raise ConfigError("--verify needs frames: --verify-source DIR|VIDEO (or --calibration)")
-        verify_frames = load_frames(source, 64)
+        verify_frames = load_frames(source, args.verify_frames)
     result = export(
         weights, output, options,
         calibration=Path(args.calibration) if args.calibration else None,

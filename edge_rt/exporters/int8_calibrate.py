@@ -156,25 +156,28 @@ def _oom(frames: int) -> str:
 
 
 def calibrate(
-    model: Path, frames: Iterable[np.ndarray], work: Path, imgsz: tuple[int, int], stride: int, batch: int = 1, method: str = "percentile"
-) -> tuple[Path, Any, int]:
+    model: Path, frames: Iterable[np.ndarray], work: Path, imgsz: tuple[int, int], stride: int, batch: int = 1, method: str = "percentile",
+    ranges: ActivationRanges | None = None,
+) -> tuple[Path, Any, ActivationRanges]:
     """Ranges for every float tensor of `model` over `frames` (iterated once, twice for percentile).
 
     Returns the cache file for `quantize_static(calibration_cache_path=...)`, the CalibrationMethod it
-    holds, and how many frames were seen.
+    holds, and the collected statistics (pass them back as `ranges` to calibrate another method
+    without running pass 1 again).
     """
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     if method not in METHODS:
         raise ModelError(f"INT8 calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    ranges = ActivationRanges(model, work, imgsz, stride, batch)
-    ranges.collect_ranges(frames)
-    if ranges.frames == 0:
-        raise ModelError("INT8 calibration: no frames came through")
-    if method == "percentile":
+    if ranges is None:
+        ranges = ActivationRanges(model, work, imgsz, stride, batch)
+        ranges.collect_ranges(frames)
+        if ranges.frames == 0:
+            raise ModelError("INT8 calibration: no frames came through")
+    if method == "percentile" and not any(s.hist is not None for s in ranges.stats.values()):
         ranges.collect_histograms(frames)
     data = ranges.tensors_data(method)
     cache = work / f"ranges-{method}.json"
     save_tensors_data(data, cache)
     log.info("INT8: %s ranges of %d tensors from %d frames", method, len(data.data), ranges.frames)
-    return cache, data.calibration_method, ranges.frames
+    return cache, data.calibration_method, ranges

@@ -73,7 +73,7 @@ bench: install $(V8S)
 	$(BIN)/python -m edge_rt.bench.int8_variants --weights $(V8S) --calibration $(BENCH)/clip720.mp4 \
 	    --heldout $(BENCH)/clip720_heldout.mp4 --imgsz 384x640 --out $(BENCH)/int8_variants | tee $(BENCH)/int8_variants.txt
 
-# The YOLOv8s the bench uses: trained once, briefly, from scratch on the synthetic shapes (~20 min on 2 cores);
+# The YOLOv8s the bench uses: trained once, briefly, from scratch on the synthetic shapes (~25 min on 2 cores);
 # no pretrained weights can be downloaded here. models/bench/make_yolov8s_shapes.py says how.
 $(V8S): | install
 	PYTHONPATH=. $(BIN)/python models/bench/make_yolov8s_shapes.py --out $@

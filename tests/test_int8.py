@@ -64,12 +64,13 @@ def test_rectangular_imgsz_from_flags_and_profiles(tmp_path: Path) -> None:
         resolve_options(None, {"imgsz": "360x640"})
 
 
-def test_rectangular_static_export_matches_ultralytics(tmp_path: Path, hd_frames: list[np.ndarray]) -> None:
+def test_rectangular_static_export_matches_ultralytics(tmp_path: Path, hd_frames: list[np.ndarray], cal_dir: Path) -> None:
     """A static 192x320 export letterboxes 1280x720 frames exactly as Ultralytics predicts on the .pt at 320
     (its `auto` letterbox gives the same 192x320) and as Ultralytics predicts on the export itself."""
-    proc = run_cli("export", "--weights", str(DEMO_PT), "--imgsz", "192x320", "--output", str(tmp_path / "rect.onnx"), timeout=180)
+    proc = run_cli("export", "--weights", str(DEMO_PT), "--imgsz", "192x320", "--output", str(tmp_path / "rect.onnx"),
+                   "--verify", "--verify-source", str(cal_dir), "--verify-frames", "8", timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert "imgsz 192x320" in proc.stdout
+    assert "imgsz 192x320" in proc.stdout and "parity: 8 frames" in proc.stdout
     model = tmp_path / "rect.onnx"
     info = load_engine(model, "cpu").info
     assert info.imgsz == RECT and not info.dynamic_shape

@@ -62,12 +62,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else weights.with_name(weights.stem + suffix)
     verify_frames = None
     if args.verify:
-        from ..exporters.calibration import load_frames
+        from ..exporters.calibration import FrameSource
 
         source = args.verify_source or args.calibration
         if source is None:
             raise ConfigError("--verify needs frames: --verify-source DIR|VIDEO (or --calibration)")
-        verify_frames = load_frames(source, args.verify_frames)
+        verify_frames = FrameSource(source, args.verify_frames).checked()  # decoded as compared, never all held
     result = export(
         weights, output, options,
         calibration=Path(args.calibration) if args.calibration else None,

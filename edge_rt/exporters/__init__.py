@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,7 +140,7 @@ def export(
     output: Path,
     options: ExportOptions,
     calibration: Path | None = None,
-    verify_frames: list[Any] | None = None,
+    verify_frames: Iterable[Any] | None = None,
     min_match: float = 0.95,
     timing_cache: Path | None = None,
     target: str | None = None,
@@ -244,7 +244,7 @@ def _export_onnx_file(
         staged.unlink(missing_ok=True)
 
 
-def verify(weights: Path, exported: Path, imgsz: int | tuple[int, int], frames: list[Any], settings: PostprocessSettings = PostprocessSettings()) -> ParityReport:
+def verify(weights: Path, exported: Path, imgsz: int | tuple[int, int], frames: Iterable[Any], settings: PostprocessSettings = PostprocessSettings()) -> ParityReport:
     from .verify import compare, runtime_detector, ultralytics_detector
 
     device = "tensorrt" if exported.suffix == ".engine" else "cpu"

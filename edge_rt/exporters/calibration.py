@@ -85,6 +85,23 @@ def usable(frame: np.ndarray) -> bool:
     return bool(small.std() > _FLAT_STD)
 
 
+class FrameSource:
+    """Up to `count` frames of a source, decoded again on every pass and never all held (verification)."""
+
+    def __init__(self, source: str | Path, count: int = 64) -> None:
+        self.source = Path(source)
+        self.count = count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter_frames(self.source, self.count)
+
+    def checked(self) -> FrameSource:
+        """Fails in one line now, before an export, when the source holds no readable frame."""
+        if next(iter(self), None) is None:
+            raise ConfigError(f"{str(self.source)!r}: no readable frames")
+        return self
+
+
 class CalibrationFrames:
     """A re-iterable stream of usable calibration frames; each pass decodes the source again.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,10 +74,11 @@ def match(ref: Detections, cand: Detections, iou: float = 0.5) -> list[tuple[int
     return pairs
 
 
-def compare(reference: Detector, candidate: Detector, frames: Sequence[np.ndarray], iou: float = 0.5) -> ParityReport:
-    ref_n = cand_n = matched = 0
+def compare(reference: Detector, candidate: Detector, frames: Iterable[np.ndarray], iou: float = 0.5) -> ParityReport:
+    ref_n = cand_n = matched = count = 0
     diffs: list[float] = []
     for frame in frames:
+        count += 1
         r, c = reference(frame), candidate(frame)
         pairs = match(r, c, iou)
         ref_n += len(r)
@@ -85,7 +86,7 @@ def compare(reference: Detector, candidate: Detector, frames: Sequence[np.ndarra
         matched += len(pairs)
         diffs.extend(abs(float(r.conf[i]) - float(c.conf[j])) for i, j in pairs)
     return ParityReport(
-        len(frames), ref_n, cand_n, matched, iou, float(np.mean(diffs)) if diffs else 0.0, max(diffs, default=0.0)
+        count, ref_n, cand_n, matched, iou, float(np.mean(diffs)) if diffs else 0.0, max(diffs, default=0.0)
     )
 
 

@@ -4,7 +4,7 @@ ONNX Runtime's histogram calibrators (Percentile, Entropy) keep every intermedia
 frame until the end and then stack them: about 0.45 GB per 640x640 frame for a YOLOv8s, so the
 default 64 frames needed ~30 GB (issue 10). Its `CalibMaxIntermediateOutputs` applies to MinMax
 only, and in onnxruntime 1.32 (calibrate.py, MinMaxCalibrater.collect_data) a full chunk is cleared
-without being merged into the ranges. Feeding ORT's histogram calibrator a frame at a time bounds
+without being merged into the ranges (microsoft/onnxruntime#18893; the fix, PR #20226, was closed). Feeding ORT's histogram calibrator a frame at a time bounds
 memory but bins every later frame against an array of edges (numpy's searchsorted path, not the
 fast uniform-bin one).
 

@@ -63,9 +63,10 @@ def test_bench_publish_meets_the_format(tmp_path: Path) -> None:
 
 def test_bench_compare_runs_both(onnx_static: Path, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", frames=10)
-    proc = run_cli("bench", "compare", "-m", str(onnx_static), "-s", str(clip), timeout=180)
+    proc = run_cli("bench", "compare", "-m", str(onnx_static), "-s", str(clip), "--rounds", "2", timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "edge_rt y11_static.onnx" in proc.stdout and "ultralytics y11_static.onnx" in proc.stdout
+    assert "2 rounds, alternating (medians above)" in proc.stdout
     assert "x on 10 frames" in proc.stdout and "\nran on: " in proc.stdout  # after Ultralytics' own "Loading ..." lines
     devices = [line.split()[2] for line in proc.stdout.splitlines() if line.startswith(("edge_rt y11", "ultralytics y11"))]
     assert devices == ["cpu", "cpu"], "both ran on the CPU"

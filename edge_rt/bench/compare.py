@@ -35,6 +35,9 @@ class CompareResult:
     # edge_rt's published boxes against Ultralytics' on the same frames (same class, IoU >= 0.5):
     # reference_boxes, edge_boxes, matched; found = matched / reference, extra = unmatched edge boxes / reference
     boxes: dict[str, float] = field(default_factory=dict)
+    # with rounds > 1: each round's frames/s, Ultralytics and edge_rt alternating; the fps above are their medians
+    edge_fps_rounds: list[float] = field(default_factory=list)
+    ultralytics_fps_rounds: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -109,7 +112,11 @@ def box_agreement(reference: list[Detections], edge: dict[int, Detections]) -> d
     return {"reference_boxes": ref_n, "edge_boxes": edge_n, "matched": matched, "found": matched / denom, "extra": (edge_n - matched) / denom}
 
 
-def bench_compare(model: Path, source: str, reference: Path | None = None, device: str = "cpu", imgsz: int | None = None) -> CompareResult:
+def bench_compare(
+    model: Path, source: str, reference: Path | None = None, device: str = "cpu", imgsz: int | None = None, rounds: int = 1
+) -> CompareResult:
+    """Ultralytics then edge_rt over the whole clip, `rounds` times alternating (a neighbour's load then
+    hits both alike); frames/s are the medians over rounds, latencies and boxes those of the last round."""
     from ..engines import load_engine
     from ..sources import SourceKind, parse_source
 
@@ -122,11 +129,19 @@ def bench_compare(model: Path, source: str, reference: Path | None = None, devic
     probe.close()
     ref = reference or model
     u_device = ultralytics_device(engine_device)
-    n_u, fps_u, lat_u, boxes_u = _ultralytics_over_file(ref, source, size, u_device)
-    n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device)
+    if rounds < 1:
+        raise ConfigError(f"--rounds {rounds}: must be >= 1")
+    fps_us: list[float] = []
+    fps_es: list[float] = []
+    for _ in range(rounds):
+        n_u, fps_u, lat_u, boxes_u = _ultralytics_over_file(ref, source, size, u_device)
+        n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device)
+        fps_us.append(fps_u)
+        fps_es.append(fps_e)
     return CompareResult(
-        source, n_e, model.name, fps_e, pct(lat_e), ref.name, fps_u, pct(lat_u), edge_device=engine_device, ultralytics_device=u_device,
-        host=describe_host(engine_device), boxes=box_agreement(boxes_u, boxes_e),
+        source, n_e, model.name, float(np.median(fps_es)), pct(lat_e), ref.name, float(np.median(fps_us)), pct(lat_u),
+        edge_device=engine_device, ultralytics_device=u_device, host=describe_host(engine_device), boxes=box_agreement(boxes_u, boxes_e),
+        edge_fps_rounds=fps_es if rounds > 1 else [], ultralytics_fps_rounds=fps_us if rounds > 1 else [],
     )
 
 
@@ -141,6 +156,12 @@ def compare_table(r: CompareResult) -> str:
             f"{'ultralytics ' + r.reference_model:<34} {u_where:<9} {r.ultralytics_fps:>9.1f} {r.ultralytics_latency_ms['p50']:>12.2f} "
             f"{r.ultralytics_latency_ms['p99']:>9.2f}",
             f"edge_rt / ultralytics = {r.ratio:.2f}x on {r.frames} frames of {r.source}",
+            *(
+                [f"{len(r.edge_fps_rounds)} rounds, alternating (medians above): edge_rt "
+                 f"{' / '.join(f'{v:.1f}' for v in r.edge_fps_rounds)}, ultralytics {' / '.join(f'{v:.1f}' for v in r.ultralytics_fps_rounds)}; "
+                 f"ratio per round {' / '.join(f'{e / u:.2f}x' for e, u in zip(r.edge_fps_rounds, r.ultralytics_fps_rounds))}"]
+                if r.edge_fps_rounds else []
+            ),
             "edge_rt latency: capture -> subscriber; Ultralytics: its own preprocess + inference + postprocess per frame",
             *(
                 [f"boxes: edge_rt found {r.boxes['found']:.1%} of Ultralytics' {int(r.boxes['reference_boxes'])} (same class, IoU >= 0.5), "

@@ -49,6 +49,7 @@ def add_bench(sub: Any) -> None:
         help="where both run: on a GPU, edge_rt's CUDA/TensorRT path and Ultralytics with PyTorch on device 0 (default cpu)",
     )
     c.add_argument("--imgsz", type=int)
+    c.add_argument("--rounds", type=int, default=1, help="run both this many times, alternating; report the medians (default 1)")
     c.add_argument("--json", metavar="FILE")
     pub = bsub.add_parser("publish", help="publisher throughput and publish-to-subscriber latency over tcp loopback")
     pub.add_argument("--count", type=int, default=100_000)
@@ -86,7 +87,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot: {bench_lib.plot_pipeline(out, Path(args.plot))}")
     elif args.what == "compare":
-        out = bench_lib.bench_compare(Path(args.model), args.source, Path(args.reference) if args.reference else None, args.device, args.imgsz)
+        out = bench_lib.bench_compare(
+            Path(args.model), args.source, Path(args.reference) if args.reference else None, args.device, args.imgsz, args.rounds
+        )
         print(bench_lib.compare_table(out))
     else:
         if args.count < 1000 or args.rate <= 0:

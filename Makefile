@@ -68,7 +68,7 @@ bench: install $(V8S)
 	    --calibration $(BENCH)/clip720.mp4 --verify --verify-source $(BENCH)/clip720_heldout.mp4 --output $(BENCH)/yolov8s_int8.onnx \
 	    | tee $(BENCH)/export_yolov8s_int8.txt
 	grep -E "Maximum resident|Elapsed" $(BENCH)/export_yolov8s_int8.time
-	$(BIN)/edge-rt bench compare -m $(BENCH)/yolov8s_int8.onnx -s $(BENCH)/clip720_heldout.mp4 --reference $(V8S) \
+	$(BIN)/edge-rt bench compare -m $(BENCH)/yolov8s_int8.onnx -s $(BENCH)/clip720_heldout.mp4 --reference $(V8S) --rounds 3 \
 	    --json $(BENCH)/compare_yolov8s.json | tee $(BENCH)/compare_yolov8s.txt
 	$(BIN)/python -m edge_rt.bench.int8_variants --weights $(V8S) --calibration $(BENCH)/clip720.mp4 \
 	    --heldout $(BENCH)/clip720_heldout.mp4 --imgsz 384x640 --out $(BENCH)/int8_variants | tee $(BENCH)/int8_variants.txt

@@ -159,7 +159,7 @@ class CaptureThread(threading.Thread):
         opener: Opener = open_capture,
         on_event: Callable[[HealthEvent], None] | None = None,
     ) -> None:
-        super().__init__(name=f"capture-{spec.name}", daemon=True)
+        super().__init__(name=f"edge_rt-capture-{spec.name}", daemon=True)
         self.spec = spec
         self.slot = slot
         self.settings = settings
@@ -181,6 +181,8 @@ class CaptureThread(threading.Thread):
     def _transition(self, new: CaptureState, reason: str, only_from: frozenset[CaptureState] | None = None) -> bool:
         """Change state (atomically checked against `only_from` when given); False when nothing changed."""
         reason = redact_url(reason)
+        # One lock across the change and its report: the stall watch and the capture thread both
+        # transition, and listeners ($health, metrics) must hear the changes in the order they happened.
         with self._lock:
             old = self.state
             if new is old or (only_from is not None and old not in only_from):
@@ -188,13 +190,13 @@ class CaptureThread(threading.Thread):
             if new not in _ALLOWED[old]:
                 raise RuntimeError(f"capture {self.spec.name}: illegal transition {old.value} -> {new.value}")
             self.state = new
-        event = HealthEvent(self.spec.name, old, new, reason, time.time_ns())
-        self.events.append(event)
-        level = logging.WARNING if new in (CaptureState.RECONNECTING, CaptureState.STALLED, CaptureState.OFFLINE) else logging.INFO
-        log.log(level, "source %s: %s -> %s (%s)", self.spec.name, old.value, new.value, reason)
-        self.slot.set_active(new is CaptureState.ONLINE)
-        if self._on_event is not None:
-            self._on_event(event)
+            event = HealthEvent(self.spec.name, old, new, reason, time.time_ns())
+            self.events.append(event)
+            level = logging.WARNING if new in (CaptureState.RECONNECTING, CaptureState.STALLED, CaptureState.OFFLINE) else logging.INFO
+            log.log(level, "source %s: %s -> %s (%s)", self.spec.name, old.value, new.value, reason)
+            self.slot.set_active(new is CaptureState.ONLINE)
+            if self._on_event is not None:
+                self._on_event(event)
         return True
 
     def check_stall(self, now: float) -> bool:
@@ -388,7 +390,7 @@ class SourceGroup:
         self.preflight()
         for t in self.threads:
             t.start()
-        self._watch = threading.Thread(target=self._watch_stalls, name="stall-watch", daemon=True)
+        self._watch = threading.Thread(target=self._watch_stalls, name="edge_rt-stall-watch", daemon=True)
         self._watch.start()
 
     def preflight(self) -> None:

@@ -28,6 +28,7 @@ from .metrics import Metrics, NullMetrics
 from .postprocess import Detections, Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
 from .schema import DETECTIONS, EOS, HEALTH_TOPIC, VERSION
+from .security import redact_url
 from .sources import Frame
 
 log = logging.getLogger("edge_rt.pipeline")
@@ -109,7 +110,6 @@ class Pipeline:
         self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.sink_refused = 0
-        self.refused: dict[str, int] = {s.name: 0 for s in sources.specs}  # per source, for metrics and health
         self.stats_interval_s = stats_interval_s
         self._stats_due = time.monotonic() + stats_interval_s
         self._stats_last: dict[str, int] = {}
@@ -117,12 +117,16 @@ class Pipeline:
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
         self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s)
         sources.listeners.append(self.health.on_event)
-        # The engine watchdog: a call past its bound ends the run (the first call may build a TensorRT
-        # engine or tune kernels, so it gets ten times as long).
+        # The engine watchdog: a call past its bound ends the run. The first call with a new input shape
+        # may build a TensorRT engine or tune kernels (dynamic batch, letterbox sizes): ten times as long.
         self.engine_timeout_s = engine_timeout_s
         self._infer_since: float | None = None  # time.monotonic() when the running engine call began
-        self._infer_calls = 0
-        self.engine_hung = False
+        self._infer_bound = engine_timeout_s
+        self._shapes_seen: set[tuple[int, ...]] = set()
+        self.engine_hung = False  # a call never returned: its thread is stuck (the CLI exits hard)
+        self.drain_timeout_s = 5.0  # after stop(), what is in flight gets this long, then we leave without it
+        self._stop_deadline: float | None = None
+        self._drained_early = False
         self.tickers: list[Callable[[], None]] = []  # called from the publishing thread's housekeeping (sd_notify)
         self._housekeeping_due = 0.0
 
@@ -132,13 +136,20 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop capturing; what is already in flight is still published."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.drain_timeout_s
         self._stop.set()
         self.sources.stop(timeout=0)
 
+    def engine_busy_s(self) -> float:
+        """How long the running engine call has taken so far (0 when none runs)."""
+        since = self._infer_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def run(self) -> None:
         threads = [
-            threading.Thread(target=self._guard, args=(self._prepare_loop,), name="prepare", daemon=True),
-            threading.Thread(target=self._guard, args=(self._infer_loop,), name="infer", daemon=True),
+            threading.Thread(target=self._guard, args=(self._prepare_loop,), name="edge_rt-prepare", daemon=True),
+            threading.Thread(target=self._guard, args=(self._infer_loop,), name="edge_rt-infer", daemon=True),
         ]
         self.sources.start()
         for t in threads:
@@ -218,6 +229,8 @@ class Pipeline:
                 self._put(self._to_publish, _DONE)
                 return
             t0 = time.perf_counter_ns()
+            shape = tuple(job.prepared.tensor.shape)
+            self._infer_bound = self.engine_timeout_s * (1 if shape in self._shapes_seen else 10)
             self._infer_since = time.monotonic()
             try:
                 output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
@@ -225,7 +238,7 @@ class Pipeline:
                 raise EngineError(f"engine ({self.engine.device}) failed on a batch of {len(job.batch.frames)}: {type(exc).__name__}: {exc}") from exc
             finally:
                 self._infer_since = None
-            self._infer_calls += 1
+            self._shapes_seen.add(shape)
             self._put(self._to_publish, Inferred(job, output, t0, time.perf_counter_ns()))
 
     def _publish_loop(self) -> None:
@@ -234,6 +247,8 @@ class Pipeline:
             try:
                 item = self._to_publish.get(timeout=0.1)  # wake for health and the watchdog when no frame comes
             except queue.Empty:
+                if self._drain_overdue():
+                    break
                 continue
             if item is _DONE:
                 break
@@ -253,8 +268,7 @@ class Pipeline:
         if now < self._housekeeping_due:
             return
         self._housekeeping_due = now + 0.05
-        since = self._infer_since
-        bound = self.engine_timeout_s * (10 if self._infer_calls == 0 else 1)
+        since, bound = self._infer_since, self._infer_bound
         if since is not None and now - since > bound:
             self.engine_hung = True
             raise EngineError(f"engine ({self.engine.device}) call has not returned after {now - since:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted")
@@ -264,6 +278,16 @@ class Pipeline:
         for tick in self.tickers:
             tick()
 
+    def _drain_overdue(self) -> bool:
+        """After stop(), a stage that does not finish (an engine call that hangs) must not hold the exit
+        up past the drain timeout: systemd and Kubernetes kill a service that ignores SIGTERM."""
+        if self._stop_deadline is None or time.monotonic() < self._stop_deadline:
+            return False
+        self.engine_hung = self._infer_since is not None
+        log.warning("stopping without what is still in flight: %s", f"the engine call has run {self.engine_busy_s():.0f}s" if self.engine_hung else "a stage did not finish")
+        self._drained_early = True
+        return True
+
     def _last_health(self) -> None:
         """Every source's last health message says `stopped` (on the socket's own thread: this one)."""
         if self.health.final:
@@ -271,8 +295,8 @@ class Pipeline:
         error = self._errors[0] if self._errors else None
         reasons = {}
         for spec, thread in zip(self.sources.specs, self.sources.threads):
-            ended = any(e.state is CaptureState.ENDED for e in thread.events)
-            reasons[spec.name] = f"error: {error}" if error is not None else ("end of file" if ended else "shutdown")
+            ended = any(e.state is CaptureState.ENDED for e in list(thread.events))  # a late capture thread may still append
+            reasons[spec.name] = f"error: {redact_url(str(error))}" if error is not None else ("end of file" if ended else "shutdown")
         try:
             for message in self.health.stopped(reasons, self.counters()):
                 self.sink.publish(HEALTH_TOPIC, message)
@@ -325,13 +349,12 @@ class Pipeline:
             self.published[frame.source] += 1
         else:
             self.sink_refused += 1
-            self.refused[frame.source] += 1
         self.metrics.record_frame(frame.source, latency)
 
     def _end_of_streams(self) -> None:
         """An explicit last message per source, so subscribers know the stream ended on purpose."""
         for spec, thread in zip(self.sources.specs, self.sources.threads):
-            ended = thread.events and any(e.state is CaptureState.ENDED for e in thread.events)
+            ended = any(e.state is CaptureState.ENDED for e in list(thread.events))
             seq = self._seq[spec.name]
             self._seq[spec.name] = seq + 1
             self.sink.publish(
@@ -371,7 +394,6 @@ class Pipeline:
             out[slot.name] = {
                 "read": c.read,
                 "published": self.published[slot.name],
-                "refused": self.refused[slot.name],
                 "skipped": c.skipped,
                 "paced_out": c.paced_out,
                 "read_failures": c.read_failures,

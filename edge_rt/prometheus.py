@@ -20,7 +20,6 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 COUNTERS = {
     "read": ("frames_read", "Frames decoded from the source"),
     "published": ("frames_published", "Frames whose detections were published"),
-    "refused": ("messages_refused", "Detection messages ZeroMQ refused to queue (the send would have blocked): lost before the wire"),
     "skipped": ("frames_skipped", "Frames replaced by a newer one before inference (live sources stay current)"),
     "paced_out": ("frames_paced_out", "Frames dropped to hold the --fps pace"),
     "read_failures": ("read_failures", "Failed reads"),

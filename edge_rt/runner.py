@@ -122,8 +122,9 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         raise
     pipeline: Pipeline | None = None  # scrapes read it once built
     watch: ServiceWatch | None = None
-    metrics = make_metrics(config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {})
+    metrics = Metrics()
     try:
+        metrics = make_metrics(config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {})
         pipeline = build_pipeline(config, engine, publisher, metrics)
         if isinstance(metrics, PrometheusMetrics):
             port = metrics.serve(config.metrics_port or 0, config.metrics_addr)
@@ -164,7 +165,7 @@ def service_watch(pipeline: Pipeline) -> ServiceWatch | None:
     notifier = Notifier.from_env()
     if notifier is None:
         return None
-    watch = ServiceWatch(notifier, lambda: sum(pipeline.published.values()), pipeline.health.states)
+    watch = ServiceWatch(notifier, lambda: sum(pipeline.published.values()), pipeline.health.states, pipeline.engine_busy_s)
     pipeline.tickers.append(watch.tick)
     every = f", watchdog every {notifier.watchdog_s / 2:g}s" if notifier.watchdog_s else ""
     log.info("systemd notify socket: READY once publishing%s", every)

@@ -22,7 +22,11 @@ class Notifier:
     def __init__(self, address: str, watchdog_s: float | None) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address  # '@': abstract namespace
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # Never wait: a datagram socket whose reader lags blocks the sender once 10 are queued, and the
+        # sender is the publishing thread.
+        self._sock.setblocking(False)
         self.watchdog_s = watchdog_s  # systemd kills us after this long without WATCHDOG=1
+        self._warned = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Notifier | None:
@@ -39,8 +43,10 @@ class Notifier:
         message = "\n".join(f"{k.upper()}={v}" for k, v in fields.items()).encode()
         try:
             self._sock.sendto(message, self._address)
-        except OSError as exc:  # systemd gone or the socket wrong: the runtime goes on without it
-            log.debug("sd_notify to %r failed: %s", self._address, exc)
+        except OSError as exc:  # systemd gone or the socket wrong: the runtime goes on without it, and says so once
+            if not self._warned:
+                self._warned = True
+                log.warning("sd_notify to %r failed (%s): with WatchdogSec set, systemd will restart this service", self._address.lstrip("\0"), exc)
             return False
         return True
 
@@ -50,18 +56,28 @@ class Notifier:
 
 class ServiceWatch:
     """Called from the publishing thread's housekeeping: READY=1 once publishing,
-    WATCHDOG=1 at half the watchdog interval while that thread keeps turning (a hung engine or a
-    stuck loop stops the pings, and systemd restarts the unit), STATUS with the sources online."""
+    WATCHDOG=1 at half the watchdog interval while that thread keeps turning and no engine call has
+    run longer than the watchdog interval (a stuck loop or a hung engine stops the pings, and systemd
+    restarts the unit), STATUS with the sources online."""
 
-    def __init__(self, notifier: Notifier, published: Callable[[], int], states: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        published: Callable[[], int],
+        states: Callable[[], Mapping[str, str]],
+        engine_busy_s: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.notifier = notifier
         self._published = published
         self._states = states
+        self._engine_busy_s = engine_busy_s
         self.ready = False
         self._next = 0.0
         self._stopping_sent = False
 
     def tick(self) -> None:
+        if self._stopping_sent:
+            return  # nothing after STOPPING=1: a READY now would tell systemd we just started
         now = time.monotonic()
         if not self.ready and (self._published() > 0 or all(s != "starting" for s in self._states().values())):
             # Publishing: frames went out, or every source has been tried (cameras that are down at
@@ -73,7 +89,7 @@ class ServiceWatch:
         if now >= self._next:
             self._next = now + period
             fields = {"status": self._status()}
-            if self.notifier.watchdog_s:
+            if self.notifier.watchdog_s and self._engine_busy_s() < self.notifier.watchdog_s:
                 fields["watchdog"] = "1"
             self.notifier.send(**fields)
 

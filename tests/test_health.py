@@ -266,3 +266,93 @@ def test_subscribe_prints_health_with_health_flag_and_only_health_for_its_topic(
     assert first["event"] == "snapshot" and first["state"] == "online", "a new subscriber is answered at once"
     assert schemas(mixed) == {"edge_rt.health", "edge_rt.detections"}, "--health adds health to the detections"
     assert schemas(plain) == {"edge_rt.detections"}, "health only for those who ask"
+
+
+_NATIVE_HANG = """
+import sys
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from edge_rt import cli, runner
+from edge_rt.engines import load_engine
+
+# A graph that computes for hours inside ONNX Runtime (a Loop of 10**12 additions): a hang in native code.
+body = helper.make_graph(
+    [helper.make_node("Identity", ["cond"], ["cond_out"]), helper.make_node("Add", ["x", "one"], ["x_out"])],
+    "body",
+    [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+     helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+    [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [1])],
+    [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+)
+graph = helper.make_graph(
+    [helper.make_node("Loop", ["n", "c", "x0"], ["x"], body=body)],
+    "spin",
+    [],
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+    [helper.make_tensor("n", TensorProto.INT64, [], [10**12]), helper.make_tensor("c", TensorProto.BOOL, [], [True]),
+     helper.make_tensor("x0", TensorProto.FLOAT, [1], [0.0])],
+)
+spin = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+
+class HangsOnThirdCall:
+    def __init__(self, model, device, threads):
+        self._engine = load_engine(model, "cpu", 1)
+        self.info, self.device, self.calls = self._engine.info, self._engine.device, 0
+
+    def infer(self, tensor, plan=None):
+        self.calls += 1
+        if self.calls == 3:
+            print("HANGING", flush=True)
+            spin.run(None, {})
+        return self._engine.infer(tensor, plan)
+
+    def close(self):
+        self._engine.close()
+
+
+runner.load_engine = HangsOnThirdCall
+sys.argv = ["edge-rt", *sys.argv[1:]]
+cli.entrypoint()
+"""
+
+
+@pytest.mark.parametrize("how", ["watchdog", "sigterm"])
+def test_a_hang_inside_native_code_exits_cleanly_with_the_right_code(how: str, onnx_static: Path, tmp_path: Path) -> None:
+    """A daemon thread stuck in ONNX Runtime makes a normal interpreter exit abort (SIGABRT, 134): the
+    watchdog must end the run with 8, SIGTERM with 0 within the drain timeout."""
+    import subprocess
+    import sys
+
+    from .helpers import env
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=10)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    timeout = "1" if how == "watchdog" else "600"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _NATIVE_HANG, "run", "--model", str(onnx_static), "--source", str(clip), "--loop",
+         "--publish", endpoint, "--engine-timeout", timeout],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+    )
+    try:
+        with Subscriber(endpoint, topics=["$health"]) as sub:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
+            t0 = time.monotonic()
+            if how == "sigterm":
+                time.sleep(1.0)
+                proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+            took = time.monotonic() - t0
+            last = _receive_until(sub, lambda got: any(m.state == "stopped" for m in _health(got)), 3, "stopped")
+    finally:
+        proc.kill()
+    if how == "watchdog":
+        assert proc.returncode == 8, stderr
+        assert [line for line in stderr.splitlines() if "error:" in line][0].endswith("ending the run so it can be restarted")
+        assert _health(last)[-1].reason.startswith("error: engine")
+    else:
+        assert proc.returncode == 0, stderr
+        assert took < 1.0 + 5.0 + 2.0, f"SIGTERM took {took - 1:.1f}s with the engine hung"
+        assert _health(last)[-1].reason == "shutdown"
+    assert "Traceback" not in stderr and "terminate called" not in stderr

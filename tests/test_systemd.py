@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -85,3 +86,49 @@ def test_notifier_reads_the_environment_and_abstract_sockets(tmp_path: Path) -> 
         assert not Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "none")}).send(watchdog="1"), "no systemd: False, no exception"  # type: ignore[union-attr]
     finally:
         server.close()
+
+
+def test_no_ready_after_stopping_and_no_watchdog_while_the_engine_hangs(tmp_path: Path) -> None:
+    from edge_rt.systemd import ServiceWatch
+
+    sock, path = _notify_socket(tmp_path)
+    busy = [0.0]
+    n = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    assert n is not None
+    watch = ServiceWatch(n, lambda: 1, lambda: {"cam0": "online"}, lambda: busy[0])
+    got: list[dict[str, str]] = []
+    reader = threading.Thread(target=lambda: got.extend(d for _, d in _datagrams(sock, time.monotonic() + 4)))
+    reader.start()
+    try:
+        for _ in range(5):
+            watch.tick()
+            time.sleep(0.25)
+        busy[0] = 1.0  # an engine call running longer than WatchdogSec: systemd should see the silence
+        for _ in range(5):
+            watch.tick()
+            time.sleep(0.25)
+        late = Notifier.from_env({"NOTIFY_SOCKET": path})
+        assert late is not None
+        starting = ServiceWatch(late, lambda: 0, lambda: {"cam0": "starting"})
+        starting.stopping()  # SIGTERM before the first frame
+        starting.tick()
+        reader.join()
+    finally:
+        sock.close()
+    pings = [i for i, d in enumerate(got) if d.get("WATCHDOG") == "1"]
+    assert got[0].get("READY") == "1" and len(pings) >= 3
+    assert got[-1] == {"STOPPING": "1", "STATUS": "stopping"}, "nothing after STOPPING, READY least of all"
+    assert all("WATCHDOG" not in d for d in got[pings[-1] + 1 : -1]) and len(got) - pings[-1] >= 3, "status, but no pings while the engine hangs"
+
+
+def test_a_reader_that_lags_never_blocks_the_sender(tmp_path: Path) -> None:
+    sock, path = _notify_socket(tmp_path)  # nobody reads it: the kernel queues 10 datagrams, then a send would wait
+    n = Notifier.from_env({"NOTIFY_SOCKET": path})
+    assert n is not None
+    try:
+        t0 = time.monotonic()
+        sent = [n.send(watchdog="1") for _ in range(50)]
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        sock.close()
+    assert sent[0] and not sent[-1], "the sends past the queue fail and say so"

@@ -7,7 +7,10 @@ One module per command group. Commands import what they need inside their handle
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from .. import __version__
@@ -48,7 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    code = main()
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("edge_rt-") and t.is_alive()]  # the runtime's own threads
+    if stuck:
+        # A thread still inside native code (an engine call that hung, a read on a frozen camera) makes
+        # a normal interpreter exit abort in C++ destructors (SIGABRT, exit 134): leave without them.
+        logging.getLogger("edge_rt").debug("exiting past threads that did not finish: %s", ", ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

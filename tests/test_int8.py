@@ -215,10 +215,21 @@ def test_keep_float_choices() -> None:
         N("/model.3/cv2.0/cv2.0.0/conv/Conv", "Conv", ["c"], ["d"]),
         N("/model.3/cv2.0/cv2.0.1/conv/Conv", "Conv", ["d"], ["e"]),
         N("/model.3/cv2.0/cv2.0.2/Conv", "Conv", ["e"], ["f"]),
+        N("/model.3/cv3.0/cv3.0.0/conv/Conv", "Conv", ["c"], ["h"]),
+        N("/model.3/cv3.0/cv3.0.1/conv/Conv", "Conv", ["h"], ["i"]),
+        N("/model.3/cv3.0/cv3.0.2/Conv", "Conv", ["i"], ["j"]),
         N("/model.3/dfl/conv/Conv", "Conv", ["f"], ["g"]),
-        N("/Sigmoid", "Sigmoid", ["g"], ["out"]),
+        N("/Sigmoid", "Sigmoid", ["j"], ["out"]),
     ]
-    head = ["/model.3/cv2.0/cv2.0.0/conv/Conv", "/model.3/cv2.0/cv2.0.1/conv/Conv", "/model.3/cv2.0/cv2.0.2/Conv", "/model.3/dfl/conv/Conv", "/Sigmoid"]
+    box = ["/model.3/cv2.0/cv2.0.0/conv/Conv", "/model.3/cv2.0/cv2.0.1/conv/Conv"]
+    cls = ["/model.3/cv3.0/cv3.0.0/conv/Conv", "/model.3/cv3.0/cv3.0.1/conv/Conv"]
+    outputs = ["/model.3/cv2.0/cv2.0.2/Conv", "/model.3/cv3.0/cv3.0.2/Conv", "/model.3/dfl/conv/Conv", "/Sigmoid"]
+    head = [n.name for n in nodes if n.name.startswith("/model.3/") or n.name == "/Sigmoid"]
+    stem = "/model.0/conv/Conv"
     assert float_nodes(nodes, "head") == head
-    assert float_nodes(nodes, "head+feeders") == ["/model.0/conv/Conv", "/model.2/cv1/conv/Conv", *head]
-    assert float_nodes(nodes, "head-outputs") == ["/model.0/conv/Conv", "/model.3/cv2.0/cv2.0.2/Conv", "/model.3/dfl/conv/Conv", "/Sigmoid"]
+    assert float_nodes(nodes, "head+feeders") == [stem, "/model.2/cv1/conv/Conv", *head]
+    assert sorted(float_nodes(nodes, "head-outputs")) == sorted([stem, *outputs])
+    assert sorted(float_nodes(nodes, "head-cls")) == sorted([stem, *cls, *outputs])
+    assert sorted(float_nodes(nodes, "head-cls1")) == sorted([stem, cls[1], *outputs])
+    assert sorted(float_nodes(nodes, "head-cls", float_stem=False)) == sorted([*cls, *outputs])
+    assert not set(box) & set(float_nodes(nodes, "head-cls1")), "the box branch's inner convs are INT8"

@@ -36,6 +36,9 @@ VARIANTS: dict[str, Int8Settings | None] = {
     "qdq-perchannel-minmax-headoutputs": Int8Settings(method="minmax", keep_float="head-outputs"),
     "qdq-perchannel-minmax-headcls": Int8Settings(method="minmax", keep_float="head-cls"),
     "qdq-pertensor-minmax-headoutputs": Int8Settings(per_channel=False, method="minmax", keep_float="head-outputs"),
+    "qdq-perchannel-minmax-headcls-int8stem": Int8Settings(method="minmax", keep_float="head-cls", float_stem=False),
+    "qdq-perchannel-minmax-headcls1": Int8Settings(method="minmax", keep_float="head-cls1"),
+    "qdq-perchannel-minmax-headcls1-int8stem": Int8Settings(method="minmax", keep_float="head-cls1", float_stem=False),
 }
 
 

@@ -25,11 +25,12 @@ from ..errors import ConfigError, ModelError
 log = logging.getLogger("edge_rt.export.int8")
 _LAYER = re.compile(r"^/model\.(\d+)/")
 
-KEEP_FLOAT = ("head", "head+feeders", "head-outputs", "head-cls")  # which layers stay float (see float_nodes)
+KEEP_FLOAT = ("head", "head+feeders", "head-outputs", "head-cls", "head-cls1")  # which layers stay float (see float_nodes)
 # The head's inner conv + SiLU of each box/class branch (cv2.i.0, cv2.i.1, cv3.i.0, cv3.i.1): ordinary
 # feature convs; the branch's last conv (.2), DFL, sigmoid and the concatenation are what INT8 breaks.
 _HEAD_INNER = re.compile(r"^/model\.\d+/(?:one2one_)?cv[23]\.\d+/(?:one2one_)?cv[23]\.\d+\.[01]/")
 _HEAD_BOX_INNER = re.compile(r"^/model\.\d+/(?:one2one_)?cv2\.\d+/(?:one2one_)?cv2\.\d+\.[01]/")  # the box branch only
+_HEAD_CLS_FIRST = re.compile(r"^/model\.\d+/(?:one2one_)?cv3\.\d+/(?:one2one_)?cv3\.\d+\.0/")  # the class branch's first conv
 FORMATS = ("qdq", "qoperator")
 
 
@@ -53,6 +54,7 @@ class Int8Settings:
     per_channel: bool = True
     method: str = "minmax"
     keep_float: str = "head-cls"
+    float_stem: bool = True  # the first conv stays float (except with keep_float "head")
 
     def check(self) -> Int8Settings:
         from .int8_calibrate import METHODS
@@ -75,11 +77,22 @@ def _layer(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders") -> list[str]:
+def _quantized_head_node(name: str, keep: str) -> bool:
+    if keep == "head-outputs":
+        return bool(_HEAD_INNER.match(name))
+    if keep == "head-cls":
+        return bool(_HEAD_BOX_INNER.match(name))
+    if keep == "head-cls1":
+        return bool(_HEAD_BOX_INNER.match(name) or _HEAD_CLS_FIRST.match(name))
+    return False
+
+
+def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders", float_stem: bool = True) -> list[str]:
     """Nodes to keep in float (default "head-cls", see Int8Settings): the head and what follows it and, with "head+feeders", also the layers
     that feed the head and the stem conv; with "head-outputs", the stem conv and only the head's last
     conv of each branch and what follows them; with "head-cls", the stem conv, the whole class branch
-    and the box branch's last conv. Everything else is quantized, activations included: leaving
+    and the box branch's last conv; "head-cls1" also quantizes the class branch's first conv.
+    `float_stem=False` quantizes the stem conv too. Everything else is quantized, activations included: leaving
     SiLU (Sigmoid, Mul) in float wraps every conv in dequantize/quantize pairs and makes INT8 slower
     than float.
 
@@ -97,11 +110,11 @@ def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders") -> list[
     keep_nodes = []
     for node in graph_nodes:
         layer = _layer(node.name)
-        if layer == head and (keep == "head-outputs" and _HEAD_INNER.match(node.name) or keep == "head-cls" and _HEAD_BOX_INNER.match(node.name)):
+        if layer == head and _quantized_head_node(node.name, keep):
             continue
         if layer is None or layer >= head:
             keep_nodes.append(node.name)
-        elif keep == "head+feeders" and layer in feeding or keep != "head" and node.name == first_conv:
+        elif keep == "head+feeders" and layer in feeding or float_stem and keep != "head" and node.name == first_conv:
             keep_nodes.append(node.name)
     return keep_nodes
 
@@ -153,7 +166,7 @@ class Int8Quantizer:
         if settings.method not in self._caches:
             raise ModelError(f"INT8: calibrate with {settings.method!r} before writing")
         cache, cal = self._caches[settings.method]
-        exclude = float_nodes(onnx.load(str(self.prepped)).graph.node, settings.keep_float)
+        exclude = float_nodes(onnx.load(str(self.prepped)).graph.node, settings.keep_float, settings.float_stem)
         quantize_static(
             str(self.prepped),
             str(output),
@@ -174,7 +187,7 @@ class Int8Quantizer:
         quantized.metadata_props.add(
             key="edge_rt_int8",
             value=repr({"format": settings.quant_format, "per_channel": settings.per_channel, "method": settings.method,
-                        "keep_float": settings.keep_float, "frames": self.frames_seen}),
+                        "keep_float": settings.keep_float, "float_stem": settings.float_stem, "frames": self.frames_seen}),
         )
         onnx.save(quantized, str(output))
         return output

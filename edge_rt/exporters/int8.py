@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,17 @@ def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders", float_st
     return keep_nodes
 
 
+@contextmanager
+def _root_quiet() -> Iterator[None]:
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(logging.WARNING, before))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
 def _static_info(float_onnx: Path) -> tuple[Any, dict[str, str]]:
     import onnx
 
@@ -159,14 +171,9 @@ class Int8Quantizer:
             self._caches[method] = (cache, cal)
             self.frames_seen = self._ranges.frames
 
-    def write(self, output: Path, settings: Int8Settings) -> Path:
-        import onnx
+    def _quantize(self, output: Path, settings: Int8Settings, cache: Path, cal: Any, exclude: list[str]) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-        if settings.method not in self._caches:
-            raise ModelError(f"INT8: calibrate with {settings.method!r} before writing")
-        cache, cal = self._caches[settings.method]
-        exclude = float_nodes(onnx.load(str(self.prepped)).graph.node, settings.keep_float, settings.float_stem)
         quantize_static(
             str(self.prepped),
             str(output),
@@ -179,6 +186,16 @@ class Int8Quantizer:
             calibrate_method=cal,
             calibration_cache_path=str(cache),
         )
+
+    def write(self, output: Path, settings: Int8Settings) -> Path:
+        import onnx
+
+        if settings.method not in self._caches:
+            raise ModelError(f"INT8: calibrate with {settings.method!r} before writing")
+        cache, cal = self._caches[settings.method]
+        exclude = float_nodes(onnx.load(str(self.prepped)).graph.node, settings.keep_float, settings.float_stem)
+        with _root_quiet():  # the quantizer logs a line per copied bias on the root logger
+            self._quantize(output, settings, cache, cal, exclude)
         quantized = onnx.load(str(output))
         del quantized.metadata_props[:]
         for key, value in self.meta.items():

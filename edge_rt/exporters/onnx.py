@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError, MissingDependencyError, ModelError
@@ -55,15 +58,31 @@ def export_onnx(
         staged = Path(tmp) / weights.name
         shutil.copy2(weights, staged)  # Ultralytics writes next to the weights; keep the user's folder clean
         model = _yolo(staged)
-        extra = {"nms": True, "conf": nms[0], "iou": nms[1]} if nms else {}
-        produced = model.export(
-            # Ultralytics takes imgsz=[h, w]; a static export then letterboxes (and calibrates) to that rectangle
-            format="onnx", imgsz=hw[0] if hw[0] == hw[1] else list(hw), half=half, dynamic=dynamic, batch=batch, simplify=simplify, device="cpu", verbose=False, **extra
-        )
+        extra: dict[str, object] = {"nms": True, "conf": nms[0], "iou": nms[1]} if nms else {}
+        if half:
+            extra["half"] = True  # only when asked: Ultralytics 8.4 warns that 'half' is deprecated whenever it is given
+        with _quiet("ultralytics"):  # its "export success" and "yolo predict <temp file>" lines are not this export's result
+            produced = model.export(
+                # Ultralytics takes imgsz=[h, w]; a static export then letterboxes (and calibrates) to that rectangle
+                format="onnx", imgsz=hw[0] if hw[0] == hw[1] else list(hw), dynamic=dynamic, batch=batch, simplify=simplify,
+                device="cpu", verbose=False, **extra,
+            )
         shutil.move(str(produced), output)
     if nms:
         set_metadata(output, {GRAPH_NMS_KEY: repr({"conf": nms[0], "iou": nms[1], "max_batch": batch})})
     return output
+
+
+@contextmanager
+def _quiet(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Only warnings and errors from `logger_name` while the block runs."""
+    logger = logging.getLogger(logger_name)
+    before = logger.level
+    logger.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def set_metadata(path: Path, values: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ class _Ring:
     (a deque of floats grows for minutes, which a soak reads as a leak)."""
 
     def __init__(self, size: int) -> None:
-        self._data = np.empty(size, dtype=np.float64)
+        self._data = np.full(size, np.nan)  # written now: np.empty's pages would become resident as it fills
         self._n = 0  # values ever appended
 
     def append(self, value: float) -> None:

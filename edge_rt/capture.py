@@ -56,7 +56,14 @@ class ReconnectSchedule:
     (a camera that blinks is back within seconds), then exponential back-off to `max_s` with +-20%
     jitter, so a site whose cameras all drop at once does not reopen them in lock-step."""
 
-    def __init__(self, fast_window_s: float = 10.0, fast_interval_s: float = 1.0, max_s: float = 30.0, jitter: float = 0.2, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        fast_window_s: float = 10.0,
+        fast_interval_s: float = 1.0,
+        max_s: float = 30.0,
+        jitter: float = 0.2,
+        seed: int | None = None,
+    ) -> None:
         import random
 
         self.fast_window_s = fast_window_s
@@ -192,7 +199,11 @@ class CaptureThread(threading.Thread):
             self.state = new
             event = HealthEvent(self.spec.name, old, new, reason, time.time_ns())
             self.events.append(event)
-            level = logging.WARNING if new in (CaptureState.RECONNECTING, CaptureState.STALLED, CaptureState.OFFLINE) else logging.INFO
+            level = (
+                logging.WARNING
+                if new in (CaptureState.RECONNECTING, CaptureState.STALLED, CaptureState.OFFLINE)
+                else logging.INFO
+            )
             log.log(level, "source %s: %s -> %s (%s)", self.spec.name, old.value, new.value, reason)
             self.slot.set_active(new is CaptureState.ONLINE)
             if self._on_event is not None:
@@ -251,9 +262,14 @@ class CaptureThread(threading.Thread):
                     outage_start = now
                 outage = now - outage_start
                 if outage >= self.settings.fast_retry_window_s:
-                    self._transition(CaptureState.OFFLINE, f"{outcome}; down {outage:.0f}s, retrying with back-off up to {self.settings.backoff_max_s:g}s")
+                    self._transition(
+                        CaptureState.OFFLINE,
+                        f"{outcome}; down {outage:.0f}s, retrying with back-off up to {self.settings.backoff_max_s:g}s",
+                    )
                 else:
-                    self._transition(CaptureState.RECONNECTING, f"{outcome}; reopening about every {self.settings.fast_retry_s:g}s")
+                    self._transition(
+                        CaptureState.RECONNECTING, f"{outcome}; reopening about every {self.settings.fast_retry_s:g}s"
+                    )
                 delay = schedule.delay(outage)
                 log.debug("source %s: %s, next try in %.1fs", self.spec.name, outcome, delay)
                 if self._stop_event.wait(delay):
@@ -274,7 +290,9 @@ class CaptureThread(threading.Thread):
 
     def _failure(self, exc: BaseException) -> str:
         self.slot.counters.read_failures += 1
-        log.warning("source %s: %s: %s", self.spec.name, type(exc).__name__, redact_url(str(exc).splitlines()[0]) if str(exc) else "")
+        log.warning(
+            "source %s: %s: %s", self.spec.name, type(exc).__name__, redact_url(str(exc).splitlines()[0]) if str(exc) else ""
+        )
         return "error" if self.spec.kind.live else "ended"
 
     def _rewind(self, cap: VideoReader) -> VideoReader:
@@ -317,7 +335,9 @@ class CaptureThread(threading.Thread):
                 quiet = time.monotonic() - last_frame
                 if got_any and spec.kind.can_stall and quiet >= self.settings.stall_timeout_s / 2:
                     # The read waited out its timeout: the server is there but sends nothing (frozen).
-                    if self._transition(CaptureState.STALLED, f"no new frame for {quiet:.1f}s", only_from=frozenset({CaptureState.ONLINE})):
+                    if self._transition(
+                        CaptureState.STALLED, f"no new frame for {quiet:.1f}s", only_from=frozenset({CaptureState.ONLINE})
+                    ):
                         counters.stalls += 1
                     return f"stalled: no new frame for {quiet:.1f}s"
                 return "read failed" if got_any else "no frames"
@@ -362,7 +382,9 @@ class SourceGroup:
     specs: list[SourceSpec]
     settings: CaptureSettings = field(default_factory=CaptureSettings)
     opener: Opener = open_capture
-    listeners: list[Callable[[HealthEvent], None]] = field(default_factory=list)  # told every state change, from the capture threads
+    listeners: list[Callable[[HealthEvent], None]] = field(
+        default_factory=list
+    )  # told every state change, from the capture threads
     cond: threading.Condition = field(default_factory=threading.Condition)
     slots: list[FrameSlot] = field(init=False)
     threads: list[CaptureThread] = field(init=False)
@@ -380,7 +402,9 @@ class SourceGroup:
                 )
         self._stopping = threading.Event()
         self.slots = [FrameSlot(s.name, self.cond, latest=s.keeps_latest_only) for s in self.specs]
-        self.threads = [CaptureThread(s, slot, self.settings, self.opener, self._notify) for s, slot in zip(self.specs, self.slots)]
+        self.threads = [
+            CaptureThread(s, slot, self.settings, self.opener, self._notify) for s, slot in zip(self.specs, self.slots)
+        ]
 
     def _notify(self, event: HealthEvent) -> None:
         for listener in self.listeners:

@@ -175,8 +175,17 @@ def _health(obj: Mapping[str, Any], session: str, source: str, seq: int) -> Heal
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in counters.items()):
         raise MalformedMessage("health counters: expected names to integers")
     return HealthMessage(
-        session, source, seq, event, state, previous, _get(obj, "reason", str),
-        _get(obj, "since_ns", int), _get(obj, "ts_ns", int), counters, obj,
+        session,
+        source,
+        seq,
+        event,
+        state,
+        previous,
+        _get(obj, "reason", str),
+        _get(obj, "since_ns", int),
+        _get(obj, "ts_ns", int),
+        counters,
+        obj,
     )
 
 

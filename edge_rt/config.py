@@ -241,6 +241,10 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
 def _check_security(config: RunConfig) -> None:
     """CURVE needs both halves; an endpoint reachable from the network needs CURVE or --insecure."""
     if (config.curve_secret_key is None) != (config.curve_allow is None):
-        missing = "curve_allow (--curve-allow DIR)" if config.curve_allow is None else "curve_secret_key (--curve-secret-key FILE)"
-        raise ConfigError(f"{missing} is missing: CURVE needs the publisher's secret key file and the directory of client public keys it admits")
+        missing = (
+            "curve_allow (--curve-allow DIR)" if config.curve_allow is None else "curve_secret_key (--curve-secret-key FILE)"
+        )
+        raise ConfigError(
+            f"{missing} is missing: CURVE needs the publisher's secret key file and the directory of client public keys it admits"
+        )
     check_exposure(config.publish, curve=config.curve_secret_key is not None, insecure=config.insecure)

@@ -71,7 +71,10 @@ class DemoSubscriber(threading.Thread):
         if msg.seq % self.every == 0:
             objs = ", ".join(f"{d.label} {d.conf:.2f}" for d in msg.detections[:6]) or "nothing"
             more = f" (+{len(msg.detections) - 6})" if len(msg.detections) > 6 else ""
-            print(f"[subscriber] {msg.source} frame {msg.frame_index:4d}: {objs}{more}  [{msg.latency_ms['total']:.1f} ms]", file=self.out)
+            print(
+                f"[subscriber] {msg.source} frame {msg.frame_index:4d}: {objs}{more}  [{msg.latency_ms['total']:.1f} ms]",
+                file=self.out,
+            )
 
     def summary(self) -> str:
         elapsed = max((self.last_ns - self.first_ns) / 1e9, 1e-9)
@@ -88,9 +91,14 @@ class DemoSubscriber(threading.Thread):
 
 
 def run_demo(
-    model: Path, frames: int, fps: float, out: TextIO, install_signals: Callable[[Callable[[], None]], None] | None = None, every: int = 10
+    model: Path,
+    frames: int,
+    fps: float,
+    out: TextIO,
+    install_signals: Callable[[Callable[[], None]], None] | None = None,
+    every: int = 10,
 ) -> int:
-    from .dataset import synth_clip
+    from .training.synth import synth_clip
 
     with tempfile.TemporaryDirectory(prefix="edge-rt-demo-") as tmp:
         clip = synth_clip(Path(tmp) / "shapes.mp4", frames=frames, size=(640, 360), fps=int(fps), seed=7)
@@ -99,8 +107,16 @@ def run_demo(
         print(f"[demo] publishing on {endpoint}; a subscriber prints every {every}th frame", file=out)
         config = build_run_config(
             {},
-            {"model": str(model), "sources": [f"demo={clip}"], "fps": fps, "publish": endpoint, "await_subscribers": 1,
-             "await_timeout": 10.0, "stats_interval": 0.0, "device": "cpu"},
+            {
+                "model": str(model),
+                "sources": [f"demo={clip}"],
+                "fps": fps,
+                "publish": endpoint,
+                "await_subscribers": 1,
+                "await_timeout": 10.0,
+                "stats_interval": 0.0,
+                "device": "cpu",
+            },
         )
         subscriber = DemoSubscriber(endpoint, out, every)
         subscriber.start()

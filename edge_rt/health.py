@@ -69,7 +69,9 @@ class HealthBoard:
             self._changes.clear()
             if snapshot or now >= self._next_beat:
                 self._next_beat = now + self.heartbeat_s
-                out += [self._message(src, h, "snapshot" if snapshot else "heartbeat", counters) for src, h in self._current.items()]
+                out += [
+                    self._message(src, h, "snapshot" if snapshot else "heartbeat", counters) for src, h in self._current.items()
+                ]
         return out
 
     def stopped(self, reasons: Mapping[str, str], counters: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:

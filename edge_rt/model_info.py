@@ -138,7 +138,12 @@ def info_from_metadata(
 
 
 def _graph_preprocess_info(
-    meta: Mapping[str, str], graph: object, input_name: str, input_shape: Sequence[object], output_shape: Sequence[object], source: str
+    meta: Mapping[str, str],
+    graph: object,
+    input_name: str,
+    input_shape: Sequence[object],
+    output_shape: Sequence[object],
+    source: str,
 ) -> ModelInfo:
     """A model whose first input takes uint8 frames [B, H, W, 3]: the inner model's facts live in the metadata."""
     if not isinstance(graph, dict) or graph.get("version") != 1 or "plan_input" not in graph:

@@ -235,7 +235,9 @@ class Pipeline:
             try:
                 output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
             except Exception as exc:  # noqa: BLE001 - any engine failure ends the run with one line
-                raise EngineError(f"engine ({self.engine.device}) failed on a batch of {len(job.batch.frames)}: {type(exc).__name__}: {exc}") from exc
+                raise EngineError(
+                    f"engine ({self.engine.device}) failed on a batch of {len(job.batch.frames)}: {type(exc).__name__}: {exc}"
+                ) from exc
             finally:
                 self._infer_since = None
             self._shapes_seen.add(shape)
@@ -271,7 +273,9 @@ class Pipeline:
         since, bound = self._infer_since, self._infer_bound
         if since is not None and now - since > bound:
             self.engine_hung = True
-            raise EngineError(f"engine ({self.engine.device}) call has not returned after {now - since:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted")
+            raise EngineError(
+                f"engine ({self.engine.device}) call has not returned after {now - since:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted"
+            )
         snapshot = isinstance(self.sink, Subscribable) and any(wants_health(t) for t in self.sink.take_new_subscriptions())
         for message in self.health.messages(self.counters(), snapshot=snapshot):
             self.sink.publish(HEALTH_TOPIC, message)
@@ -284,7 +288,10 @@ class Pipeline:
         if self._stop_deadline is None or time.monotonic() < self._stop_deadline:
             return False
         self.engine_hung = self._infer_since is not None
-        log.warning("stopping without what is still in flight: %s", f"the engine call has run {self.engine_busy_s():.0f}s" if self.engine_hung else "a stage did not finish")
+        log.warning(
+            "stopping without what is still in flight: %s",
+            f"the engine call has run {self.engine_busy_s():.0f}s" if self.engine_hung else "a stage did not finish",
+        )
         self._drained_early = True
         return True
 
@@ -296,7 +303,9 @@ class Pipeline:
         reasons = {}
         for spec, thread in zip(self.sources.specs, self.sources.threads):
             ended = any(e.state is CaptureState.ENDED for e in list(thread.events))  # a late capture thread may still append
-            reasons[spec.name] = f"error: {redact_url(str(error))}" if error is not None else ("end of file" if ended else "shutdown")
+            reasons[spec.name] = (
+                f"error: {redact_url(str(error))}" if error is not None else ("end of file" if ended else "shutdown")
+            )
         try:
             for message in self.health.stopped(reasons, self.counters()):
                 self.sink.publish(HEALTH_TOPIC, message)

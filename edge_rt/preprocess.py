@@ -39,7 +39,9 @@ class Letterbox:
         return self.new_h / self.src_h
 
 
-def plan_letterbox(src_hw: tuple[int, int], target_hw: tuple[int, int], stride: int, auto: bool) -> tuple[Letterbox, tuple[int, int]]:
+def plan_letterbox(
+    src_hw: tuple[int, int], target_hw: tuple[int, int], stride: int, auto: bool
+) -> tuple[Letterbox, tuple[int, int]]:
     """Ultralytics' LetterBox.get_params (scaleup, centred): the placement and the padded shape."""
     h0, w0 = src_hw
     r = min(target_hw[0] / h0, target_hw[1] / w0)
@@ -155,7 +157,11 @@ class Preprocessor:
 def letterbox_into(canvas: np.ndarray, im: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Resize `im` and place it on `canvas` (uint8 HWC, padded with 114), as Ultralytics' LetterBox does."""
     canvas.fill(PAD_VALUE)
-    resized = im if (lb.new_w, lb.new_h) == (lb.src_w, lb.src_h) else cv2.resize(im, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    resized = (
+        im
+        if (lb.new_w, lb.new_h) == (lb.src_w, lb.src_h)
+        else cv2.resize(im, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    )
     canvas[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = resized
     return canvas
 

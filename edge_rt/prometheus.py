@@ -47,15 +47,23 @@ class PrometheusMetrics(Metrics):
         prom = _client()
         self.registry = prom.CollectorRegistry()
         self._latency = prom.Histogram(
-            f"{namespace}_stage_latency_ms", "Per-frame latency of each pipeline stage, in milliseconds",
-            ["stage"], buckets=LATENCY_BUCKETS_MS, registry=self.registry,
+            f"{namespace}_stage_latency_ms",
+            "Per-frame latency of each pipeline stage, in milliseconds",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
         )
         self._batch = prom.Histogram(
-            f"{namespace}_batch_size", "Frames per inference call", buckets=BATCH_BUCKETS, registry=self.registry,
+            f"{namespace}_batch_size",
+            "Frames per inference call",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self._engine = prom.Histogram(
-            f"{namespace}_engine_ms", "Engine time per inference call (whole batch), in milliseconds",
-            buckets=LATENCY_BUCKETS_MS, registry=self.registry,
+            f"{namespace}_engine_ms",
+            "Engine time per inference call (whole batch), in milliseconds",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
         )
         self.registry.register(_SourceCollector(namespace, counters, states))
         self._server: Any = None

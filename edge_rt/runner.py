@@ -30,11 +30,15 @@ def resolve_batch(engine: Engine, requested: int | None, n_sources: int) -> int:
     fixed = engine.info.batch
     if fixed is not None:
         if requested is not None and requested != fixed:
-            raise ConfigError(f"--max-batch {requested}: this model has a fixed batch of {fixed}; export it with dynamic=True to change it")
+            raise ConfigError(
+                f"--max-batch {requested}: this model has a fixed batch of {fixed}; export it with dynamic=True to change it"
+            )
         return fixed
     limit = engine.info.max_batch
     if limit is not None and requested is not None and requested > limit:
-        raise ConfigError(f"--max-batch {requested}: this model's in-graph NMS handles batches up to {limit}; export it with --max-batch {requested}")
+        raise ConfigError(
+            f"--max-batch {requested}: this model's in-graph NMS handles batches up to {limit}; export it with --max-batch {requested}"
+        )
     wanted = requested or n_sources
     return min(wanted, limit) if limit is not None else wanted
 
@@ -43,7 +47,9 @@ def resolve_imgsz(engine: Engine, requested: int | None) -> tuple[int, int]:
     if requested is None:
         return engine.info.imgsz
     if not engine.info.dynamic_shape:
-        raise ConfigError(f"--imgsz {requested}: this model has a fixed input {engine.info.imgsz}; only dynamic-shape exports take --imgsz")
+        raise ConfigError(
+            f"--imgsz {requested}: this model has a fixed input {engine.info.imgsz}; only dynamic-shape exports take --imgsz"
+        )
     stride = engine.info.stride
     if requested % stride:
         raise ConfigError(f"--imgsz {requested}: must be a multiple of the model stride {stride}")
@@ -61,9 +67,13 @@ def check_graph_nms(info: ModelInfo, conf: float, iou: float, agnostic: bool) ->
             f"run with --conf >= {baked_conf:g} or export again with --nms-conf {conf:g}"
         )
     if abs(iou - baked_iou) > 1e-6:
-        raise ConfigError(f"--iou {iou:g}: this model's NMS runs inside its graph with IoU {baked_iou:g}; export again with --nms-iou {iou:g}")
+        raise ConfigError(
+            f"--iou {iou:g}: this model's NMS runs inside its graph with IoU {baked_iou:g}; export again with --nms-iou {iou:g}"
+        )
     if agnostic:
-        raise ConfigError("--agnostic-nms: this model's NMS runs inside its graph, per class; export it without --nms to choose at run time")
+        raise ConfigError(
+            "--agnostic-nms: this model's NMS runs inside its graph, per class; export it without --nms to choose at run time"
+        )
 
 
 def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Metrics) -> Pipeline:
@@ -124,7 +134,9 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
     watch: ServiceWatch | None = None
     metrics = Metrics()
     try:
-        metrics = make_metrics(config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {})
+        metrics = make_metrics(
+            config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {}
+        )
         pipeline = build_pipeline(config, engine, publisher, metrics)
         if isinstance(metrics, PrometheusMetrics):
             port = metrics.serve(config.metrics_port or 0, config.metrics_addr)
@@ -132,8 +144,13 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         info = engine.info
         log.info(
             "model %s: %d classes, input %s%s, batch %s, %s head, on %s",
-            Path(config.model).name, info.num_classes, info.imgsz, " (dynamic)" if info.dynamic_shape else "",
-            info.batch or f"dynamic (max {pipeline.batcher.max_batch})", "end-to-end" if info.end2end else "NMS", engine.device,
+            Path(config.model).name,
+            info.num_classes,
+            info.imgsz,
+            " (dynamic)" if info.dynamic_shape else "",
+            info.batch or f"dynamic (max {pipeline.batcher.max_batch})",
+            "end-to-end" if info.end2end else "NMS",
+            engine.device,
         )
         for spec in config.sources:
             log.info("source %s: %s (%s)", spec.name, redact_url(spec.uri), spec.kind.value)
@@ -183,5 +200,7 @@ def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn) -> M
     if config.metrics_port is None:
         return Metrics()
     if not is_local_endpoint(f"tcp://{config.metrics_addr}:0"):
-        log.warning("metrics on %s:%d: reachable from other machines, without authentication", config.metrics_addr, config.metrics_port)
+        log.warning(
+            "metrics on %s:%d: reachable from other machines, without authentication", config.metrics_addr, config.metrics_port
+        )
     return PrometheusMetrics(counters, states)

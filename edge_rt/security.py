@@ -73,7 +73,11 @@ class KeyPair:
         public, secret = _read_certificate(path, what)
         p = Path(path).expanduser()
         if secret is None:
-            hint = f" (that is the public half; use {p.name[: -len(PUBLIC_SUFFIX)]}{SECRET_SUFFIX})" if p.name.endswith(PUBLIC_SUFFIX) else ""
+            hint = (
+                f" (that is the public half; use {p.name[: -len(PUBLIC_SUFFIX)]}{SECRET_SUFFIX})"
+                if p.name.endswith(PUBLIC_SUFFIX)
+                else ""
+            )
             raise ConfigError(f"{what} {str(p)!r}: has no secret key{hint}")
         secret = _z85_key(secret, what, p)
         if zmq.curve_public(secret) != public:
@@ -145,7 +149,9 @@ def create_keys(name: str, directory: str | Path, force: bool = False) -> tuple[
     public, secret = d / f"{name}{PUBLIC_SUFFIX}", d / f"{name}{SECRET_SUFFIX}"
     existing = [p for p in (public, secret) if p.exists()]
     if existing and not force:
-        raise ConfigError(f"{str(existing[0])!r} already exists; pass --force to replace the key pair (clients holding the old public key stop working)")
+        raise ConfigError(
+            f"{str(existing[0])!r} already exists; pass --force to replace the key pair (clients holding the old public key stop working)"
+        )
     try:
         d.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=d, prefix=".edge-rt-keys-") as tmp:  # mode 0700
@@ -165,7 +171,9 @@ def create_keys(name: str, directory: str | Path, force: bool = False) -> tuple[
                     p.unlink()
                 raise
     except FileExistsError as exc:
-        raise ConfigError(f"{str(exc.filename2 or exc.filename)!r} already exists; pass --force to replace the key pair") from None
+        raise ConfigError(
+            f"{str(exc.filename2 or exc.filename)!r} already exists; pass --force to replace the key pair"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"--dir {str(d)!r}: cannot write keys: {exc.strerror}") from None
     return public, secret

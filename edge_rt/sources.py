@@ -90,9 +90,7 @@ def split_name(text: str) -> tuple[str | None, str]:
     return None, text
 
 
-def parse_source(
-    text: str, index: int, *, fps: float | None = None, loop: bool = False, name: str | None = None
-) -> SourceSpec:
+def parse_source(text: str, index: int, *, fps: float | None = None, loop: bool = False, name: str | None = None) -> SourceSpec:
     """Turn one `--source` value into a spec; names default to cam0, cam1, ..."""
     if not text or not text.strip():
         raise SourceError("--source: empty value; give a camera index, device, URL, file or NAME=URI")
@@ -214,8 +212,18 @@ class FrameSlot:
 # The capture side lives in capture.py (which imports this module); its names stay importable from
 # here, lazily, for callers that look for them where they used to be.
 _MOVED = {
-    "capture": ("CaptureSettings", "CaptureState", "CaptureThread", "HealthEvent", "Opener", "ReconnectSchedule",
-                "SourceGroup", "VideoReader", "gstreamer_supported", "open_capture"),
+    "capture": (
+        "CaptureSettings",
+        "CaptureState",
+        "CaptureThread",
+        "HealthEvent",
+        "Opener",
+        "ReconnectSchedule",
+        "SourceGroup",
+        "VideoReader",
+        "gstreamer_supported",
+        "open_capture",
+    ),
     "synthetic": ("SYNTHETIC_DEFAULT_FPS", "SyntheticReader", "SyntheticSettings", "render_synthetic"),
 }
 

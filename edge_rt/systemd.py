@@ -46,7 +46,11 @@ class Notifier:
         except OSError as exc:  # systemd gone or the socket wrong: the runtime goes on without it, and says so once
             if not self._warned:
                 self._warned = True
-                log.warning("sd_notify to %r failed (%s): with WatchdogSec set, systemd will restart this service", self._address.lstrip("\0"), exc)
+                log.warning(
+                    "sd_notify to %r failed (%s): with WatchdogSec set, systemd will restart this service",
+                    self._address.lstrip("\0"),
+                    exc,
+                )
             return False
         return True
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_rt.dataset import CLASS_NAMES, check_dataset, iter_clip, render_scene, synth_clip, synth_dataset
+from edge_rt.training.dataset import check_dataset
+from edge_rt.training.synth import CLASS_NAMES, iter_clip, render_scene, synth_clip, synth_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = 12
@@ -239,7 +240,9 @@ def test_iter_clip_labels_move_smoothly_and_stay_inside() -> None:
 
 
 def test_dataset_module_does_not_import_torch_or_ultralytics() -> None:
-    code = "import sys, edge_rt.dataset; print(sorted({'torch', 'ultralytics'} & set(sys.modules)))"
+    code = (
+        "import sys, edge_rt.training.dataset, edge_rt.training.synth; print(sorted({'torch', 'ultralytics'} & set(sys.modules)))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"

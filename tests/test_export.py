@@ -27,8 +27,8 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[np.ndarray]]:
     """Calibration and held-out frames from two different synthetic datasets (different seeds)."""
-    from edge_rt.dataset import synth_dataset
     from edge_rt.exporters.calibration import load_frames
+    from edge_rt.training.synth import synth_dataset
 
     root = tmp_path_factory.mktemp("frames")
     cal = synth_dataset(root / "cal", images=64, imgsz=320, seed=101).parent

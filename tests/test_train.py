@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_rt.dataset import CLASS_NAMES, render_scene, synth_dataset
-from edge_rt.train import METRIC_KEYS, TrainResult, format_metrics, train
+from edge_rt.training.synth import CLASS_NAMES, render_scene, synth_dataset
+from edge_rt.training.train import METRIC_KEYS, TrainResult, format_metrics, train
 
 # Must be set before Ultralytics is first imported (it reads it once); the test command sets it too.
 os.environ.setdefault("YOLO_OFFLINE", "1")

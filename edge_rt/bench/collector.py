@@ -49,7 +49,9 @@ class Collector:
     def __init__(self, endpoint: str, workdir: str, keep_boxes: bool = False) -> None:
         self._out = Path(workdir) / "received.json"
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _COLLECTOR, endpoint, str(self._out), "1" if keep_boxes else "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _COLLECTOR, endpoint, str(self._out), "1" if keep_boxes else "0"],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self._proc.stdout is not None
         self._proc.stdout.readline()  # READY

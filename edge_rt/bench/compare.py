@@ -52,8 +52,16 @@ def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, 
     with tempfile.TemporaryDirectory(prefix="edge-rt-cmp-") as tmp:
         endpoint = f"ipc://{tmp}/cmp.sock"
         config = build_run_config(
-            {}, {"model": str(model), "sources": [source], "publish": endpoint, "device": device, "await_subscribers": 1,
-                 "await_timeout": 10.0, "stats_interval": 0.0},
+            {},
+            {
+                "model": str(model),
+                "sources": [source],
+                "publish": endpoint,
+                "device": device,
+                "await_subscribers": 1,
+                "await_timeout": 10.0,
+                "stats_interval": 0.0,
+            },
         )
         with Collector(endpoint, tmp, keep_boxes=True) as collector:
             run(config)
@@ -83,7 +91,9 @@ def _ultralytics_over_file(
     from ultralytics import YOLO
 
     if device != "cpu" and not torch.cuda.is_available():
-        raise ConfigError(f"--device: edge_rt runs on the GPU but this PyTorch ({torch.__version__}) has no CUDA; install a CUDA build of torch")
+        raise ConfigError(
+            f"--device: edge_rt runs on the GPU but this PyTorch ({torch.__version__}) has no CUDA; install a CUDA build of torch"
+        )
     yolo: Any = YOLO(str(model), task="detect")
     stamps: list[float] = []
     per_frame: list[float] = []
@@ -92,7 +102,9 @@ def _ultralytics_over_file(
         stamps.append(time.perf_counter())  # results come back as CPU tensors' owners: the frame is done
         per_frame.append(sum(r.speed.values()))
         b = r.boxes.cpu()
-        found.append(Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64)))
+        found.append(
+            Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64))
+        )
     span = stamps[-1] - stamps[0] if len(stamps) > 1 else 1e-9
     return len(stamps), (len(stamps) - 1) / span, per_frame, found
 
@@ -109,7 +121,13 @@ def box_agreement(reference: list[Detections], edge: dict[int, Detections]) -> d
         edge_n += len(edge[i])
         matched += len(match(ref, edge[i], 0.5))
     denom = max(ref_n, 1)
-    return {"reference_boxes": ref_n, "edge_boxes": edge_n, "matched": matched, "found": matched / denom, "extra": (edge_n - matched) / denom}
+    return {
+        "reference_boxes": ref_n,
+        "edge_boxes": edge_n,
+        "matched": matched,
+        "found": matched / denom,
+        "extra": (edge_n - matched) / denom,
+    }
 
 
 def bench_compare(
@@ -139,9 +157,20 @@ def bench_compare(
         fps_us.append(fps_u)
         fps_es.append(fps_e)
     return CompareResult(
-        source, n_e, model.name, float(np.median(fps_es)), pct(lat_e), ref.name, float(np.median(fps_us)), pct(lat_u),
-        edge_device=engine_device, ultralytics_device=u_device, host=describe_host(engine_device), boxes=box_agreement(boxes_u, boxes_e),
-        edge_fps_rounds=fps_es if rounds > 1 else [], ultralytics_fps_rounds=fps_us if rounds > 1 else [],
+        source,
+        n_e,
+        model.name,
+        float(np.median(fps_es)),
+        pct(lat_e),
+        ref.name,
+        float(np.median(fps_us)),
+        pct(lat_u),
+        edge_device=engine_device,
+        ultralytics_device=u_device,
+        host=describe_host(engine_device),
+        boxes=box_agreement(boxes_u, boxes_e),
+        edge_fps_rounds=fps_es if rounds > 1 else [],
+        ultralytics_fps_rounds=fps_us if rounds > 1 else [],
     )
 
 
@@ -157,16 +186,22 @@ def compare_table(r: CompareResult) -> str:
             f"{r.ultralytics_latency_ms['p99']:>9.2f}",
             f"edge_rt / ultralytics = {r.ratio:.2f}x on {r.frames} frames of {r.source}",
             *(
-                [f"{len(r.edge_fps_rounds)} rounds, alternating (medians above): edge_rt "
-                 f"{' / '.join(f'{v:.1f}' for v in r.edge_fps_rounds)}, ultralytics {' / '.join(f'{v:.1f}' for v in r.ultralytics_fps_rounds)}; "
-                 f"ratio per round {' / '.join(f'{e / u:.2f}x' for e, u in zip(r.edge_fps_rounds, r.ultralytics_fps_rounds))}"]
-                if r.edge_fps_rounds else []
+                [
+                    f"{len(r.edge_fps_rounds)} rounds, alternating (medians above): edge_rt "
+                    f"{' / '.join(f'{v:.1f}' for v in r.edge_fps_rounds)}, ultralytics {' / '.join(f'{v:.1f}' for v in r.ultralytics_fps_rounds)}; "
+                    f"ratio per round {' / '.join(f'{e / u:.2f}x' for e, u in zip(r.edge_fps_rounds, r.ultralytics_fps_rounds))}"
+                ]
+                if r.edge_fps_rounds
+                else []
             ),
             "edge_rt latency: capture -> subscriber; Ultralytics: its own preprocess + inference + postprocess per frame",
             *(
-                [f"boxes: edge_rt found {r.boxes['found']:.1%} of Ultralytics' {int(r.boxes['reference_boxes'])} (same class, IoU >= 0.5), "
-                 f"{r.boxes['extra']:.1%} extra ({int(r.boxes['edge_boxes'])} boxes)"]
-                if r.boxes else []
+                [
+                    f"boxes: edge_rt found {r.boxes['found']:.1%} of Ultralytics' {int(r.boxes['reference_boxes'])} (same class, IoU >= 0.5), "
+                    f"{r.boxes['extra']:.1%} extra ({int(r.boxes['edge_boxes'])} boxes)"
+                ]
+                if r.boxes
+                else []
             ),
         ]
     )

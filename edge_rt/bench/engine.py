@@ -52,7 +52,9 @@ def engine_input(
         w, h = frame_size or DEFAULT_FRAME_SIZE
         rendered = render_synthetic(w, h, 4)
         target = shape if shape is not None and info.dynamic_shape else info.imgsz
-        prepared = make_preprocessor(info, target)([rendered[i % len(rendered)] for i in range(batch)])  # as the pipeline packs them
+        prepared = make_preprocessor(info, target)(
+            [rendered[i % len(rendered)] for i in range(batch)]
+        )  # as the pipeline packs them
         return prepared.tensor, prepared.plan
     h, w = (shape or info.imgsz) if info.dynamic_shape else info.imgsz
     return np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32).astype(info.input_dtype), None
@@ -88,7 +90,9 @@ def bench_engine(
             x, plan = engine_input(info, batch, shape, frame_size)
             out = infer(engine, x, plan)
             if not isinstance(out, np.ndarray):
-                raise ModelError(f"{model.name}: the engine returned {type(out).__name__}, not a host array; its timings would miss the device work")
+                raise ModelError(
+                    f"{model.name}: the engine returned {type(out).__name__}, not a host array; its timings would miss the device work"
+                )
             for _ in range(warmup):
                 infer(engine, x, plan)
             times = []
@@ -105,9 +109,18 @@ def bench_engine(
             h, w = (x.shape[1], x.shape[2]) if plan is not None else (x.shape[2], x.shape[3])
             results.append(
                 EngineResult(
-                    model=model.name, device=engine.device, batch=batch, height=h, width=w, iters=iters, call_ms=ms,
-                    image_ms=ms["p50"] / batch, images_per_s=batch * iters / total, image_p99_ms=ms["p99"] / batch,
-                    input="frames" if plan is not None else "float", host=describe_host(engine.device),  # clocks right after the run
+                    model=model.name,
+                    device=engine.device,
+                    batch=batch,
+                    height=h,
+                    width=w,
+                    iters=iters,
+                    call_ms=ms,
+                    image_ms=ms["p50"] / batch,
+                    images_per_s=batch * iters / total,
+                    image_p99_ms=ms["p99"] / batch,
+                    input="frames" if plan is not None else "float",
+                    host=describe_host(engine.device),  # clocks right after the run
                 )
             )
     finally:

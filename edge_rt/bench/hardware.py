@@ -22,7 +22,16 @@ TOOL_TIMEOUT_S = 5.0
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 # Field names as `nvidia-smi --help-query-gpu` lists them (clocks.sm = clocks.current.sm, clocks.mem =
 # clocks.current.memory, clocks.max.mem = clocks.max.memory); with nounits: MiB, MHz, W.
-NVIDIA_SMI_FIELDS = ("name", "driver_version", "memory.total", "clocks.sm", "clocks.max.sm", "clocks.mem", "clocks.max.mem", "power.limit")
+NVIDIA_SMI_FIELDS = (
+    "name",
+    "driver_version",
+    "memory.total",
+    "clocks.sm",
+    "clocks.max.sm",
+    "clocks.mem",
+    "clocks.max.mem",
+    "power.limit",
+)
 NVIDIA_SMI_QUERY = ["nvidia-smi", f"--query-gpu={','.join(NVIDIA_SMI_FIELDS)}", "--format=csv,noheader,nounits"]
 
 
@@ -233,5 +242,7 @@ def host_line(host: dict[str, Any]) -> str:
     if "tensorrt" in host:
         parts.append(f"TensorRT {host['tensorrt']}")
     if "l4t" in host:
-        parts.append(f"Jetson L4T {host['l4t']}, nvpmodel {host.get('nvpmodel', UNKNOWN)}, max clocks {host.get('max_clocks', UNKNOWN)}")
+        parts.append(
+            f"Jetson L4T {host['l4t']}, nvpmodel {host.get('nvpmodel', UNKNOWN)}, max clocks {host.get('max_clocks', UNKNOWN)}"
+        )
     return f"ran on: {', '.join(parts)}; device {host.get('device', UNKNOWN)}"

@@ -60,9 +60,19 @@ class VariantResult:
         return (self.boxes - self.matched) / max(self.reference_boxes, 1)
 
 
-def study(weights: Path, calibration: Path, heldout: Path, imgsz: int | tuple[int, int], out: Path, frames: int = 64,
-          heldout_frames: int = 100, rounds: int = 5, iters: int = 20, threads: int | None = None,
-          variants: list[str] | None = None) -> list[VariantResult]:
+def study(
+    weights: Path,
+    calibration: Path,
+    heldout: Path,
+    imgsz: int | tuple[int, int],
+    out: Path,
+    frames: int = 64,
+    heldout_frames: int = 100,
+    rounds: int = 5,
+    iters: int = 20,
+    threads: int | None = None,
+    variants: list[str] | None = None,
+) -> list[VariantResult]:
     from ..engines import load_engine
     from ..exporters.calibration import CalibrationFrames, load_frames
     from ..exporters.int8 import Int8Quantizer
@@ -91,8 +101,11 @@ def study(weights: Path, calibration: Path, heldout: Path, imgsz: int | tuple[in
     for name, path in paths.items():
         det = runtime_detector(path, post)
         found = [det(f) for f in held]
-        counts[name] = (sum(len(r) for r in reference), sum(len(c) for c in found),
-                        sum(len(match(r, c, 0.5)) for r, c in zip(reference, found)))
+        counts[name] = (
+            sum(len(r) for r in reference),
+            sum(len(c) for c in found),
+            sum(len(match(r, c, 0.5)) for r, c in zip(reference, found)),
+        )
 
     engines = {name: load_engine(path, "cpu", threads=threads) for name, path in paths.items()}
     pre = make_preprocessor(engines["fp32"].info)
@@ -112,19 +125,32 @@ def study(weights: Path, calibration: Path, heldout: Path, imgsz: int | tuple[in
     for engine in engines.values():
         engine.close()
     results = [VariantResult(n, float(np.median(timings[n])), timings[n], *counts[n]) for n in paths]
-    (out / "variants.json").write_text(json.dumps(
-        {"weights": str(weights), "imgsz": list(hw), "calibration_frames": frames, "heldout_frames": len(held),
-         "results": [{**asdict(r), "found": r.found, "extra": r.extra} for r in results]}, indent=2))
+    (out / "variants.json").write_text(
+        json.dumps(
+            {
+                "weights": str(weights),
+                "imgsz": list(hw),
+                "calibration_frames": frames,
+                "heldout_frames": len(held),
+                "results": [{**asdict(r), "found": r.found, "extra": r.extra} for r in results],
+            },
+            indent=2,
+        )
+    )
     return results
 
 
 def table(results: list[VariantResult], imgsz: int | tuple[int, int]) -> str:
     base = next(r for r in results if r.name == "fp32").ms_median
-    lines = [f"INT8 variants at {imgsz_text(imgsz)}, batch 1; boxes against Ultralytics' predict on the .pt (same class, IoU >= 0.5)",
-             f"{'variant':<38} {'ms':>7} {'vs fp32':>8} {'found':>7} {'extra':>7} {'boxes':>11}"]
+    lines = [
+        f"INT8 variants at {imgsz_text(imgsz)}, batch 1; boxes against Ultralytics' predict on the .pt (same class, IoU >= 0.5)",
+        f"{'variant':<38} {'ms':>7} {'vs fp32':>8} {'found':>7} {'extra':>7} {'boxes':>11}",
+    ]
     for r in results:
-        lines.append(f"{r.name:<38} {r.ms_median:>7.1f} {base / r.ms_median:>7.2f}x {r.found:>7.1%} {r.extra:>7.1%} "
-                     f"{r.boxes:>5}/{r.reference_boxes:<5}")
+        lines.append(
+            f"{r.name:<38} {r.ms_median:>7.1f} {base / r.ms_median:>7.2f}x {r.found:>7.1%} {r.extra:>7.1%} "
+            f"{r.boxes:>5}/{r.reference_boxes:<5}"
+        )
     return "\n".join(lines)
 
 
@@ -147,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown variant {unknown[0]!r}")
     imgsz = parse_imgsz(a.imgsz)
-    results = study(a.weights, a.calibration, a.heldout, imgsz, a.out, a.frames, a.heldout_frames, a.rounds, a.iters, a.threads, chosen)
+    results = study(
+        a.weights, a.calibration, a.heldout, imgsz, a.out, a.frames, a.heldout_frames, a.rounds, a.iters, a.threads, chosen
+    )
     print(table(results, imgsz))
     return 0
 

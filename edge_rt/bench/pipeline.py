@@ -122,7 +122,13 @@ def bench_pipeline(
     else:
         shape = plan_letterbox(frame_hw, info.imgsz, info.stride, auto=True)[1] if info.dynamic_shape else info.imgsz
     alone = bench_engine(
-        model, device, [batch], iters=60, warmup=10, shape=None if info.graph_preprocess else shape, frame_size=(frame_hw[1], frame_hw[0])
+        model,
+        device,
+        [batch],
+        iters=60,
+        warmup=10,
+        shape=None if info.graph_preprocess else shape,
+        frame_size=(frame_hw[1], frame_hw[0]),
     )[0]
     synthetic_fps = fps
     if synthetic and fps is None:
@@ -133,8 +139,19 @@ def bench_pipeline(
         endpoint = f"ipc://{tmp}/bench.sock"
         config = build_run_config(
             {},
-            {"model": str(model), "sources": all_sources, "fps": fps, "loop": True, "publish": endpoint, "device": device,
-             "max_batch": max_batch, "await_subscribers": 1, "await_timeout": 10.0, "stats_interval": 0.0, "log_level": "warning"},
+            {
+                "model": str(model),
+                "sources": all_sources,
+                "fps": fps,
+                "loop": True,
+                "publish": endpoint,
+                "device": device,
+                "max_batch": max_batch,
+                "await_subscribers": 1,
+                "await_timeout": 10.0,
+                "stats_interval": 0.0,
+                "log_level": "warning",
+            },
         )
         with Collector(endpoint, tmp) as collector:
             progress = Progress(duration + warmup_s, "pipeline")
@@ -175,12 +192,26 @@ def bench_pipeline(
     timeline = [((t - measured[0][0]) / 1e9, m.source, v) for (t, m), v in zip(measured, e2e)]
     calls = sum(1 / m.batch_size for _, m in measured)  # each call's frames add up to one
     return PipelineResult(
-        model=model.name, sources=list(frames), requested_fps=fps, duration_s=span, frames=frames,
-        fps={s: n / span for s, n in frames.items()}, skipped={s: skipped.get(s, 0) for s in frames},
-        lost=collector.missed, stages=stages, to_subscriber=pct(e2e), engine_alone_fps=alone.images_per_s,
-        input_shape=(int(shape[0]), int(shape[1])), latency_drift_ms=drift, timeline=timeline, engine_batch=batch,
-        batch_mean=len(measured) / calls, engine_input=alone.input, synthetic=synthetic,
-        synthetic_fps=synthetic_fps if synthetic else None, host=host,
+        model=model.name,
+        sources=list(frames),
+        requested_fps=fps,
+        duration_s=span,
+        frames=frames,
+        fps={s: n / span for s, n in frames.items()},
+        skipped={s: skipped.get(s, 0) for s in frames},
+        lost=collector.missed,
+        stages=stages,
+        to_subscriber=pct(e2e),
+        engine_alone_fps=alone.images_per_s,
+        input_shape=(int(shape[0]), int(shape[1])),
+        latency_drift_ms=drift,
+        timeline=timeline,
+        engine_batch=batch,
+        batch_mean=len(measured) / calls,
+        engine_input=alone.input,
+        synthetic=synthetic,
+        synthetic_fps=synthetic_fps if synthetic else None,
+        host=host,
     )
 
 
@@ -191,10 +222,18 @@ def pipeline_table(r: PipelineResult) -> str:
     for s in r.sources:
         lines.append(f"{s}: {r.frames[s]} frames in {r.duration_s:.1f}s = {r.fps[s]:.1f} frames/s, {r.skipped[s]} skipped")
     if r.synthetic:
-        why = "" if r.requested_fps is not None else f" ({OFFERED:g}x their share of the bare engine: the sources are not the limit)"
+        why = (
+            ""
+            if r.requested_fps is not None
+            else f" ({OFFERED:g}x their share of the bare engine: the sources are not the limit)"
+        )
         lines.append(f"synthetic sources: {r.synthetic} at {r.synthetic_fps:g} frames/s each{why}")
     what = "frames" if r.engine_input == "frames" else "input"
-    paced = f" (paced at {r.requested_fps:g} frames/s per source: the share of the engine's capacity in use)" if r.requested_fps else ""
+    paced = (
+        f" (paced at {r.requested_fps:g} frames/s per source: the share of the engine's capacity in use)"
+        if r.requested_fps
+        else ""
+    )
     lines.append(
         f"pipeline {r.total_fps:.1f} frames/s (engine calls of {r.batch_mean:.1f} frames on average) vs engine alone "
         f"{r.engine_alone_fps:.1f} img/s at batch {r.engine_batch} on {what} {r.input_shape[0]}x{r.input_shape[1]} = {r.ratio:.1%}{paced}"

@@ -45,7 +45,9 @@ print(json.dumps({"got": got, "lat_us": lat}))
 """
 
 
-def bench_publish(count: int = 100_000, paced_rate: float = 2000.0, paced_count: int = 4000, detections: int = 5) -> PublishResult:
+def bench_publish(
+    count: int = 100_000, paced_rate: float = 2000.0, paced_count: int = 4000, detections: int = 5
+) -> PublishResult:
     """Saturated throughput with `count` messages, then latency at `paced_rate` messages/s."""
     import socket
     import subprocess
@@ -60,14 +62,31 @@ def bench_publish(count: int = 100_000, paced_rate: float = 2000.0, paced_count:
     endpoint = f"tcp://127.0.0.1:{port}"
     pub = Publisher(endpoint, settings=ZmqSettings(sndhwm=count + paced_count + 10))
     base = {
-        "schema": DETECTIONS, "version": VERSION, "session": uuid.uuid4().hex, "source": "cam0", "frame_index": 0, "width": 1280,
-        "height": 720, "model": "m.onnx", "batch_size": 1, "timestamps": {},
-        "latency_ms": {"wait": 0.1, "preprocess": 1.0, "queue": 0.0, "inference": 8.0, "postprocess": 0.4, "publish": 0.01, "total": 9.51},
+        "schema": DETECTIONS,
+        "version": VERSION,
+        "session": uuid.uuid4().hex,
+        "source": "cam0",
+        "frame_index": 0,
+        "width": 1280,
+        "height": 720,
+        "model": "m.onnx",
+        "batch_size": 1,
+        "timestamps": {},
+        "latency_ms": {
+            "wait": 0.1,
+            "preprocess": 1.0,
+            "queue": 0.0,
+            "inference": 8.0,
+            "postprocess": 0.4,
+            "publish": 0.01,
+            "total": 9.51,
+        },
         "detections": [{"cls": 0, "label": "person", "conf": 0.87, "box": [10.5, 20.25, 300.0, 400.75]}] * detections,
     }
     reader = subprocess.Popen(
         [sys.executable, "-c", _SUBSCRIBER, endpoint.replace("127.0.0.1", "localhost"), str(count), str(count + paced_count)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert reader.stdout is not None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import EdgeRtError
-from . import bench, export, keys, run, train
+from . import bench, dataset, export, keys, run, train
 from .common import Parser
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_schema(sub)
     export.add_export(sub)
     train.add_train(sub)
-    train.add_dataset(sub)
+    dataset.add_dataset(sub)
     run.add_demo(sub)
     bench.add_bench(sub)
     keys.add_keys(sub)

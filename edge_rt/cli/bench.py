@@ -16,10 +16,18 @@ def add_bench(sub: Any) -> None:
     e = bsub.add_parser("engine", help="the engine alone, like trtexec: latency per call and per image, throughput")
     e.add_argument("--model", "-m", action="append", required=True, help="repeat to compare models side by side")
     e.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
-    e.add_argument("--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)")
-    e.add_argument("--shape", metavar="HxW", help="input size for dynamic-shape models, e.g. 384x640 (default: export size; fixed-shape models keep theirs)")
     e.add_argument(
-        "--frame-size", metavar="WxH", default="1280x720",
+        "--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)"
+    )
+    e.add_argument(
+        "--shape",
+        metavar="HxW",
+        help="input size for dynamic-shape models, e.g. 384x640 (default: export size; fixed-shape models keep theirs)",
+    )
+    e.add_argument(
+        "--frame-size",
+        metavar="WxH",
+        default="1280x720",
         help="camera frames fed to models that letterbox in their graph (exported with --graph-preprocess); default 1280x720",
     )
     e.add_argument("--iters", type=int, default=200)
@@ -30,7 +38,10 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--model", "-m", required=True)
     pp.add_argument("--source", "-s", action="append", default=[], help="files loop; repeat for several (or use --synthetic)")
     pp.add_argument(
-        "--synthetic", type=int, default=0, metavar="N",
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="N",
         help="add N synthetic cameras (in-memory frames: no decoding is measured); without --fps they offer 1.5x the bare engine's rate",
     )
     pp.add_argument("--frame-size", metavar="WxH", default="1280x720", help="size of the synthetic frames (default 1280x720)")
@@ -45,7 +56,9 @@ def add_bench(sub: Any) -> None:
     c.add_argument("--source", "-s", required=True, help="a video file")
     c.add_argument("--reference", help="what Ultralytics runs (default: the same model), e.g. the original .pt")
     c.add_argument(
-        "--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"),
+        "--device",
+        default="cpu",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
         help="where both run: on a GPU, edge_rt's CUDA/TensorRT path and Ultralytics with PyTorch on device 0 (default cpu)",
     )
     c.add_argument("--imgsz", type=int)
@@ -73,15 +86,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for model in args.model:
             for device in args.device or ["cpu"]:
                 results += bench_lib.bench_engine(
-                    Path(model), device, batches, args.iters, args.warmup, bench_lib.parse_shape(args.shape), args.threads,
+                    Path(model),
+                    device,
+                    batches,
+                    args.iters,
+                    args.warmup,
+                    bench_lib.parse_shape(args.shape),
+                    args.threads,
                     bench_lib.parse_frame_size(args.frame_size),
                 )
         print(bench_lib.engine_table(results))
         out: Any = results
     elif args.what == "pipeline":
         out = bench_lib.bench_pipeline(
-            Path(args.model), args.source, args.fps, args.duration, args.device, args.max_batch,
-            synthetic=args.synthetic, frame_size=bench_lib.parse_frame_size(args.frame_size),
+            Path(args.model),
+            args.source,
+            args.fps,
+            args.duration,
+            args.device,
+            args.max_batch,
+            synthetic=args.synthetic,
+            frame_size=bench_lib.parse_frame_size(args.frame_size),
         )
         print(bench_lib.pipeline_table(out))
         if args.plot:

@@ -20,9 +20,15 @@ def add_export(sub: Any) -> None:
     p.add_argument("--weights", "-w", required=True, help="Ultralytics .pt checkpoint")
     p.add_argument("--format", "-f", choices=("onnx", "engine"), help="default onnx (or the profile's)")
     p.add_argument("--output", "-o", help="output file (default: next to the weights)")
-    p.add_argument("--target", "-t", metavar="PROFILE", help="cpu-fp32, cpu-int8, cuda-fp16, trt-fp16, trt-int8, jetson-orin-fp16, or a YAML path")
     p.add_argument(
-        "--imgsz", metavar="SIZE|HxW",
+        "--target",
+        "-t",
+        metavar="PROFILE",
+        help="cpu-fp32, cpu-int8, cuda-fp16, trt-fp16, trt-int8, jetson-orin-fp16, or a YAML path",
+    )
+    p.add_argument(
+        "--imgsz",
+        metavar="SIZE|HxW",
         help="input size, a multiple of 32 (default 640), or height x width for a static rectangle: 384x640 fits 16:9 cameras with ~40%% less compute",
     )
     p.add_argument("--half", action="store_const", const="fp16", dest="precision", help="FP16")
@@ -32,10 +38,14 @@ def add_export(sub: Any) -> None:
     p.add_argument("--dynamic", action="store_true", default=None, help="dynamic batch and input size")
     p.add_argument("--max-batch", type=int, help="largest batch (fixed batch for static ONNX)")
     p.add_argument(
-        "--graph-preprocess", action="store_true", default=None,
+        "--graph-preprocess",
+        action="store_true",
+        default=None,
         help="letterbox inside the graph: the model takes uint8 camera frames, so on a GPU they cross once, as uint8",
     )
-    p.add_argument("--nms", action="store_true", default=None, help="NMS inside the graph: output (B, 300, 6), the only copy back from a GPU")
+    p.add_argument(
+        "--nms", action="store_true", default=None, help="NMS inside the graph: output (B, 300, 6), the only copy back from a GPU"
+    )
     p.add_argument("--nms-conf", type=float, help="confidence threshold baked into --nms (default 0.25; runs cannot go lower)")
     p.add_argument("--nms-iou", type=float, help="IoU threshold baked into --nms (default 0.7)")
     p.add_argument("--workspace-gb", type=float, help="TensorRT builder workspace (default 4)")
@@ -53,12 +63,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     setup_logging("info")
     options = resolve_options(
         args.target,
-        {"format": args.format, "precision": args.precision, "imgsz": args.imgsz, "dynamic": args.dynamic,
-         "max_batch": args.max_batch, "workspace_gb": args.workspace_gb, "calibration_frames": args.calibration_frames,
-         "graph_preprocess": args.graph_preprocess, "nms": args.nms, "nms_conf": args.nms_conf, "nms_iou": args.nms_iou},
+        {
+            "format": args.format,
+            "precision": args.precision,
+            "imgsz": args.imgsz,
+            "dynamic": args.dynamic,
+            "max_batch": args.max_batch,
+            "workspace_gb": args.workspace_gb,
+            "calibration_frames": args.calibration_frames,
+            "graph_preprocess": args.graph_preprocess,
+            "nms": args.nms,
+            "nms_conf": args.nms_conf,
+            "nms_iou": args.nms_iou,
+        },
     )
     weights = Path(args.weights)
-    suffix = ".engine" if options.format == "engine" else (f"_{options.precision}.onnx" if options.precision != "fp32" else ".onnx")
+    suffix = (
+        ".engine" if options.format == "engine" else (f"_{options.precision}.onnx" if options.precision != "fp32" else ".onnx")
+    )
     output = Path(args.output) if args.output else weights.with_name(weights.stem + suffix)
     verify_frames = None
     if args.verify:
@@ -69,12 +91,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise ConfigError("--verify needs frames: --verify-source DIR|VIDEO (or --calibration)")
         verify_frames = FrameSource(source, args.verify_frames).checked()  # decoded as compared, never all held
     result = export(
-        weights, output, options,
+        weights,
+        output,
+        options,
         calibration=Path(args.calibration) if args.calibration else None,
-        verify_frames=verify_frames, min_match=args.min_match,
-        timing_cache=Path(args.timing_cache) if args.timing_cache else None, target=args.target,
+        verify_frames=verify_frames,
+        min_match=args.min_match,
+        timing_cache=Path(args.timing_cache) if args.timing_cache else None,
+        target=args.target,
     )
-    extras = "".join(f", {name}" for name, on in (("letterbox in graph", options.graph_preprocess), ("NMS in graph", options.nms)) if on)
+    extras = "".join(
+        f", {name}" for name, on in (("letterbox in graph", options.graph_preprocess), ("NMS in graph", options.nms)) if on
+    )
     print(f"exported {result.path} ({options.format}, {options.precision}, imgsz {imgsz_text(options.imgsz)}{extras})")
     if result.parity is not None:
         print(f"parity: {result.parity.summary()}")

@@ -23,25 +23,35 @@ def add_run(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below, and 'sources'")
     p.add_argument("--model", "-m", help="detection model: Ultralytics-exported .onnx (or a TensorRT .engine)")
     p.add_argument(
-        "--source", "-s", action="append", dest="sources", metavar="[NAME=]URI",
+        "--source",
+        "-s",
+        action="append",
+        dest="sources",
+        metavar="[NAME=]URI",
         help="camera index (0), device (/dev/video0), rtsp://... or http://... URL, video file, or GStreamer "
         "pipeline; repeat for several; NAME becomes the topic (default cam0, cam1, ...)",
     )
     p.add_argument(
-        "--publish", "-p", metavar="ENDPOINT",
+        "--publish",
+        "-p",
+        metavar="ENDPOINT",
         help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5555, this machine only); an address other "
         "machines can reach (tcp://*:5555, tcp://0.0.0.0:5555, a LAN IP) needs CURVE or --insecure",
     )
     p.add_argument(
-        "--curve-secret-key", metavar="FILE",
+        "--curve-secret-key",
+        metavar="FILE",
         help="publish with CURVE encryption using this NAME.key_secret file (from `edge-rt keys`); needs --curve-allow",
     )
     p.add_argument(
-        "--curve-allow", metavar="DIR",
+        "--curve-allow",
+        metavar="DIR",
         help="with CURVE, admit only the clients whose public NAME.key files are in DIR (read at start)",
     )
     p.add_argument(
-        "--insecure", action="store_true", default=None,
+        "--insecure",
+        action="store_true",
+        default=None,
         help="allow publishing unencrypted on an address other machines can reach (logged as a warning)",
     )
     p.add_argument("--encoding", choices=("json", "msgpack"), help="payload encoding (default json)")
@@ -57,21 +67,36 @@ def add_run(sub: Any) -> None:
     p.add_argument("--fps", type=float, help="pace every source to N frames/s like a camera")
     p.add_argument("--loop", action="store_true", default=None, help="restart file sources at their end")
     p.add_argument(
-        "--await-subscribers", type=int, metavar="N",
+        "--await-subscribers",
+        type=int,
+        metavar="N",
         help="wait until N subscriptions arrived before sending (a subscriber to several topics counts once per topic)",
     )
     p.add_argument("--await-timeout", type=float, metavar="SEC", help="how long to wait for them (default 30)")
-    p.add_argument("--stall-timeout", type=float, metavar="SEC", help="reopen a live source after this long without a frame (default 5)")
-    p.add_argument("--open-timeout", type=float, metavar="SEC", help="give up opening a stream after this long (default 5)")
-    p.add_argument("--reconnect-max", type=float, metavar="SEC", help="cap of the reconnect back-off after the first 10 s of an outage, which retry about once a second (default 30)")
-    p.add_argument("--threads", type=int, help="inference threads on CPU (default: all cores)")
-    p.add_argument("--stats-interval", type=float, metavar="SEC", help="log rates and drops every SEC seconds (default 60, 0: off)")
     p.add_argument(
-        "--engine-timeout", type=float, metavar="SEC",
+        "--stall-timeout", type=float, metavar="SEC", help="reopen a live source after this long without a frame (default 5)"
+    )
+    p.add_argument("--open-timeout", type=float, metavar="SEC", help="give up opening a stream after this long (default 5)")
+    p.add_argument(
+        "--reconnect-max",
+        type=float,
+        metavar="SEC",
+        help="cap of the reconnect back-off after the first 10 s of an outage, which retry about once a second (default 30)",
+    )
+    p.add_argument("--threads", type=int, help="inference threads on CPU (default: all cores)")
+    p.add_argument(
+        "--stats-interval", type=float, metavar="SEC", help="log rates and drops every SEC seconds (default 60, 0: off)"
+    )
+    p.add_argument(
+        "--engine-timeout",
+        type=float,
+        metavar="SEC",
         help="end the run (exit 8) when an inference call takes longer than this, so a service manager "
         "restarts it instead of it freezing (default 60; the first call gets 10x for engine builds)",
     )
-    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: any free port)")
+    p.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: any free port)"
+    )
     p.add_argument("--metrics-addr", metavar="ADDR", help="address of the metrics endpoint (default 127.0.0.1)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     p.add_argument("--log-format", choices=("text", "json"), help="text (default) or json: one object per line for log shippers")
@@ -109,17 +134,20 @@ def add_subscribe(sub: Any) -> None:
     p.add_argument("--count", "-n", type=int, help="exit after N messages")
     p.add_argument("--timeout", type=float, metavar="SEC", help="exit (code 1) when nothing arrives for this long")
     p.add_argument(
-        "--until-eos", action="store_true",
+        "--until-eos",
+        action="store_true",
         help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
     )
     p.add_argument(
-        "--health", action="store_true",
+        "--health",
+        action="store_true",
         help="also print topic $health: each source's state (online, stalled, reconnecting, offline, stopped...) "
         "on every change, every few seconds, and at once on joining; --topic '$health' prints only those",
     )
     p.add_argument("--curve-server-key", metavar="FILE", help="the publisher's public NAME.key file: connect with CURVE")
     p.add_argument(
-        "--curve-secret-key", metavar="FILE",
+        "--curve-secret-key",
+        metavar="FILE",
         help="this client's NAME.key_secret file (its NAME.key must be in the publisher's --curve-allow DIR)",
     )
     p.set_defaults(handler=_cmd_subscribe)

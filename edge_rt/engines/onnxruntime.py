@@ -46,7 +46,9 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
 
 def default_cache_dir() -> Path:
     """Where the TensorRT provider keeps engines and timing caches, so a restart does not rebuild."""
-    base = os.environ.get("EDGE_RT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt")
+    base = os.environ.get("EDGE_RT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt"
+    )
     return Path(base) / "trt"
 
 
@@ -61,19 +63,26 @@ class GraphFacts:
     image_shape: tuple[object, ...]
 
 
-def provider_options(providers: list[str], facts: GraphFacts, cache_dir: Path, max_batch: int) -> list[tuple[str, dict[str, str]]]:
+def provider_options(
+    providers: list[str], facts: GraphFacts, cache_dir: Path, max_batch: int
+) -> list[tuple[str, dict[str, str]]]:
     """Options per provider, spelled out: each line is a default that costs latency when left alone."""
     out: list[tuple[str, dict[str, str]]] = []
     cuda_graph = facts.fixed_shapes and not facts.cpu_side_inputs
     for p in providers:
         if p == "CUDAExecutionProvider":
-            out.append((p, {
-                "device_id": "0",
-                # EXHAUSTIVE (the default) benchmarks every conv at start-up and per new shape: seconds on a Jetson.
-                "cudnn_conv_algo_search": "HEURISTIC",
-                "do_copy_in_default_stream": "1",
-                "enable_cuda_graph": "1" if cuda_graph else "0",
-            }))
+            out.append(
+                (
+                    p,
+                    {
+                        "device_id": "0",
+                        # EXHAUSTIVE (the default) benchmarks every conv at start-up and per new shape: seconds on a Jetson.
+                        "cudnn_conv_algo_search": "HEURISTIC",
+                        "do_copy_in_default_stream": "1",
+                        "enable_cuda_graph": "1" if cuda_graph else "0",
+                    },
+                )
+            )
         elif p == "TensorrtExecutionProvider":
             cache_dir.mkdir(parents=True, exist_ok=True)
             opts = {
@@ -122,7 +131,14 @@ class _Binding:
     """
 
     def __init__(
-        self, ort: Any, session: Any, device: str, output_name: str, static_out: list[object] | None, out_dtype: str, cuda_graph: bool
+        self,
+        ort: Any,
+        session: Any,
+        device: str,
+        output_name: str,
+        static_out: list[object] | None,
+        out_dtype: str,
+        cuda_graph: bool,
     ) -> None:
         self._ort = ort
         self._out_dtype = np.dtype(out_dtype)
@@ -213,7 +229,10 @@ class OnnxRuntimeEngine:
             cuda_graph = on_gpu and facts.fixed_shapes and not facts.cpu_side_inputs
             self._binding = _Binding(ort, self._session, "cuda" if on_gpu else "cpu", out.name, static_out, out_dtype, cuda_graph)
         log.info(
-            "loaded %s on %s (providers: %s)%s", path.name, self.device, ", ".join(self._session.get_providers()),
+            "loaded %s on %s (providers: %s)%s",
+            path.name,
+            self.device,
+            ", ".join(self._session.get_providers()),
             ", I/O binding" if self._binding else "",
         )
 

@@ -171,15 +171,23 @@ class TensorRTEngine:
                     self._plan_ranges[p.index] = ([int(v) for v in lo], [int(v) for v in hi])
         dtype = self._dtypes[self._image]
         self.info: ModelInfo = info_from_metadata(
-            sidecar_metadata(meta), self._image, [d if d >= 0 else None for d in in_shape], dtype.name,
-            [d if d >= 0 else None for d in out_shape], str(path),
+            sidecar_metadata(meta),
+            self._image,
+            [d if d >= 0 else None for d in in_shape],
+            dtype.name,
+            [d if d >= 0 else None for d in out_shape],
+            str(path),
         )
         self.device = "tensorrt"
         self._name = path.name
         self._stream, self._done = Stream(cudart), Event(cudart)
         log.info(
-            "loaded %s: TensorRT %s on %s, batch profiles %s, CUDA graphs %s", path.name, trt.__version__, meta.get("gpu"),
-            [(p.min_batch, p.max_batch) for p in self._profiles], "on" if self._graphs else "off",
+            "loaded %s: TensorRT %s on %s, batch profiles %s, CUDA graphs %s",
+            path.name,
+            trt.__version__,
+            meta.get("gpu"),
+            [(p.min_batch, p.max_batch) for p in self._profiles],
+            "on" if self._graphs else "off",
         )
 
     def _profile_ranges(self, in_shape: Sequence[int]) -> list[ProfileRange]:

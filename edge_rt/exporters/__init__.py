@@ -83,7 +83,11 @@ def parse_imgsz(value: object) -> int | tuple[int, int]:
         parts = value.lower().replace(" ", "").split("x")
         if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
             hw = (int(parts[0]), int(parts[-1]))
-    elif isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    elif (
+        isinstance(value, (list, tuple))
+        and len(value) in (1, 2)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         hw = (int(value[0]), int(value[-1]))
     if hw is None:
         raise ConfigError(f"imgsz {value!r}: give one size (640) or height x width (384x640)")
@@ -111,7 +115,9 @@ def load_profile(name: str) -> dict[str, Any]:
             known = {f.name for f in fields(ExportOptions)}
             unknown = set(data) - known
             if unknown:
-                raise ConfigError(f"profile {str(path)!r}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+                raise ConfigError(
+                    f"profile {str(path)!r}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})"
+                )
             return data
     available = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.yaml")})
     raise ConfigError(f"--target {name!r}: no such profile (available: {', '.join(available) or 'none'})")
@@ -171,7 +177,9 @@ def export(
         from .tensorrt import build_engine
 
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(weights, Path(tmp) / "model.onnx", options.imgsz, dynamic=options.dynamic, batch=batch, nms=nms)
+            onnx_path = export_onnx(
+                weights, Path(tmp) / "model.onnx", options.imgsz, dynamic=options.dynamic, batch=batch, nms=nms
+            )
             if options.graph_preprocess:
                 from .graph import add_graph_preprocess
 
@@ -206,7 +214,12 @@ class ParityLost(EdgeRtError):
 
 
 def _export_onnx_file(
-    weights: Path, output: Path, options: ExportOptions, frames: CalibrationFrames | None, batch: int, nms: tuple[float, float] | None
+    weights: Path,
+    output: Path,
+    options: ExportOptions,
+    frames: CalibrationFrames | None,
+    batch: int,
+    nms: tuple[float, float] | None,
 ) -> None:
     """Write the ONNX under a temporary name beside `output` and rename it at the very end.
 
@@ -230,7 +243,9 @@ def _export_onnx_file(
                 float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=False, batch=batch, nms=nms)
                 quantize_int8(float_onnx, staged, frames)
         else:
-            export_onnx(weights, staged, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch, nms=nms)
+            export_onnx(
+                weights, staged, options.imgsz, half=options.precision == "fp16", dynamic=options.dynamic, batch=batch, nms=nms
+            )
         if options.graph_preprocess:
             from .graph import add_graph_preprocess
 
@@ -244,7 +259,13 @@ def _export_onnx_file(
         staged.unlink(missing_ok=True)
 
 
-def verify(weights: Path, exported: Path, imgsz: int | tuple[int, int], frames: Iterable[Any], settings: PostprocessSettings = PostprocessSettings()) -> ParityReport:
+def verify(
+    weights: Path,
+    exported: Path,
+    imgsz: int | tuple[int, int],
+    frames: Iterable[Any],
+    settings: PostprocessSettings = PostprocessSettings(),
+) -> ParityReport:
     from .verify import compare, runtime_detector, ultralytics_detector
 
     device = "tensorrt" if exported.suffix == ".engine" else "cpu"

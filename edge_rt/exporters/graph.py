@@ -73,8 +73,11 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str,
         helper.make_node("Slice", [PLAN, n("s0"), n("s2")], [n("new_hw")]),
         helper.make_node("Concat", [n("bc"), n("new_hw")], [n("sizes")], axis=0),
         helper.make_node(
-            "Resize", [n("nchw"), "", "", n("sizes")], [n("resized_f")],
-            mode="linear", coordinate_transformation_mode="half_pixel",
+            "Resize",
+            [n("nchw"), "", "", n("sizes")],
+            [n("resized_f")],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
         ),
         helper.make_node("Round", [n("resized_f")], [n("resized")]),
         # pads = [0, 0, top, left, 0, 0, bottom, right]

@@ -60,8 +60,11 @@ class Int8Settings:
     def check(self) -> Int8Settings:
         from .int8_calibrate import METHODS
 
-        for value, allowed, what in ((self.quant_format, FORMATS, "format"), (self.method, METHODS, "calibration method"),
-                                     (self.keep_float, KEEP_FLOAT, "keep_float")):
+        for value, allowed, what in (
+            (self.quant_format, FORMATS, "format"),
+            (self.method, METHODS, "calibration method"),
+            (self.keep_float, KEEP_FLOAT, "keep_float"),
+        ):
             if value not in allowed:
                 raise ConfigError(f"INT8 {what} {value!r}: choose one of {', '.join(allowed)}")
         return self
@@ -105,7 +108,11 @@ def float_nodes(graph_nodes: Sequence[Any], keep: str = "head+feeders", float_st
         raise ModelError("cannot find the YOLO head in this ONNX (no /model.N/ node names); export it with edge-rt export")
     producer = {out: _layer(n.name) for n in graph_nodes for out in n.output}
     feeding = {
-        producer[i] for n in graph_nodes if _layer(n.name) == head for i in n.input if producer.get(i) is not None and producer[i] != head
+        producer[i]
+        for n in graph_nodes
+        if _layer(n.name) == head
+        for i in n.input
+        if producer.get(i) is not None and producer[i] != head
     }
     first_conv = next((n.name for n in graph_nodes if n.op_type == "Conv"), None)
     keep_nodes = []
@@ -167,7 +174,9 @@ class Int8Quantizer:
 
         if method not in self._caches:
             info = self.info
-            cache, cal, self._ranges = calibrate(self.prepped, frames, self.work, info.imgsz, info.stride, info.batch or 1, method, self._ranges)
+            cache, cal, self._ranges = calibrate(
+                self.prepped, frames, self.work, info.imgsz, info.stride, info.batch or 1, method, self._ranges
+            )
             self._caches[method] = (cache, cal)
             self.frames_seen = self._ranges.frames
 
@@ -203,8 +212,16 @@ class Int8Quantizer:
         quantized.metadata_props.add(key="edge_rt_precision", value="int8")
         quantized.metadata_props.add(
             key="edge_rt_int8",
-            value=repr({"format": settings.quant_format, "per_channel": settings.per_channel, "method": settings.method,
-                        "keep_float": settings.keep_float, "float_stem": settings.float_stem, "frames": self.frames_seen}),
+            value=repr(
+                {
+                    "format": settings.quant_format,
+                    "per_channel": settings.per_channel,
+                    "method": settings.method,
+                    "keep_float": settings.keep_float,
+                    "float_stem": settings.float_stem,
+                    "frames": self.frames_seen,
+                }
+            ),
         )
         onnx.save(quantized, str(output))
         return output

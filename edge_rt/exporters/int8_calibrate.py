@@ -158,7 +158,13 @@ def _oom(frames: int) -> str:
 
 
 def calibrate(
-    model: Path, frames: Iterable[np.ndarray], work: Path, imgsz: tuple[int, int], stride: int, batch: int = 1, method: str = "percentile",
+    model: Path,
+    frames: Iterable[np.ndarray],
+    work: Path,
+    imgsz: tuple[int, int],
+    stride: int,
+    batch: int = 1,
+    method: str = "percentile",
     ranges: ActivationRanges | None = None,
 ) -> tuple[Path, Any, ActivationRanges]:
     """Ranges for every float tensor of `model` over `frames` (iterated once, twice for percentile).

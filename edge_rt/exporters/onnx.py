@@ -64,8 +64,14 @@ def export_onnx(
         with _quiet("ultralytics"):  # its "export success" and "yolo predict <temp file>" lines are not this export's result
             produced = model.export(
                 # Ultralytics takes imgsz=[h, w]; a static export then letterboxes (and calibrates) to that rectangle
-                format="onnx", imgsz=hw[0] if hw[0] == hw[1] else list(hw), dynamic=dynamic, batch=batch, simplify=simplify,
-                device="cpu", verbose=False, **extra,
+                format="onnx",
+                imgsz=hw[0] if hw[0] == hw[1] else list(hw),
+                dynamic=dynamic,
+                batch=batch,
+                simplify=simplify,
+                device="cpu",
+                verbose=False,
+                **extra,
             )
         shutil.move(str(produced), output)
     if nms:

@@ -311,8 +311,10 @@ def build_engine(
     calibrator = None
     if int8:
         if info.graph_preprocess and not has_qdq(trt, network):
-            raise ConfigError("INT8 calibration feeds letterboxed tensors, not camera frames: build the ONNX without "
-                              "--graph-preprocess, or quantize it (Q/DQ) first")
+            raise ConfigError(
+                "INT8 calibration feeds letterboxed tensors, not camera frames: build the ONNX without "
+                "--graph-preprocess, or quantize it (Q/DQ) first"
+            )
         # TensorRT 10 calibrates with the first profile when none is set for calibration (the smallest batch)
         calibrator = configure_int8(
             trt, cudart, config, network, fp16, calibration_frames, calib_cache, profiles[0], info.stride, str(onnx_path)
@@ -321,8 +323,13 @@ def build_engine(
     data_dependent = _data_dependent_layers(trt, network)
 
     log.info(
-        "building %s engine, TensorRT %s on %s, input %s..%s, profiles for batch %s", precision, version, gpu,
-        list(profile.min), list(profile.max), [p.min[0] for p in profiles],
+        "building %s engine, TensorRT %s on %s, input %s..%s, profiles for batch %s",
+        precision,
+        version,
+        gpu,
+        list(profile.min),
+        list(profile.max),
+        [p.min[0] for p in profiles],
     )
     started = time.perf_counter()
     try:
@@ -343,8 +350,16 @@ def build_engine(
     if data_dependent:
         log.info("%s has data-dependent layers (%s): the runtime will not capture CUDA graphs", onnx_path.name, data_dependent[0])
     sidecar = make_sidecar(
-        info, profile, version, gpu, precision, metadata, onnx_path.name,
-        onnx_meta=onnx_meta, profiles=profiles, cuda_graph=not data_dependent,
+        info,
+        profile,
+        version,
+        gpu,
+        precision,
+        metadata,
+        onnx_path.name,
+        onnx_meta=onnx_meta,
+        profiles=profiles,
+        cuda_graph=not data_dependent,
     )
     _write_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
     log.info("wrote %s (%.1f MB) in %.0f s", engine_path, engine_path.stat().st_size / 1e6, time.perf_counter() - started)

@@ -85,9 +85,7 @@ def compare(reference: Detector, candidate: Detector, frames: Iterable[np.ndarra
         cand_n += len(c)
         matched += len(pairs)
         diffs.extend(abs(float(r.conf[i]) - float(c.conf[j])) for i, j in pairs)
-    return ParityReport(
-        count, ref_n, cand_n, matched, iou, float(np.mean(diffs)) if diffs else 0.0, max(diffs, default=0.0)
-    )
+    return ParityReport(count, ref_n, cand_n, matched, iou, float(np.mean(diffs)) if diffs else 0.0, max(diffs, default=0.0))
 
 
 def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "cpu", imgsz: int | None = None) -> Detector:
@@ -120,8 +118,15 @@ def ultralytics_detector(weights: Path, imgsz: int | tuple[int, int], settings: 
     def detect(frame: np.ndarray) -> Detections:
         classes = list(settings.classes) if settings.classes is not None else None
         r = model.predict(
-            frame, imgsz=imgsz if isinstance(imgsz, int) else list(imgsz), conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=classes,
-            agnostic_nms=settings.agnostic, verbose=False, device="cpu",
+            frame,
+            imgsz=imgsz if isinstance(imgsz, int) else list(imgsz),
+            conf=settings.conf,
+            iou=settings.iou,
+            max_det=settings.max_det,
+            classes=classes,
+            agnostic_nms=settings.agnostic,
+            verbose=False,
+            device="cpu",
         )[0]
         b = r.boxes
         return Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32), b.cls.numpy().astype(np.int64))

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from ultralytics import YOLO
 
-    from edge_rt.dataset import synth_dataset
+    from edge_rt.training.synth import synth_dataset
 
     data = a.work / "data" / "data.yaml"
     if not data.is_file():

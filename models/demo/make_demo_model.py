@@ -1,7 +1,7 @@
 """Reproduce the demo detector shipped in models/demo/ (see README.md there for the numbers).
 
 Trains a narrow YOLO11 (width 0.125, ~0.8 M parameters) from scratch on synthetic shapes drawn by
-edge_rt.dataset, exports it to ONNX at 320x320 (static batch 1, and a dynamic-shape twin), and
+edge_rt.training.synth, exports it to ONNX at 320x320 (static batch 1, and a dynamic-shape twin), and
 scores both exports on a held-out set drawn with a different seed. CPU only, no downloads.
 
     cd <repo> && YOLO_OFFLINE=1 PYTHONPATH=. python models/demo/make_demo_model.py
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    from edge_rt.dataset import synth_dataset
-    from edge_rt.train import box_metrics, format_metrics, train
+    from edge_rt.training.synth import synth_dataset
+    from edge_rt.training.train import box_metrics, format_metrics, train
 
     work: Path = args.work.resolve()
     out: Path = args.out.resolve()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_rt.dataset import check_dataset
+from edge_rt.training.dataset import check_dataset
 
 METRIC_KEYS: tuple[str, ...] = ("mAP50", "mAP50-95", "precision", "recall")
 

@@ -56,6 +56,15 @@ def _split_images(root: Path, entry: Any, key: str, yaml_path: Path, problems: l
     return found
 
 
+def split_files(root: Path, entry: Any, key: str, yaml_path: Path) -> list[tuple[Path, Path]]:
+    """(image, label file) for each image of one split entry; raises ValueError naming each problem."""
+    problems: list[str] = []
+    images = _split_images(root, entry, key, yaml_path, problems)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return [(image, _label_path(image)) for image in images]
+
+
 def _check_label_file(label: Path, nc: int, problems: list[str]) -> None:
     """Append one problem per bad line of an Ultralytics detection label file."""
     try:

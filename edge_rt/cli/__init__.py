@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import EdgeRtError
 from . import bench, dataset, export, keys, run, train
 from .common import Parser
+from .eval import add_eval
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_schema(sub)
     export.add_export(sub)
     train.add_train(sub)
+    add_eval(sub)
     dataset.add_dataset(sub)
     run.add_demo(sub)
     bench.add_bench(sub)

@@ -47,6 +47,10 @@ class RunConfig:
     metrics_port: int | None = None  # Prometheus /metrics on this port (0: any free port)
     metrics_addr: str = "127.0.0.1"
     engine_timeout: float = 60.0  # an inference call longer than this (after the first) ends the run
+    collect: str | None = None  # save frames the model is unsure about to this folder, as a dataset
+    collect_conf: tuple[float, float] | None = None  # (LO, HI): a detection with LO <= conf < HI selects the frame
+    collect_interval: float = 5.0  # per source: at most one collected frame every this many seconds
+    collect_max: int = 1000  # frames the collect folder may hold (earlier runs' included); then collection stops
 
 
 _REPR = reprlib.Repr()
@@ -121,6 +125,21 @@ def _classes(key: str, value: Any) -> tuple[int, ...] | None:
     return tuple(out)
 
 
+def _window(key: str, value: Any) -> tuple[float, float]:
+    """`0.3,0.6` (the flag, or a YAML string) or `[0.3, 0.6]` (a YAML list) -> (0.3, 0.6)."""
+    parts = value.split(",") if isinstance(value, str) else value
+    hint = "expected LO,HI: two confidences with 0 <= LO < HI <= 1, e.g. 0.3,0.6"
+    if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+        raise ConfigError(f"{key}: {hint}; got {_show(value)}")
+    try:
+        lo, hi = (float(p) if isinstance(p, str) else _number(float)(key, p) for p in parts)
+    except (ValueError, ConfigError):
+        raise ConfigError(f"{key}: {hint}; got {_show(value)}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi <= 1):
+        raise ConfigError(f"{key}: {hint}; got {_show(value)}")
+    return (lo, hi)
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda key, value: None if value is None else check(key, value)
 
@@ -153,6 +172,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "metrics_port": _optional(_number(int, 0, 65535)),
     "metrics_addr": _string,
     "engine_timeout": _number(float, 0.0, lo_open=True),
+    "collect": _optional(_string),
+    "collect_conf": _optional(_window),
+    "collect_interval": _number(float, 0.0),
+    "collect_max": _number(int, 1),
 }
 # Keys that only make sense per source but may be given once for all of them.
 _SOURCE_DEFAULT_KEYS = {"fps", "loop"}
@@ -235,7 +258,21 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}
     config = RunConfig(sources=sources, **values)
     _check_security(config)
+    _check_collect(config)
     return config
+
+
+def _check_collect(config: RunConfig) -> None:
+    """collect and collect_conf go together, and the window must reach above the published threshold."""
+    if config.collect is not None and config.collect_conf is None:
+        raise ConfigError("collect: needs collect_conf LO,HI (--collect-conf 0.3,0.6): the confidences of the frames to keep")
+    if config.collect_conf is not None and config.collect is None:
+        raise ConfigError("collect_conf: needs collect DIR (--collect DIR): the folder to save the frames in")
+    if config.collect_conf is not None and config.collect_conf[1] <= config.conf:
+        raise ConfigError(
+            f"collect_conf: HI {config.collect_conf[1]:g} is not above conf {config.conf:g}, so no published detection "
+            f"falls in the window; raise HI or lower --conf"
+        )
 
 
 def _check_security(config: RunConfig) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .batching import Batch, Batcher
 from .capture import CaptureState, SourceGroup
+from .collect import CollectStage, NullCollector
 from .engines.base import Engine
 from .errors import EngineError
 from .health import HealthBoard, wants_health
@@ -90,6 +91,7 @@ class Pipeline:
         stats_interval_s: float = 0.0,
         engine_timeout_s: float = 60.0,
         heartbeat_s: float = 2.0,
+        collector: CollectStage | None = None,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -97,6 +99,7 @@ class Pipeline:
         self.postprocessor = postprocessor
         self.sink = sink
         self.metrics = metrics or NullMetrics()
+        self.collector = collector or NullCollector()  # --collect: frames the model is unsure about, saved off-thread
         self.model_name = model_name
         self.session = uuid.uuid4().hex
         self.batcher = Batcher(sources.slots, sources.cond, max_batch, max_wait_s)
@@ -259,6 +262,7 @@ class Pipeline:
             post_end = time.perf_counter_ns()
             for frame_dets, frame in zip(dets, item.job.batch.frames):
                 self._emit(item, frame, frame_dets, post_end)
+                self.collector.offer(frame, frame_dets)  # after the message left: never delays it
             if self.stats_interval_s and time.monotonic() >= self._stats_due:
                 self._log_stats()
         if not self._errors:
@@ -408,5 +412,6 @@ class Pipeline:
                 "read_failures": c.read_failures,
                 "reconnects": c.reconnects,
                 "stalls": c.stalls,
+                **self.collector.counters(slot.name),
             }
         return out

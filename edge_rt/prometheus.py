@@ -25,6 +25,8 @@ COUNTERS = {
     "read_failures": ("read_failures", "Failed reads"),
     "reconnects": ("reconnects", "Times the source was reopened"),
     "stalls": ("stalls", "Times the source sent nothing for --stall-timeout"),
+    "collected": ("frames_collected", "Frames saved by --collect for relabelling (only with --collect)"),
+    "collect_dropped": ("collect_dropped", "Frames --collect selected but could not queue or write (only with --collect)"),
 }
 
 CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from .capture import CaptureSettings, SourceGroup
+from .collect import CollectSettings, CollectStage, make_collector
 from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
@@ -76,7 +77,16 @@ def check_graph_nms(info: ModelInfo, conf: float, iou: float, agnostic: bool) ->
         )
 
 
-def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Metrics) -> Pipeline:
+def collect_settings(config: RunConfig) -> CollectSettings | None:
+    if config.collect is None or config.collect_conf is None:
+        return None
+    lo, hi = config.collect_conf
+    return CollectSettings(Path(config.collect).expanduser(), lo, hi, config.collect_interval, config.collect_max)
+
+
+def build_pipeline(
+    config: RunConfig, engine: Engine, sink: object, metrics: Metrics, collector: CollectStage | None = None
+) -> Pipeline:
     info = engine.info
     if config.classes is not None:
         bad = [c for c in config.classes if c not in info.names]
@@ -105,6 +115,7 @@ def build_pipeline(config: RunConfig, engine: Engine, sink: object, metrics: Met
         metrics=metrics,
         stats_interval_s=config.stats_interval,
         engine_timeout_s=config.engine_timeout,
+        collector=collector,
     )
 
 
@@ -132,12 +143,14 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         raise
     pipeline: Pipeline | None = None  # scrapes read it once built
     watch: ServiceWatch | None = None
+    collector: CollectStage | None = None
     metrics = Metrics()
     try:
         metrics = make_metrics(
             config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {}
         )
-        pipeline = build_pipeline(config, engine, publisher, metrics)
+        collector = make_collector(collect_settings(config), engine.info.names, config.conf)  # an unwritable DIR fails here
+        pipeline = build_pipeline(config, engine, publisher, metrics, collector)
         if isinstance(metrics, PrometheusMetrics):
             port = metrics.serve(config.metrics_port or 0, config.metrics_addr)
             log.info("metrics on http://%s:%d/metrics", config.metrics_addr, port)
@@ -161,11 +174,17 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         if config.await_subscribers:
             log.info("waiting up to %.0fs for %d subscriber(s)", config.await_timeout, config.await_subscribers)
             publisher.await_subscribers(config.await_subscribers, config.await_timeout, cancelled=lambda: pipeline.stopping)
+        collector.start()
         pipeline.run()
+        collector.close()  # what is queued is written before the summary counts it
         log.info("done\n%s", metrics.summary(pipeline.counters()))
         if pipeline.sink_refused:
             log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
     finally:
+        if collector is not None:
+            collector.close(timeout_s=0.5 if pipeline is not None and pipeline.engine_hung else 2.0)  # no-op when closed
+            if collector.summary():
+                log.info("%s", collector.summary())
         if watch is not None:
             watch.stopping()
             watch.notifier.close()

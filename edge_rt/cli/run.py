@@ -98,6 +98,30 @@ def add_run(sub: Any) -> None:
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: any free port)"
     )
     p.add_argument("--metrics-addr", metavar="ADDR", help="address of the metrics endpoint (default 127.0.0.1)")
+    p.add_argument(
+        "--collect",
+        metavar="DIR",
+        help="save frames the model is unsure about (see --collect-conf) to DIR as a dataset to relabel and retrain: "
+        "DIR/images/*.jpg, DIR/labels/*.txt (its predictions, YOLO format), DIR/data.yaml",
+    )
+    p.add_argument(
+        "--collect-conf",
+        metavar="LO,HI",
+        help="with --collect: keep a frame when one of its detections has LO <= conf < HI; "
+        "its label file holds every box with conf >= LO (e.g. 0.3,0.6)",
+    )
+    p.add_argument(
+        "--collect-interval",
+        type=float,
+        metavar="SEC",
+        help="with --collect: at most one frame per source every SEC seconds (default 5)",
+    )
+    p.add_argument(
+        "--collect-max",
+        type=int,
+        metavar="N",
+        help="with --collect: stop collecting once DIR holds N frames, earlier runs' included (default 1000)",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     p.add_argument("--log-format", choices=("text", "json"), help="text (default) or json: one object per line for log shippers")
     p.set_defaults(handler=_cmd_run)

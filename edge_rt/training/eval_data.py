@@ -1,4 +1,4 @@
-"""What ``edge-rt eval`` scores against: a split's images and YOLO labels, and what a model file is.
+"""What ``edge-rt eval`` scores against: a split's images and their YOLO labels.
 
 Ground truth comes from the split's label files as Ultralytics reads them (``class cx cy w h``,
 normalised; an image without a label file is a background image), in image pixels, because the
@@ -15,11 +15,9 @@ import numpy as np
 import yaml
 
 from ..errors import ConfigError
-from ..model_info import ModelInfo
 from .dataset import split_files
 
 SPLITS = ("train", "val", "test")
-_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,11 @@ def load_split(data_yaml: Path, split: str) -> EvalSet:
     missing = next((image for image, _ in items if not image.is_file()), None)
     if missing is not None:
         raise ConfigError(f"{missing}: listed in '{split}' but missing; remove it from the list or restore the file")
+    if not any(label.is_file() and label.stat().st_size > 0 for _, label in items):
+        raise ConfigError(
+            f"{data_yaml}: the '{split}' split's {len(items)} images have no labelled objects (no label file has a line); "
+            "scores need labels: label them or pick another split"
+        )
     return EvalSet(data_yaml.resolve(), split, names, tuple(items))
 
 
@@ -115,37 +118,3 @@ def read_labels(label: Path, width: int, height: int, nc: int) -> tuple[np.ndarr
     cx, cy, w, h = arr[:, 1] * width, arr[:, 2] * height, arr[:, 3] * width, arr[:, 4] * height
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
     return arr[:, 0].astype(np.int64), xyxy
-
-
-def describe_model(path: Path, info: ModelInfo) -> str:
-    """What a user deploys: format, precision, static or dynamic shape, and what runs inside the graph."""
-    suffix = path.suffix.lower()
-    if suffix == ".pt":
-        return "pytorch"
-    if suffix == ".onnx":
-        fmt, precision = "onnx", _onnx_precision(path, info)
-    else:
-        from ..engines.tensorrt_sidecar import read_sidecar, sidecar_path
-
-        fmt = "tensorrt"
-        precision = str(read_sidecar(path).get("precision", "?")) if sidecar_path(path).is_file() else "?"
-    parts = [fmt, precision, "dynamic" if info.dynamic_shape else "static"]
-    if info.graph_preprocess:
-        parts.append("+letterbox")
-    if info.graph_nms is not None:
-        parts.append("+nms")
-    return " ".join(parts)
-
-
-def _onnx_precision(path: Path, info: ModelInfo) -> str:
-    """int8 when the graph quantizes, fp16 when its weights are half, else fp32 (read from the graph)."""
-    try:
-        import onnx
-    except ImportError:
-        return "fp16" if info.input_dtype == "float16" else "fp32"
-    model = onnx.load(str(path), load_external_data=False)
-    if any(node.op_type in _INT8_OPS for node in model.graph.node):
-        return "int8"
-    half = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
-    full = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
-    return "fp16" if info.input_dtype == "float16" or half > full else "fp32"

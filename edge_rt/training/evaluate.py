@@ -20,20 +20,20 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..engines import Engine, load_engine
-from ..errors import ConfigError, MissingDependencyError, ModelError
+from ..engines import Engine
+from ..errors import ConfigError, ModelError
 from ..model_info import ModelInfo
 from ..postprocess import Detections, Postprocessor, PostprocessSettings
 from ..preprocess import make_preprocessor
 from ..progress import Progress
-from .eval_data import EvalSet, describe_model, load_split, read_labels
+from .eval_data import EvalSet, load_split, read_labels
+from .eval_models import describe_model, open_model
 
 VAL_CONF = 0.001  # Ultralytics val's defaults: every box counts towards the PR curve
 VAL_IOU = 0.7
 VAL_MAX_DET = 300
 CONFUSION_CONF = 0.25  # predict's default: the matrix shows what a deployment keeps (at 0.001 every label finds some box)
 WARMUP_CALLS = 3  # untimed engine calls before the first timed one (allocations, kernel choice, CUDA graphs)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass(frozen=True)
@@ -115,72 +115,6 @@ class EvalResult:
         for key in ("precision", "f1"):
             out["curves"][key] = [[round(v, 4) for v in row] for row in getattr(self.curves, key)]
         return out
-
-
-class TorchEngine:
-    """A ``.pt`` through PyTorch behind the ``Engine`` protocol, fed by the same letterbox as an export.
-
-    Its input is letterboxed to the smallest stride multiple, as Ultralytics does for a ``.pt``.
-    """
-
-    def __init__(self, path: Path, device: str = "auto") -> None:
-        try:
-            import torch
-            from ultralytics import YOLO
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"evaluating a .pt needs torch and Ultralytics ({exc}); pip install 'edge_rt[train]'"
-            ) from None
-        try:
-            yolo: Any = YOLO(str(path))
-        except Exception as exc:  # Ultralytics raises anything from a bad pickle to a KeyError
-            raise ModelError(f"model {str(path)!r}: Ultralytics cannot load it ({type(exc).__name__}: {exc})") from None
-        if yolo.task != "detect":
-            raise ModelError(f"model {str(path)!r}: task {yolo.task!r}; edge-rt eval scores detection models")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device not in ("cpu", "cuda"):
-            raise ConfigError(f"--device {device!r}: a .pt runs on cpu or cuda")
-        self._torch = torch
-        self._device = torch.device(device)
-        net = yolo.model.fuse() if hasattr(yolo.model, "fuse") else yolo.model
-        self._net = net.to(self._device).float().eval()
-        args = getattr(net, "args", {}) or {}
-        size = args.get("imgsz", 640) if isinstance(args, dict) else 640
-        size = int(size[0]) if isinstance(size, (list, tuple)) else int(size)
-        self.device = device
-        self.info = ModelInfo(
-            names={int(k): str(v) for k, v in yolo.names.items()},
-            imgsz=(size, size),
-            stride=int(net.stride.max()),
-            batch=None,
-            dynamic_shape=True,
-            end2end=bool(getattr(net, "end2end", False)),
-            input_name="images",
-            input_dtype="float32",
-        )
-
-    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
-        with self._torch.inference_mode():
-            out = self._net(self._torch.from_numpy(tensor).to(self._device))
-        y = out[0] if isinstance(out, (list, tuple)) else out  # (decoded, raw head outputs) outside export mode
-        return np.asarray(y.float().cpu().numpy())
-
-    def close(self) -> None:
-        self._net = None
-
-
-def open_model(model: Path, device: str = "auto") -> Engine:
-    """A ``.pt`` through PyTorch, anything else through edge_rt's own ``load_engine``."""
-    model = Path(model)
-    if not model.is_file():
-        raise ModelError(f"model {str(model)!r}: no such file; pass a .pt, .onnx or TensorRT .engine")
-    suffix = model.suffix.lower()
-    if suffix == ".pt":
-        return TorchEngine(model, device)
-    if suffix == ".onnx" or suffix in ENGINE_SUFFIXES:
-        return load_engine(model, device)
-    raise ModelError(f"model {str(model)!r}: unknown format {model.suffix!r}; pass a .pt, .onnx or TensorRT .engine")
 
 
 def _imgsz(info: ModelInfo, requested: int | None) -> tuple[int, int]:
@@ -369,19 +303,18 @@ def _run(
         truth = [
             read_labels(label, frame.shape[1], frame.shape[0], len(evalset.names)) for (_, label), frame in zip(chunk, frames)
         ]
+        if start == 0:
+            warm = pre(frames)
+            for _ in range(WARMUP_CALLS):
+                engine.infer(warm.tensor, warm.plan)
         t0 = time.perf_counter_ns()
         prepared = pre(frames)
-        if start == 0:
-            for _ in range(WARMUP_CALLS):
-                engine.infer(prepared.tensor, prepared.plan)
         t1 = time.perf_counter_ns()
         output = engine.infer(prepared.tensor, prepared.plan)
         t2 = time.perf_counter_ns()
         detections = post(output, prepared.letterboxes)
         t3 = time.perf_counter_ns()
         n = len(chunk)
-        if start == 0:
-            t0 = t1 - (t1 - t0) // (WARMUP_CALLS + 1)  # the warm-up calls are not preprocessing
         times.append(((t1 - t0) / n / 1e6, (t2 - t1) / n / 1e6, (t3 - t2) / n / 1e6))
         for (image, _), (gt_cls, gt_xyxy), det in zip(chunk, truth, detections):
             scorer.add(image.name, gt_cls, gt_xyxy, det)

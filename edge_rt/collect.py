@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import re
+import reprlib
 import threading
 import time
 from collections.abc import Mapping
@@ -134,9 +135,14 @@ def write_data_yaml(directory: Path, names: Mapping[int, str]) -> None:
         have = existing.get("names") if isinstance(existing, dict) else None
         if isinstance(have, list):
             have = dict(enumerate(have))
-        if not isinstance(have, dict) or {int(k): str(v) for k, v in have.items()} != wanted:
+        try:
+            same = isinstance(have, dict) and {int(k): str(v) for k, v in have.items()} == wanted
+        except (TypeError, ValueError):  # a key that is not a class id
+            same = False
+        if not same:
             raise ConfigError(
-                f"--collect {directory}: its data.yaml lists classes {have!r}, this model has {wanted!r}; "
+                f"--collect {directory}: its data.yaml lists classes {reprlib.repr(have)}, "
+                f"this model has {reprlib.repr(wanted)}; "
                 "collect into another folder"
             )
         return
@@ -219,16 +225,21 @@ class FrameCollector:
         last = self._last.get(frame.source)
         if last is not None and frame.capture_mono_ns - last < s.interval_s * 1e9:
             return
+        # Chosen: the interval restarts whether it is queued or dropped, so a stuck disk counts one drop
+        # per interval (what it cost), not one per frame.
+        self._last[frame.source] = frame.capture_mono_ns
+        if self._queue.full():  # the writer is behind: drop before paying for the copy
+            self._drop(frame.source)
+            return
         h, w = frame.image.shape[:2]
         item = _Item(
             frame.source, file_stem(frame.source, frame.capture_ns, frame.index), frame.image.copy(), yolo_label(dets, w, h, s.lo)
         )
         try:
             self._queue.put_nowait(item)
-        except queue.Full:
+        except queue.Full:  # not after full() said no (only the writer takes from it), but never block here
             self._drop(frame.source)
-            return  # the interval is not restarted: the next frame in the window gets a chance
-        self._last[frame.source] = frame.capture_mono_ns
+            return
         self._taken += 1
         if self._taken >= s.max_frames:
             self.full = True
@@ -327,7 +338,8 @@ def make_collector(settings: CollectSettings | None, names: Mapping[int, str], r
         return NullCollector()
     if settings.lo < run_conf:
         log.warning(
-            "collect: --collect-conf %g,%g starts below --conf %g: detections under %g are never published, so the window is %g..%g",
+            "collect: --collect-conf %g,%g starts below --conf %g: detections under %g are never published, "
+            "so the window is %g..%g",
             settings.lo,
             settings.hi,
             run_conf,

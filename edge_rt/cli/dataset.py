@@ -1,4 +1,4 @@
-"""`edge-rt dataset`: make, check and prepare datasets."""
+"""`edge-rt dataset`: make, check, split, import and preview datasets."""
 
 from __future__ import annotations
 
@@ -10,31 +10,97 @@ from typing import Any
 from ..errors import ConfigError
 from .common import Parser
 
+_SPLIT_HELP = """\
+Split a folder of images and YOLO labels into train/val/test lists and a data.yaml (in DIR).
+
+Layouts: DIR/images/... with DIR/labels/... mirroring it (one .txt per image), or images with
+their .txt next to them (then no folder on the way may be named 'images': Ultralytics would look
+for the labels under 'labels/'). Images are not copied: DIR/train.txt, val.txt and test.txt list
+them. Stratified by each image's rarest class; identical images stay in one split; the same seed
+gives the same split. Class names: --names, --names-file, DIR/data.yaml, else DIR/classes.txt.
+"""
+
 
 def add_dataset(sub: Any) -> None:
-    p = sub.add_parser("dataset", help="make a synthetic dataset, or check one")
+    p = sub.add_parser("dataset", help="make, check, split, import or preview a dataset")
     dsub = p.add_subparsers(dest="action", metavar="<action>", parser_class=Parser, required=True)
     s = dsub.add_parser("synth", help="write a synthetic shapes dataset (Ultralytics format) to OUT")
     s.add_argument("out")
     s.add_argument("--images", type=int, default=400)
     s.add_argument("--imgsz", type=int, default=320)
     s.add_argument("--seed", type=int, default=0)
-    c = dsub.add_parser("check", help="check a dataset YAML, its folders and labels")
+    c = dsub.add_parser(
+        "check",
+        help="check a dataset YAML, its folders and labels; report class balance and duplicates",
+        description="Lists problems (exit 2) and prints a report: images, background images, boxes and images per "
+        "class per split, duplicate images (by content) and duplicate boxes.",
+    )
     c.add_argument("data")
+    c.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings too, e.g. an image in two splits")
     v = dsub.add_parser("clip", help="write a moving-shapes video (mp4) for demos and benchmarks")
     v.add_argument("out")
     v.add_argument("--frames", type=int, default=300)
     v.add_argument("--size", default="640x360", metavar="WxH")
     v.add_argument("--fps", type=int, default=30)
     v.add_argument("--seed", type=int, default=7)
+    sp = dsub.add_parser(
+        "split",
+        help="split a folder of images + YOLO labels into a data.yaml",
+        description=_SPLIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sp.add_argument("dir")
+    _split_options(sp)
+    sp.add_argument("--names", help="class names in id order, comma-separated: a,b,c")
+    sp.add_argument("--names-file", help="a text file with one class name per line, in id order")
+    im = dsub.add_parser(
+        "import",
+        help="convert COCO or Pascal VOC labels into a split YOLO dataset",
+        description="COCO: SRC is an instances JSON (images found beside it, or --images). VOC: SRC holds Annotations/*.xml "
+        "and JPEGImages/. Writes OUT/images (hard links where possible, else copies), OUT/labels and a split OUT/data.yaml.",
+    )
+    im.add_argument("src")
+    im.add_argument("--from", dest="fmt", required=True, choices=["coco", "voc"])
+    im.add_argument("--out", required=True, help="an empty or new folder")
+    im.add_argument("--images", help="COCO: the folder the JSON's file_names are relative to")
+    im.add_argument("--skip-difficult", action="store_true", help="VOC: leave out objects marked difficult (kept by default)")
+    im.add_argument("--names", help="VOC: class names in id order (default: every name found, sorted); others are skipped")
+    im.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
+    _split_options(im)
+    pv = dsub.add_parser(
+        "preview",
+        help="write a PNG grid of augmented training samples",
+        description="Draws training samples through Ultralytics' training dataset with the preset's settings and "
+        "transforms, boxes drawn: what the model will see.",
+    )
+    pv.add_argument("data")
+    pv.add_argument("--augment", default="default", help="preset: default, night, weather or fisheye")
+    pv.add_argument("--out", required=True, help="the PNG to write")
+    pv.add_argument("--n", type=int, default=16, help="samples in the grid (default 16)")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--imgsz", type=int, default=320, help="training image size, also the tile size (default 320)")
     p.set_defaults(handler=_cmd_dataset)
 
 
-def _cmd_dataset(args: argparse.Namespace) -> int:
-    from ..training.dataset import check_dataset
-    from ..training.synth import synth_clip, synth_dataset
+def _split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val", type=float, default=0.2, help="fraction of images for val (default 0.2)")
+    p.add_argument("--test", type=float, default=0.0, help="fraction of images for test (default 0: no test split)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same split (default 0)")
 
+
+def _names(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",")]
+    if not all(names):
+        raise ConfigError(f"--names {raw!r}: empty name; write them comma-separated, e.g. person,car")
+    return names
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
     if args.action == "clip":
+        from ..training.synth import synth_clip
+
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
@@ -44,14 +110,67 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         print(synth_clip(Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed))
         return 0
     if args.action == "synth":
+        from ..training.synth import synth_dataset
+
         if args.images < 2 or args.imgsz < 32:
             raise ConfigError("--images must be >= 2 and --imgsz >= 32")
         print(synth_dataset(Path(args.out), images=args.images, imgsz=args.imgsz, seed=args.seed))
         return 0
+    if args.action == "split":
+        from ..training.split import split_dataset
+
+        names_file = Path(args.names_file) if args.names_file else None
+        result = split_dataset(Path(args.dir), args.val, args.test, args.seed, _names(args.names), names_file)
+        print(_split_line(result))
+        return 0
+    if args.action == "import":
+        return _cmd_import(args)
+    if args.action == "preview":
+        from ..training.preview import preview
+
+        print(preview(Path(args.data), args.augment, Path(args.out), n=args.n, seed=args.seed, imgsz=args.imgsz))
+        return 0
+    return _cmd_check(args)
+
+
+def _split_line(result: Any) -> str:
+    parts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    extra = f"; {result.grouped_duplicates} identical image(s) kept with their twin" if result.grouped_duplicates else ""
+    return f"split {sum(result.counts.values())} images ({result.layout}, {result.background} background): {parts}{extra} -> {result.data_yaml}"
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from ..training.convert import import_coco, import_voc
+
+    split = {"val": args.val, "test": args.test, "seed": args.seed}
+    if args.fmt == "coco":
+        if args.names or args.skip_difficult:
+            raise ConfigError("--names and --skip-difficult are for --from voc; COCO names come from its categories")
+        images = Path(args.images) if args.images else None
+        result = import_coco(Path(args.src), Path(args.out), images_dir=images, copy=args.copy, **split)
+    else:
+        if args.images:
+            raise ConfigError("--images is for --from coco; a VOC root holds JPEGImages/")
+        result = import_voc(
+            Path(args.src), Path(args.out), skip_difficult=args.skip_difficult, names=_names(args.names), copy=args.copy, **split
+        )
+    print(result.summary())
+    print(_split_line(result.split))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ..training.dataset import check_dataset, dataset_report
+
     problems = check_dataset(Path(args.data))
+    report = dataset_report(Path(args.data))
+    if report is not None:
+        print(report.format())
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         raise ConfigError(f"dataset {args.data!r}: {len(problems)} problem(s), listed above")
+    if args.strict and report is not None and report.warnings():
+        raise ConfigError(f"dataset {args.data!r}: {len(report.warnings())} warning(s) and --strict; listed above")
     print(f"dataset {args.data}: OK")
     return 0

@@ -266,8 +266,8 @@ def test_valid_messages_round_trip(message: dict[str, Any], encoding: str) -> No
 
 # --- config -----------------------------------------------------------------------------------------
 
-FLOAT_KEYS = ("conf", "iou", "max_wait_ms", "await_timeout", "stall_timeout", "open_timeout", "reconnect_max", "stats_interval", "engine_timeout")
-INT_KEYS = ("max_det", "imgsz", "max_batch", "await_subscribers", "threads", "metrics_port")
+FLOAT_KEYS = ("conf", "iou", "max_wait_ms", "await_timeout", "stall_timeout", "open_timeout", "reconnect_max", "stats_interval", "engine_timeout", "collect_interval")
+INT_KEYS = ("max_det", "imgsz", "max_batch", "await_subscribers", "threads", "metrics_port", "collect_max")
 CHOICES = {
     "encoding": ["json", "msgpack"],
     "device": ["auto", "cpu", "cuda", "tensorrt"],
@@ -280,6 +280,7 @@ STRING_VALUES = {
     "curve_secret_key": ["keys/box.key_secret"],
     "curve_allow": ["keys/clients"],
     "metrics_addr": ["127.0.0.1", "0.0.0.0"],
+    "collect": ["hard", "/data/hard"],
 }
 nasty = st.sampled_from(NASTY) | json_like
 
@@ -302,6 +303,8 @@ def _value_for(key: str) -> st.SearchStrategy[Any]:
         good = st.none() | st.floats(-1, 120) | st.floats() | st.integers(-1, 10**400)
     elif key == "sources":
         good = source_lists
+    elif key == "collect_conf":
+        good = st.sampled_from(["0.3,0.6", " 0.3 , 0.6 ", "0.9,0.2", "0.5", "nan,1", [0.3, 0.6]]) | st.lists(st.floats() | st.text(max_size=4), max_size=3)
     else:
         raise AssertionError(key)
     return st.one_of(good, good, good, nasty)
@@ -407,6 +410,8 @@ def _check_config(config: RunConfig) -> None:
         assert getattr(config, key) in options
     assert isinstance(config.model, str) and config.model.strip() and isinstance(config.publish, str)
     assert (config.curve_secret_key is None) == (config.curve_allow is None)
+    assert (config.collect is None) == (config.collect_conf is None)
+    assert config.collect_conf is None or config.conf < config.collect_conf[1] <= 1 and 0 <= config.collect_conf[0] < config.collect_conf[1]
     assert config.sources
     for src in config.sources:
         assert NAME_RE.fullmatch(src.name), f"source name {src.name!r} is not a valid topic"

@@ -43,7 +43,7 @@ def add_eval(sub: Any) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..training.evaluate import compare, evaluate, results_json
 
-    options = dict(
+    options: dict[str, Any] = dict(
         imgsz=args.imgsz,
         batch=args.batch,
         conf=args.conf,
@@ -58,7 +58,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         raise ConfigError(f"--json {args.json}: folder {args.json.parent} does not exist; create it or pick another path")
     if args.model:
-        result = evaluate(Path(args.model), Path(args.data), args.split, **options)  # type: ignore[arg-type]
+        result = evaluate(Path(args.model), Path(args.data), args.split, **options)
         print(format_report(result))
         results: Sequence[EvalResult] = (result,)
         document = results_json(result)
@@ -79,11 +79,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _plots(results: Sequence[EvalResult], folder: Path) -> None:
     from ..training.eval_plots import write_plots
 
-    several = len(results) > 1
-    for r in results:
-        target = folder / r.model.name.replace(".", "_") if several else folder
+    labels = _labels(results)
+    for r, label in zip(results, labels):
+        target = folder / label.strip("/").replace("/", "_").replace(".", "_") if len(results) > 1 else folder
         written = write_plots(r, target)
         print(f"plots: {', '.join(str(p) for p in written)}")
+
+
+def _labels(results: Sequence[EvalResult]) -> list[str]:
+    """File names, or the paths as given where two files share a name (runs/a/best.onnx, runs/b/best.onnx)."""
+    names = [r.model.name for r in results]
+    return names if len(set(names)) == len(names) else [str(r.model) for r in results]
 
 
 def format_report(r: EvalResult) -> str:
@@ -107,16 +113,17 @@ def format_report(r: EvalResult) -> str:
 
 def format_compare(results: Sequence[EvalResult]) -> str:
     """One line per file: accuracy, the mAP50-95 it loses against the first file, speed and size."""
-    name_w = max(5, *(len(r.model.name) for r in results))
+    labels = _labels(results)
+    name_w = max(5, *(len(label) for label in labels))
     kind_w = max(6, *(len(r.kind) for r in results))
     row = f"{{:<{name_w}}} {{:<{kind_w}}} {{:>8}} {{:>6}} {{:>6}} {{:>6}} {{:>8}} {{:>8}} {{:>9}} {{:>9}}"
     lines = [row.format("model", "format", "size MB", "P", "R", "mAP50", "mAP50-95", "d mAP", "infer ms", "total ms")]
     base = results[0].map50_95
-    for i, r in enumerate(results):
+    for i, (r, label) in enumerate(zip(results, labels)):
         delta = "-" if i == 0 else f"{r.map50_95 - base:+.3f}"
         lines.append(
             row.format(
-                r.model.name,
+                label,
                 r.kind,
                 f"{r.file_bytes / 1e6:.1f}",
                 *(f"{v:.3f}" for v in (r.precision, r.recall, r.map50, r.map50_95)),

@@ -45,7 +45,7 @@ class TorchEngine:
             raise ConfigError(f"--device {device!r}: a .pt runs on cpu or cuda")
         self._torch = torch
         self._device = torch.device(device)
-        net = yolo.model.fuse() if hasattr(yolo.model, "fuse") else yolo.model
+        net = yolo.model.fuse(verbose=False) if hasattr(yolo.model, "fuse") else yolo.model
         self._net = net.to(self._device).float().eval()
         args = getattr(net, "args", {}) or {}
         size = args.get("imgsz", 640) if isinstance(args, dict) else 640
@@ -54,7 +54,7 @@ class TorchEngine:
         self.info = ModelInfo(
             names={int(k): str(v) for k, v in yolo.names.items()},
             imgsz=(size, size),
-            stride=int(net.stride.max()),
+            stride=max(int(net.stride.max()), 32),  # as Ultralytics' PyTorch backend
             batch=None,
             dynamic_shape=True,
             end2end=bool(getattr(net, "end2end", False)),
@@ -72,8 +72,11 @@ class TorchEngine:
         self._net = None
 
 
-def open_model(model: Path, device: str = "auto") -> Engine:
-    """A ``.pt`` through PyTorch, anything else through edge_rt's own ``load_engine``."""
+def open_model(model: Path, device: str = "auto", max_batch: int | None = None) -> Engine:
+    """A ``.pt`` through PyTorch, anything else through edge_rt's own ``load_engine``.
+
+    ``max_batch`` sizes the TensorRT provider's shape profile for a dynamic ONNX.
+    """
     model = Path(model)
     if not model.is_file():
         raise ModelError(f"model {str(model)!r}: no such file; pass a .pt, .onnx or TensorRT .engine")
@@ -81,7 +84,7 @@ def open_model(model: Path, device: str = "auto") -> Engine:
     if suffix == ".pt":
         return TorchEngine(model, device)
     if suffix == ".onnx" or suffix in ENGINE_SUFFIXES:
-        return load_engine(model, device)
+        return load_engine(model, device, max_batch=max_batch)
     raise ModelError(f"model {str(model)!r}: unknown format {model.suffix!r}; pass a .pt, .onnx or TensorRT .engine")
 
 

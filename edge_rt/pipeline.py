@@ -262,7 +262,7 @@ class Pipeline:
             post_end = time.perf_counter_ns()
             for frame_dets, frame in zip(dets, item.job.batch.frames):
                 self._emit(item, frame, frame_dets, post_end)
-                self.collector.offer(frame, frame_dets)  # after the message left: never delays it
+                self.collector.offer(frame, frame_dets)  # after its message left; a copy per --collect-interval at most
             if self.stats_interval_s and time.monotonic() >= self._stats_due:
                 self._log_stats()
         if not self._errors:

@@ -78,6 +78,7 @@ def check_graph_nms(info: ModelInfo, conf: float, iou: float, agnostic: bool) ->
 
 
 def collect_settings(config: RunConfig) -> CollectSettings | None:
+    """What --collect asked for, or None when it is off."""
     if config.collect is None or config.collect_conf is None:
         return None
     lo, hi = config.collect_conf

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_schema(sub)
     export.add_export(sub)
     train.add_train(sub)
+    train.add_tune(sub)
     add_eval(sub)
     dataset.add_dataset(sub)
     run.add_demo(sub)

@@ -243,6 +243,9 @@ def test_import_cli_prints_a_summary_and_refuses_bad_input(tmp_path: Path) -> No
     assert_clean_failure(
         run_cli("dataset", "import", "--from", "voc", str(tmp_path), "--out", str(tmp_path / "o4")), "no Annotations/ folder"
     )
+    bad_split = run_cli("dataset", "import", "--from", "voc", str(src), "--out", str(tmp_path / "o5"), "--val", "1.5")
+    assert_clean_failure(bad_split, "--val 1.5: must be between 0 and 1")
+    assert not (tmp_path / "o5").exists(), "a bad option is refused before any image is written"
 
 
 # ----------------------------------------------------------------------------------------- check

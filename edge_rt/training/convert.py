@@ -22,7 +22,7 @@ import cv2
 
 from ..errors import ConfigError
 from .dataset import IMAGE_SUFFIXES
-from .split import SplitResult, split_dataset
+from .split import SplitResult, check_fractions, split_dataset
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ def import_coco(
     crowd annotations (``iscrowd: 1``, a region of many objects) are skipped and counted, as are
     boxes with no area inside the image and annotations of images missing on disk.
     """
+    check_fractions(val, test)
     json_path = Path(json_path)
     if not json_path.is_file():
         raise ConfigError(f"{json_path}: COCO JSON not found; pass the instances_*.json file")
@@ -239,6 +240,7 @@ def import_voc(
     ``xmin-1 .. xmax-1``, as Ultralytics' own VOC conversion does. ``difficult`` objects are kept
     unless ``skip_difficult`` (the VOC benchmark ignores them; a detector still sees them in the field).
     """
+    check_fractions(val, test)
     src = Path(src)
     annotations = src / "Annotations"
     if not annotations.is_dir():

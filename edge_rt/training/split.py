@@ -130,6 +130,14 @@ def _allocate(sizes: list[int], target: int, capacity: list[int], rng: np.random
     return got
 
 
+def check_fractions(val: float, test: float) -> None:
+    """Refuse split fractions that leave no training images (before any work is done)."""
+    if not 0.0 < val < 1.0:
+        raise ConfigError(f"--val {val}: must be between 0 and 1 (exclusive), e.g. 0.2")
+    if not 0.0 <= test < 1.0 or val + test >= 1.0:
+        raise ConfigError(f"--test {test}: must be >= 0 with --val + --test < 1 (got {val + test:g})")
+
+
 def split_dataset(
     root: Path,
     val: float = 0.2,
@@ -147,10 +155,7 @@ def split_dataset(
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError(f"{root}: not a folder; pass the folder that holds the images and labels")
-    if not 0.0 < val < 1.0:
-        raise ConfigError(f"--val {val}: must be between 0 and 1 (exclusive), e.g. 0.2")
-    if not 0.0 <= test < 1.0 or val + test >= 1.0:
-        raise ConfigError(f"--test {test}: must be >= 0 with --val + --test < 1 (got {val + test:g})")
+    check_fractions(val, test)
     images, layout = find_images(root)
     class_names = read_names(root, names, names_file)
     nc = len(class_names)

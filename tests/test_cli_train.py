@@ -38,9 +38,23 @@ def test_dataset_check_lists_each_problem_then_fails(tmp_path: Path) -> None:
         (["--data", "{tmp}/none.yaml"], "none.yaml"),
         (["--data", "{tmp}/ds/data.yaml", "--epochs", "0"], "--epochs must be >= 1"),
         (["--data", "{tmp}/ds/data.yaml", "--model", "yolo11n.pt"], "cannot fetch it"),
+        (["lr=0.01", "--data", "{tmp}/ds/data.yaml"], "unknown Ultralytics setting 'lr' (did you mean 'lrf' or 'lr0'?)"),
+        (
+            ["--data", "{tmp}/ds/data.yaml", "--resume", "--project", "{tmp}/runs"],
+            "/runs/exp*/weights/last.pt; pass the checkpoint",
+        ),
     ],
 )
 def test_train_mistakes_are_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
     run_cli("dataset", "synth", str(tmp_path / "ds"), "--images", "4", "--imgsz", "64")
     proc = run_cli("train", *[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert_clean_failure(proc, expected)
+
+
+def test_tune_mistakes_are_one_line(tmp_path: Path) -> None:
+    run_cli("dataset", "synth", str(tmp_path / "ds"), "--images", "4", "--imgsz", "64")
+    proc = run_cli(
+        "tune", "--data", str(tmp_path / "ds" / "data.yaml"), "--iterations", "2", "epochs=3", "--project", str(tmp_path / "runs")
+    )
+    assert_clean_failure(proc, "epochs=: use the tune options (--data, --model, --epochs...) instead")
+    assert not (tmp_path / "runs").exists()

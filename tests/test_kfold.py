@@ -106,7 +106,7 @@ def kfold_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = root / "stdout.txt"
     import contextlib
 
-    with out.open("w") as f, contextlib.redirect_stdout(f):
+    with out.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         code = main(
             ["train", "--data", str(data), "--model", str(DEMO_PT), "--folds", "2", "--epochs", "1", "--imgsz", "64"]
             + ["--batch", "8", "--project", str(root / "runs"), "--name", "cv", "--seed", "3"]
@@ -132,7 +132,8 @@ def test_kfold_trains_each_fold_and_summarises(kfold_run: tuple[Path, str]) -> N
         assert s["mean"] == pytest.approx(sum(values) / 2)
         assert s["std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5), "sample std over 2 folds"
     assert report["summary"]["mAP50"]["mean"] > 0.05, "the demo model finds shapes after one epoch at 64 px"
-    lines = stdout.splitlines()
+    assert "k-fold: 2/2" in stdout and "fold 2: mAP50" in stdout, "progress per fold"
+    lines = stdout[stdout.index("fold  ") :].splitlines()
     assert lines[0].split() == ["fold", "train", "val", "precision", "recall", "mAP50", "mAP50-95"]
     assert any(line.startswith("mean ± std") for line in lines)
     assert stdout.strip().endswith(str(root / "kfold.json"))

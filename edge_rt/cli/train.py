@@ -313,7 +313,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if result.resumed_from:
+    if result.resumed_from >= result.iterations:
+        print(f"nothing to run: {result.tune_dir} already has {result.iterations} iterations (ask for more to continue)")
+    elif result.resumed_from:
         print(f"continued from iteration {result.resumed_from} (results in {result.results})")
     print(f"iterations:   {result.iterations}")
     print(f"best:         iteration {result.best_iteration}, fitness {result.best_fitness:.4f}")

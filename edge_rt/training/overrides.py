@@ -32,7 +32,7 @@ REFUSED_KEYS: dict[str, str] = {
     "cfg": "use --cfg FILE (a cfg file cannot name another one)",
     "resume": "use --resume [LAST.pt]",
 }
-_ACCEPTED_AS_IS: dict[str, object] = {"mode": "train", "task": "detect", "resume": False}
+_ACCEPTED_AS_IS: dict[str, object] = {"mode": "train", "task": "detect", "resume": False, "cfg": None}
 
 
 def _ultralytics_keys() -> frozenset[str]:
@@ -98,20 +98,27 @@ def check_keys(settings: Mapping[str, Any], source: str) -> None:
     Raises:
         ValueError: one line naming every bad key in ``source`` and what to write instead.
     """
+    for key, why in REFUSED_KEYS.items():
+        if key in settings and not (key in _ACCEPTED_AS_IS and settings[key] == _ACCEPTED_AS_IS[key]):
+            raise ValueError(f"'{key}={settings[key]}' in {source}: {why}")
     known = _ultralytics_keys()
-    unknown = [k for k in settings if k not in known]
+    unknown = [k for k in settings if k not in known and k not in REFUSED_KEYS]
     if unknown:
-        parts = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, sorted(known), n=2)
-            parts.append(f"'{key}'" + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""))
+        parts = [f"'{key}'" + _suggest(key, known) for key in unknown]
         raise ValueError(
             f"unknown Ultralytics setting {', '.join(parts)} in {source}; "
             "see https://docs.ultralytics.com/usage/cfg/ for the valid keys"
         )
-    for key, why in REFUSED_KEYS.items():
-        if key in settings and not (key in _ACCEPTED_AS_IS and settings[key] == _ACCEPTED_AS_IS[key]):
-            raise ValueError(f"'{key}={settings[key]}' in {source}: {why}")
+
+
+def _suggest(key: str, known: frozenset[str]) -> str:
+    """' (did you mean 'x'?)' with the closest key, or the equally close ones ('lr': 'lrf' or 'lr0')."""
+    close = difflib.get_close_matches(key, sorted(known), n=3)
+    if not close:
+        return ""
+    ratio = [difflib.SequenceMatcher(None, key, c).ratio() for c in close]
+    best = [c for c, r in zip(close, ratio) if r == ratio[0]]
+    return f" (did you mean {' or '.join(repr(c) for c in best)}?)"
 
 
 def check_values(settings: Mapping[str, Any], source: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import EdgeRtError
-from . import bench, dataset, export, keys, run, train
+from . import bench, broker, dataset, export, health, keys, run, train
 from .common import Parser
 from .eval import add_eval
 
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_demo(sub)
     bench.add_bench(sub)
     keys.add_keys(sub)
+    broker.add_broker(sub)
+    health.add_health(sub)
     return parser
 
 

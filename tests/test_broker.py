@@ -1,0 +1,420 @@
+"""`edge-rt broker`: many boxes, one address. Real processes, real sockets on 127.0.0.1.
+
+Boxes connect to the broker's bound frontend (the fleet layout; the boxes are plain pyzmq PUB sockets
+here until `edge-rt run` can connect), or the broker dials boxes that bind (`connect:`, which real
+`edge-rt run` processes do today).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from edge_rt.cli import build_parser
+from edge_rt.client import HealthMessage, Subscriber
+from edge_rt.security import create_keys
+
+from .conftest import free_port
+from .helpers import ROOT, assert_clean_failure, cli, env, run_cli, validate
+
+pytestmark = pytest.mark.timeout(90)
+
+DEMO = ROOT / "models" / "demo" / "demo.onnx"
+
+
+class Proc:
+    """A CLI process whose stderr is read by a thread, so tests can wait for a log line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"exited {self.proc.returncode} before {text!r}:\n" + "\n".join(self.lines[-20:]))
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n" + "\n".join(self.lines[-20:])
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            self.proc.kill()
+            self._reader.join(2)
+        return code
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def broker(frontends: list[str], backend: str, *extra: str) -> Proc:
+    args = ["broker", "--backend", backend, *extra]
+    for f in frontends:
+        args += ["--frontend", f]
+    p = Proc(*args)
+    p.wait_for("broker: boxes publish to")
+    return p
+
+
+def runtime(endpoint: str, source: str = "cam0", *extra: str) -> Proc:
+    """A real `edge-rt run` on a small synthetic camera with the shipped demo model."""
+    return Proc(
+        "run", "--model", str(DEMO), "--device", "cpu", "--threads", "1", "--publish", endpoint,
+        "--source", f"{source}=synthetic://160x120?fps=8", "--stats-interval", "0", *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+class Box(threading.Thread):
+    """A box's publisher that connects to the broker: [topic, JSON with session/source/seq] every 5 ms."""
+
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str, sources: tuple[str, ...], curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.session = uuid.uuid4().hex
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            server_public, public, secret = curve
+            self.sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+            self.sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            self.sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        self.sock.connect(endpoint)
+        self.sources = sources
+        self.seq = dict.fromkeys(sources, 0)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(0.005):
+            for s in self.sources:
+                payload = {"session": self.session, "source": s, "seq": self.seq[s]}
+                self.sock.send_multipart([s.encode(), json.dumps(payload).encode()])
+                self.seq[s] += 1
+
+    def close(self) -> None:
+        self.halt.set()
+        self.join(2)
+        self.sock.close(0)
+
+
+def raw_sub(
+    ctx: zmq.Context, endpoint: str, topics: tuple[str, ...] = ("",), curve: tuple[bytes, bytes, bytes] | None = None
+) -> zmq.Socket:
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        server_public, public, secret = curve
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+    sock.connect(endpoint)
+    return sock
+
+
+def receive(sock: zmq.Socket, seconds: float, until: int | None = None) -> list[tuple[str, dict]]:
+    """[(topic, payload)] for `seconds`, or until `until` messages arrived."""
+    out: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0 and (until is None or len(out) < until):
+        if sock.poll(int(remaining * 1000) + 1):
+            topic, payload = sock.recv_multipart()
+            out.append((topic.decode(), json.loads(payload)))
+    return out
+
+
+def contiguous(received: list[tuple[str, dict]]) -> dict[tuple[str, str], list[int]]:
+    """seq per (session, source); every run must be gapless from the first one received."""
+    runs: dict[tuple[str, str], list[int]] = {}
+    for topic, payload in received:
+        assert payload["source"] == topic, f"source {payload['source']!r} on topic {topic!r}"
+        runs.setdefault((payload["session"], payload["source"]), []).append(payload["seq"])
+    for key, seqs in runs.items():
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{key}: lost or reordered: {seqs[:20]}..."
+    return runs
+
+
+# --- boxes connect to the broker -------------------------------------------------------------------
+
+
+def test_three_boxes_through_the_broker_reach_one_subscriber_with_every_message_and_its_source(ctx: zmq.Context) -> None:
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    b = broker([front], back)
+    sub = raw_sub(ctx, back)
+    # Two boxes' cam0 share a topic: their messages stay apart by publisher session (and, with box names, by box).
+    boxes = [Box(ctx, front, ("cam0", f"door{i}")) for i in range(3)]
+    try:
+        for box in boxes:
+            box.start()
+        received = receive(sub, 20, until=600)
+        for box in boxes:
+            box.close()
+        received += receive(sub, 0.5)
+    finally:
+        code = b.stop()
+    runs = contiguous(received)
+    assert {session for session, _ in runs} == {box.session for box in boxes}
+    for box in boxes:
+        for source in box.sources:
+            assert len(runs[(box.session, source)]) >= 20, {k: len(v) for k, v in runs.items()}
+    assert code == 0, "\n".join(b.lines)
+    assert any("broker stopped:" in line for line in b.lines)
+
+
+def test_a_subscriber_survives_a_broker_restart(ctx: zmq.Context) -> None:
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    b = broker([front], back)
+    sub = raw_sub(ctx, back, ("cam0",))
+    box = Box(ctx, front, ("cam0",))
+    box.start()
+    try:
+        before = receive(sub, 15, until=20)
+        assert len(before) == 20
+        assert b.stop() == 0, "\n".join(b.lines)
+        receive(sub, 0.3)  # what was in flight
+        assert receive(sub, 1.0) == [], "nothing flows while the broker is down"
+        b = broker([front], back)  # same ports: the box and the subscriber reconnect by themselves
+        after = receive(sub, 15, until=20)
+    finally:
+        box.close()
+        code = b.stop()
+    assert len(after) == 20, "messages flow again after the restart"
+    contiguous(after)
+    assert after[0][1]["seq"] > before[-1][1]["seq"]
+    assert code == 0
+
+
+def test_subscriptions_reach_the_boxes_even_when_another_consumer_has_the_same_one(ctx: zmq.Context) -> None:
+    """XPUB_VERBOSER through the proxy: a box sees every subscription, duplicates included, so a runtime
+    can answer each late `$health` subscriber with a snapshot."""
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    b = broker([front], back)
+    box = ctx.socket(zmq.XPUB)  # what the runtime's publisher is
+    box.setsockopt(zmq.LINGER, 0)
+    box.setsockopt(zmq.XPUB_VERBOSER, 1)
+    box.connect(front)
+    subs = []
+    seen: list[bytes] = []
+    try:
+        for n in (1, 2):
+            subs.append(raw_sub(ctx, back, ("$health",)))  # kept open: closing would unsubscribe
+            deadline = time.monotonic() + 10
+            while seen.count(b"\x01$health") < n and time.monotonic() < deadline:
+                if box.poll(100):
+                    seen.append(box.recv())
+            assert seen.count(b"\x01$health") == n, f"subscription {n} did not reach the box: {seen}"
+    finally:
+        for s in subs:
+            s.close(0)
+        box.close(0)
+        assert b.stop() == 0
+
+
+# --- the broker dials real runtimes ---------------------------------------------------------------
+
+
+def test_three_real_runtimes_through_the_broker_and_a_late_health_subscriber_gets_snapshots() -> None:
+    ports = [free_port() for _ in range(3)]
+    boxes = [runtime(f"tcp://127.0.0.1:{p}") for p in ports]  # every box calls its camera cam0
+    back = f"tcp://127.0.0.1:{free_port()}"
+    b = broker([f"connect:tcp://127.0.0.1:{p}" for p in ports], back)
+    ctx = zmq.Context()
+    try:
+        for box in boxes:
+            box.wait_for("publishing on")
+        first = raw_sub(ctx, back, ("cam0", "$health"))
+        received: list[tuple[str, dict]] = []
+        deadline = time.monotonic() + 40
+        sessions: set[str] = set()
+        while time.monotonic() < deadline and not (len(sessions) == 3 and len(received) >= 45):
+            for topic, payload in receive(first, 0.5):
+                if topic == "cam0":
+                    validate(payload)
+                    received.append((topic, payload))
+                    sessions.add(payload["session"])
+        runs = contiguous(received)
+        assert len({s for s, _ in runs}) == 3, f"sessions seen: {sessions}"
+        assert all(src == "cam0" for _, src in runs)
+        # A second $health subscriber, while the first holds the same subscription: every box answers it at once.
+        with Subscriber(back, topics=["$health"]) as late:
+            snapshots: dict[str, HealthMessage] = {}
+            t0 = time.monotonic()
+            while len(snapshots) < 3 and time.monotonic() - t0 < 5:
+                msg = late.receive(200)
+                if isinstance(msg, HealthMessage) and msg.event == "snapshot":
+                    snapshots.setdefault(msg.session, msg)
+            took = time.monotonic() - t0
+        first.close(0)
+    finally:
+        codes = [box.stop() for box in boxes]
+        broker_code = b.stop()
+        ctx.destroy(0)
+    assert set(snapshots) == sessions, f"snapshots from {set(snapshots)}, boxes {sessions}"
+    assert took < 1.5, f"the snapshots took {took:.2f}s"
+    assert all(m.state == "online" for m in snapshots.values())
+    assert codes == [0, 0, 0] and broker_code == 0
+
+
+def _run_has_name() -> bool:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return any("--name" in a.option_strings for a in commands.choices["run"]._actions)
+
+
+@pytest.mark.skipif(not _run_has_name(), reason="needs the box field (edge-rt run --name), which the lead adds")
+def test_every_message_arrives_with_its_box_and_source() -> None:
+    ports = [free_port() for _ in range(3)]
+    names = [f"box{i}" for i in range(3)]
+    boxes = [runtime(f"tcp://127.0.0.1:{p}", "cam0", "--name", n) for p, n in zip(ports, names)]
+    back = f"tcp://127.0.0.1:{free_port()}"
+    b = broker([f"connect:tcp://127.0.0.1:{p}" for p in ports], back)
+    ctx = zmq.Context()
+    try:
+        for box in boxes:
+            box.wait_for("publishing on")
+        sub = raw_sub(ctx, back)
+        seen: dict[tuple[str, str], int] = {}
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not (len(seen) == 3 and min(seen.values()) >= 10):
+            for topic, payload in receive(sub, 0.5):
+                if topic.startswith("$"):
+                    assert payload["box"] in names
+                    continue
+                validate(payload)
+                assert topic in (payload["source"], f"{payload['box']}/{payload['source']}"), topic
+                key = (payload["box"], payload["source"])
+                seen[key] = seen.get(key, 0) + 1
+        sub.close(0)
+    finally:
+        for box in boxes:
+            box.stop()
+        b.stop()
+        ctx.destroy(0)
+    assert set(seen) == {(n, "cam0") for n in names}
+
+
+# --- CURVE -----------------------------------------------------------------------------------------
+
+
+def test_curve_on_the_broker_admits_listed_boxes_and_consumers_only(ctx: zmq.Context, tmp_path: Path) -> None:
+    create_keys("broker", tmp_path / "keys")
+    for name, folder in (("alarms", "consumers"), ("box1", "boxes"), ("stranger", "elsewhere"), ("rogue", "elsewhere")):
+        create_keys(name, tmp_path / "made")
+        (tmp_path / folder).mkdir(exist_ok=True)
+        if folder != "elsewhere":
+            (tmp_path / "made" / f"{name}.key").rename(tmp_path / folder / f"{name}.key")
+    import zmq.auth
+
+    server_public, _ = zmq.auth.load_certificate(tmp_path / "keys" / "broker.key")
+
+    def client(name: str) -> tuple[bytes, bytes, bytes]:
+        public, secret = zmq.auth.load_certificate(tmp_path / "made" / f"{name}.key_secret")
+        assert secret is not None
+        return server_public, public, secret
+
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    b = broker(
+        [front], back, "--curve-secret-key", str(tmp_path / "keys" / "broker.key_secret"),
+        "--curve-allow", str(tmp_path / "consumers"), "--curve-allow-publishers", str(tmp_path / "boxes"),
+    )  # fmt: skip
+    listed = raw_sub(ctx, back, curve=client("alarms"))
+    unlisted = raw_sub(ctx, back, curve=client("stranger"))
+    plain = raw_sub(ctx, back)
+    box = Box(ctx, front, ("cam0",), curve=client("box1"))
+    rogue = Box(ctx, front, ("fake",), curve=client("rogue"))
+    box.start()
+    rogue.start()
+    try:
+        got = receive(listed, 15, until=50)
+        got += receive(listed, 1.0)
+        assert receive(unlisted, 0.5) == [] and receive(plain, 0.5) == []
+    finally:
+        box.close()
+        rogue.close()
+        code = b.stop()
+    assert len(got) >= 50
+    assert {t for t, _ in got} == {"cam0"}, "the unlisted box's messages must not get through"
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (
+            ["--frontend", "tcp://127.0.0.1:1", "--backend", "tcp://*:5555"],
+            "--backend tcp://*:5555: reachable beyond this machine",
+        ),
+        (["--frontend", "tcp://0.0.0.0:5556", "--backend", "tcp://127.0.0.1:2"], "--frontend tcp://0.0.0.0:5556: reachable"),
+        (["--frontend", "localhost:5556", "--backend", "tcp://127.0.0.1:2"], "expected [bind:|connect:]tcp://HOST:PORT"),
+        (["--frontend", "tcp://127.0.0.1:7", "--backend", "connect:tcp://127.0.0.1:2"], "the broker binds this side"),
+        (["--frontend", "tcp://127.0.0.1:7", "--backend", "tcp://127.0.0.1:7"], "given twice"),
+        (
+            ["--frontend", "tcp://127.0.0.1:7", "--backend", "tcp://127.0.0.1:8", "--curve-allow", "x"],
+            "--curve-secret-key FILE is missing",
+        ),
+        (
+            [
+                "--frontend",
+                "tcp://127.0.0.1:7",
+                "--backend",
+                "tcp://127.0.0.1:8",
+                "--curve-secret-key",
+                "/nope",
+                "--curve-allow",
+                "x",
+            ],
+            "no such file",
+        ),
+        (["--backend", "tcp://127.0.0.1:8"], "--frontend"),
+    ],
+)
+def test_bad_broker_options_are_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    proc = run_cli("broker", *args)
+    assert_clean_failure(proc, expected)
+    assert proc.returncode == 2
+
+
+def test_curve_with_a_dialed_box_is_refused_and_a_busy_port_is_exit_5(tmp_path: Path) -> None:
+    create_keys("broker", tmp_path)
+    create_keys("c", tmp_path / "allow")
+    proc = run_cli(
+        "broker", "--frontend", "connect:tcp://127.0.0.1:9", "--backend", f"tcp://127.0.0.1:{free_port()}",
+        "--curve-secret-key", str(tmp_path / "broker.key_secret"), "--curve-allow", str(tmp_path / "allow"),
+    )  # fmt: skip
+    assert_clean_failure(proc, "CURVE needs the boxes to connect to the broker")
+    with zmq.Context() as c, c.socket(zmq.PUB) as busy:
+        busy.setsockopt(zmq.LINGER, 0)
+        port = busy.bind_to_random_port("tcp://127.0.0.1")
+        proc = run_cli("broker", "--frontend", f"tcp://127.0.0.1:{port}", "--backend", f"tcp://127.0.0.1:{free_port()}")
+    assert_clean_failure(proc, "address already in use")
+    assert proc.returncode == 5

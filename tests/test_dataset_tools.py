@@ -307,3 +307,33 @@ def test_split_cli(tmp_path: Path) -> None:
     )
     assert_clean_failure(run_cli("dataset", "split", str(root), "--names", "a,,b"), "empty name")
     assert_clean_failure(run_cli("dataset", "split", str(root), "--names-file", str(tmp_path / "none.txt")), "--names-file")
+
+
+def test_coco_malformed_entry_is_one_line_and_paths_stay_inside_out(tmp_path: Path) -> None:
+    truth = _scenes(tmp_path / "src" / "images", 3)
+    images = [
+        {"id": i, "file_name": str(tmp_path / "src" / "images" / n), "width": 96, "height": 64}
+        for i, n in enumerate(sorted(truth))
+    ]
+    coco = {"images": images, "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "abs.json").write_text(json.dumps(coco))
+    result = import_coco(tmp_path / "abs.json", tmp_path / "out", images_dir=tmp_path / "src" / "images", val=0.34)
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(truth), (
+        "absolute names land under out/images"
+    )
+    assert result.images == 3 and result.boxes == 0
+    del coco["images"][1]["id"]
+    (tmp_path / "bad.json").write_text(json.dumps(coco))
+    proc = run_cli(
+        "dataset",
+        "import",
+        "--from",
+        "coco",
+        str(tmp_path / "bad.json"),
+        "--out",
+        str(tmp_path / "o"),
+        "--images",
+        str(tmp_path / "src" / "images"),
+    )
+    assert_clean_failure(proc, "malformed COCO entry (KeyError: 'id')")
+    assert not (tmp_path / "o").exists()

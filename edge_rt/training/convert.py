@@ -114,6 +114,63 @@ def _coco_images_dir(json_path: Path, images: list[dict[str, Any]]) -> Path:
     raise ConfigError(f"{json_path}: cannot find its images (tried {', '.join(str(c) for c in candidates)}); pass --images DIR")
 
 
+def _relative(name: str) -> Path:
+    """A file name from a label file as a path under the output folder (never outside it)."""
+    rel = Path(name)
+    return rel if not rel.is_absolute() and ".." not in rel.parts else Path(rel.name)
+
+
+def _coco_plan(
+    json_path: Path, coco: dict[str, Any], images_dir: Path | None
+) -> tuple[tuple[str, ...], list[tuple[Path, Path, list[str]]], Counter[str]]:
+    """Class names, then (image, path under images/, label lines) per image, and what was skipped."""
+    categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
+    index = {int(c["id"]): i for i, c in enumerate(categories)}
+    names = tuple(str(c["name"]) for c in categories)
+    folder = Path(images_dir) if images_dir is not None else _coco_images_dir(json_path, coco["images"])
+    if not folder.is_dir():
+        raise ConfigError(f"--images {folder}: not a folder; pass the folder of the JSON's images")
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    skipped: Counter[str] = Counter()
+    known = {int(im["id"]) for im in coco["images"]}
+    for ann in coco["annotations"]:
+        if int(ann.get("image_id", -1)) not in known:
+            skipped["annotations of unknown images"] += 1
+        else:
+            by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    plan: list[tuple[Path, Path, list[str]]] = []
+    for im in sorted(coco["images"], key=lambda m: str(m["file_name"])):
+        path = folder / str(im["file_name"])
+        if not path.is_file():
+            skipped["missing images"] += 1
+            continue
+        width, height = im.get("width"), im.get("height")
+        if not width or not height:
+            size = _image_size(path)
+            if size is None:
+                skipped["unreadable images"] += 1
+                continue
+            width, height = size
+        lines = []
+        for ann in by_image.get(int(im["id"]), []):
+            if ann.get("iscrowd"):
+                skipped["crowd annotations"] += 1
+                continue
+            cls = index.get(int(ann.get("category_id", -1)))
+            bbox = ann.get("bbox")
+            if cls is None or not isinstance(bbox, list) or len(bbox) != 4:
+                skipped["annotations without a known category or bbox"] += 1
+                continue
+            x, y, w, h = (float(v) for v in bbox)
+            line = _yolo_line(cls, x, y, x + w, y + h, float(width), float(height))
+            if line is None:
+                skipped["boxes with no area in the image"] += 1
+            else:
+                lines.append(line)
+        plan.append((path, _relative(str(im["file_name"])), lines))
+    return names, plan, skipped
+
+
 def import_coco(
     json_path: Path,
     out: Path,
@@ -141,51 +198,16 @@ def import_coco(
         raise ConfigError(f"{json_path}: expected a COCO object with 'images', 'annotations' and 'categories' lists")
     if not coco["categories"]:
         raise ConfigError(f"{json_path}: 'categories' is empty; a detection JSON names its classes there")
-    categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
-    index = {int(c["id"]): i for i, c in enumerate(categories)}
-    names = tuple(str(c["name"]) for c in categories)
-    folder = Path(images_dir) if images_dir is not None else _coco_images_dir(json_path, coco["images"])
-    if not folder.is_dir():
-        raise ConfigError(f"--images {folder}: not a folder; pass the folder of the JSON's images")
-
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    skipped: Counter[str] = Counter()
-    known = {int(im["id"]) for im in coco["images"]}
-    for ann in coco["annotations"]:
-        if int(ann.get("image_id", -1)) not in known:
-            skipped["annotations of unknown images"] += 1
-        else:
-            by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    try:
+        names, plan, skipped = _coco_plan(json_path, coco, images_dir)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{json_path}: malformed COCO entry ({type(exc).__name__}: {exc}); each image needs id and file_name, "
+            "each category id and name, each annotation image_id, category_id and a 4-number bbox"
+        ) from None
     writer = _Writer(out, copy)
-    for im in sorted(coco["images"], key=lambda m: str(m.get("file_name", ""))):
-        path = folder / str(im.get("file_name", ""))
-        if not path.is_file():
-            skipped["missing images"] += 1
-            continue
-        width, height = im.get("width"), im.get("height")
-        if not width or not height:
-            size = _image_size(path)
-            if size is None:
-                skipped["unreadable images"] += 1
-                continue
-            width, height = size
-        lines = []
-        for ann in by_image.get(int(im["id"]), []):
-            if ann.get("iscrowd"):
-                skipped["crowd annotations"] += 1
-                continue
-            cls = index.get(int(ann.get("category_id", -1)))
-            bbox = ann.get("bbox")
-            if cls is None or not isinstance(bbox, list) or len(bbox) != 4:
-                skipped["annotations without a known category or bbox"] += 1
-                continue
-            x, y, w, h = (float(v) for v in bbox)
-            line = _yolo_line(cls, x, y, x + w, y + h, float(width), float(height))
-            if line is None:
-                skipped["boxes with no area in the image"] += 1
-            else:
-                lines.append(line)
-        writer.add(path, Path(str(im["file_name"])), lines)
+    for path, rel, lines in plan:
+        writer.add(path, rel, lines)
     return _finish(writer, json_path, "coco", names, skipped, val, test, seed)
 
 
@@ -204,9 +226,9 @@ def _voc_objects(xml_path: Path) -> tuple[ET.Element, list[tuple[str, bool, tupl
         if not name or box is None:
             raise ConfigError(f"{xml_path}: an <object> without <name> or <bndbox>; fix the annotation")
         try:
-            coords = tuple(float(box.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+            coords = tuple(float(box.findtext(k) or "") for k in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError:
-            raise ConfigError(f"{xml_path}: non-numeric <bndbox> for '{name}'; use pixel numbers") from None
+            raise ConfigError(f"{xml_path}: <bndbox> of '{name}' needs numeric xmin, ymin, xmax, ymax in pixels") from None
         difficult = (obj.findtext("difficult") or "0").strip() in {"1", "true"}
         objects.append((name, difficult, (coords[0], coords[1], coords[2], coords[3])))
     return root, objects
@@ -257,14 +279,17 @@ def import_voc(
             raise ConfigError(f"{annotations}: no <object> in any file; nothing to learn from")
     index = {n: i for i, n in enumerate(class_names)}
     skipped: Counter[str] = Counter()
-    writer = _Writer(out, copy)
+    plan: list[tuple[Path, Path, list[str]]] = []
     for xml_path, root, objects in parsed:
         image = _voc_image(src, xml_path, root)
         if image is None:
             skipped["missing images"] += 1
             continue
-        width = float(root.findtext("size/width") or 0)
-        height = float(root.findtext("size/height") or 0)
+        try:
+            width = float(root.findtext("size/width") or 0)
+            height = float(root.findtext("size/height") or 0)
+        except ValueError:
+            raise ConfigError(f"{xml_path}: non-numeric <size>; write the image width and height in pixels") from None
         if width <= 0 or height <= 0:
             size = _image_size(image)
             if size is None:
@@ -281,7 +306,10 @@ def import_voc(
                 skipped["boxes with no area in the image"] += 1
             else:
                 lines.append(line)
-        writer.add(image, Path(image.name), lines)
+        plan.append((image, Path(image.name), lines))
+    writer = _Writer(out, copy)
+    for path, rel, lines in plan:
+        writer.add(path, rel, lines)
     return _finish(writer, src, "voc", class_names, skipped, val, test, seed)
 
 

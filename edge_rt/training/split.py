@@ -95,8 +95,12 @@ def _image_classes(label: Path, nc: int) -> set[int]:
     """Class ids in one label file (none for a missing or empty file); a bad id is a ConfigError."""
     if not label.is_file():
         return set()
+    try:
+        text = label.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read label file ({exc}); rewrite it as UTF-8 text") from None
     found: set[int] = set()
-    for n, line in enumerate(label.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         cols = line.split()
         if not cols:
             continue

@@ -418,3 +418,29 @@ def test_curve_with_a_dialed_box_is_refused_and_a_busy_port_is_exit_5(tmp_path: 
         proc = run_cli("broker", "--frontend", f"tcp://127.0.0.1:{port}", "--backend", f"tcp://127.0.0.1:{free_port()}")
     assert_clean_failure(proc, "address already in use")
     assert proc.returncode == 5
+
+
+def test_broker_under_systemd_says_ready_pings_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+    from .test_systemd import _datagrams, _notify_socket
+
+    sock, path = _notify_socket(tmp_path)
+    e = env() | {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}  # WatchdogSec=1: a ping every 0.5 s
+    back = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        cli("broker", "--frontend", f"tcp://127.0.0.1:{free_port()}", "--backend", back),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+    )  # fmt: skip
+    try:
+        got = _datagrams(sock, time.monotonic() + 4)
+        proc.send_signal(signal.SIGTERM)
+        tail = _datagrams(sock, time.monotonic() + 1.5)
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        sock.close()
+    ready = [d for _, d in got if d.get("READY") == "1"]
+    assert len(ready) == 1 and back in ready[0]["STATUS"]
+    pings = [t for t, d in got if d.get("WATCHDOG") == "1"]
+    assert len(pings) >= 4 and max(b - a for a, b in zip(pings, pings[1:])) < 1.0
+    assert tail and tail[-1][1] == {"STOPPING": "1", "STATUS": "stopping"}
+    assert proc.returncode == 0

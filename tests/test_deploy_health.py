@@ -125,3 +125,14 @@ def test_bad_health_options_are_one_line_and_exit_2(args: list[str], expected: s
     proc = health(*args)
     assert_clean_failure(proc, expected)
     assert proc.returncode == 2
+
+
+def test_a_runtime_that_connects_to_a_broker_is_probed_by_its_metrics(tmp_path: Path) -> None:
+    """`publish: connect:...` (publishing to a broker) binds no local port: the config's metrics endpoint tells."""
+    port = free_port()
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"publish: connect:tcp://broker.example:5556\nmetrics_port: {port}\nmetrics_addr: 0.0.0.0\n")
+    down = health("--config", str(config), "--timeout", "1")
+    assert down.returncode == 1 and f"cannot read http://127.0.0.1:{port}/metrics" in down.stdout, down.stdout
+    config.write_text("publish: connect:tcp://broker.example:5556\n")
+    assert_clean_failure(health("--config", str(config)), "connects to a broker, so there is no local $health to probe")

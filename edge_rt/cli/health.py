@@ -69,8 +69,9 @@ class Verdict:
 def _cmd_health(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= 300:
         raise ConfigError(f"--timeout must be > 0 and <= 300, got {args.timeout:g}")
-    if args.metrics:
-        verdict = probe_metrics(args.metrics, args.require, args.timeout)
+    metrics = args.metrics or (_metrics_of_connecting_runtime(args.config) if args.config else None)
+    if metrics:
+        verdict = probe_metrics(metrics, args.require, args.timeout)
     else:
         endpoint, keys = _target(args)
         verdict = probe_health(endpoint, args.require, args.timeout, keys, args.box)
@@ -104,6 +105,25 @@ def _target(args: argparse.Namespace) -> tuple[str, Any]:
     if args.curve_server_key is not None:
         load_public_key(args.curve_server_key, "--curve-server-key")  # checked before the secret: the first missing one is named
     return endpoint, ClientKeys.from_options(args.curve_server_key, args.curve_secret_key)
+
+
+def _metrics_of_connecting_runtime(config: str) -> str | None:
+    """A runtime that connects to a broker (`publish: connect:...`) binds no port to subscribe to here:
+    its own metrics endpoint tells instead."""
+    from ..config import load_yaml
+
+    values = load_yaml(config)
+    publish = values.get("publish")
+    if not (isinstance(publish, str) and publish.startswith("connect:")):
+        return None
+    port, addr = values.get("metrics_port"), values.get("metrics_addr", "127.0.0.1")
+    if not isinstance(port, int) or isinstance(port, bool) or port <= 0:
+        raise ConfigError(
+            f"config {config!r}: publish {publish!r} connects to a broker, so there is no local $health to probe; "
+            "set metrics_port, or probe the broker: --endpoint tcp://BROKER:PORT --box NAME"
+        )
+    host = "127.0.0.1" if addr in ("0.0.0.0", "*", "") else addr
+    return f"http://{host}:{port}/metrics"
 
 
 def local_endpoint(publish: str) -> str:

@@ -98,7 +98,31 @@ def test_rectangular_int8_export_end_to_end(tmp_path: Path, cal_dir: Path, hd_fr
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["edge_rt_precision"] == "int8" and "'frames': 16" in meta["edge_rt_int8"]
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    dfl_softmax = [n for n in model.graph.node if n.op_type == "Softmax" and "/dfl/" in n.name]
+    assert [a.i for n in dfl_softmax for a in n.attribute if a.name == "axis"] == [-1], "DFL softmax over the last axis"
     assert result.parity is not None and result.parity.reference_boxes > 30
+
+
+def test_last_axis_dfl_gives_the_same_outputs(onnx_static: Path, tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from edge_rt.exporters.dfl import last_axis_dfl
+
+    model = onnx.load(str(onnx_static))
+    assert last_axis_dfl(model)
+    assert not last_axis_dfl(model), "a rewritten graph has no axis-1 DFL softmax left"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "dfl.onnx"))
+    ops = [n.op_type for n in model.graph.node if "/dfl/" in n.name]
+    assert "MatMul" in ops and "Conv" not in ops
+    x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    before, after = (
+        ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+        for f in (onnx_static, tmp_path / "dfl.onnx")
+    )
+    assert before.shape == after.shape
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-4)
 
 
 _PEAK = """
@@ -231,5 +255,8 @@ def test_keep_float_choices() -> None:
     assert sorted(float_nodes(nodes, "head-outputs")) == sorted([stem, *outputs])
     assert sorted(float_nodes(nodes, "head-cls")) == sorted([stem, *cls, *outputs])
     assert sorted(float_nodes(nodes, "head-cls1")) == sorted([stem, cls[1], *outputs])
+    coarse = N("/model.3/cv3.1/cv3.1.0/conv/Conv", "Conv", ["c"], ["k"])
+    assert coarse.name not in float_nodes([*nodes, coarse], "head-cls-p3"), "strides 16, 32: the class branch is INT8"
+    assert set(cls) <= set(float_nodes([*nodes, coarse], "head-cls-p3")), "stride 8: the class branch stays float"
     assert sorted(float_nodes(nodes, "head-cls", float_stem=False)) == sorted([*cls, *outputs])
     assert not set(box) & set(float_nodes(nodes, "head-cls1")), "the box branch's inner convs are INT8"

@@ -39,6 +39,7 @@ VARIANTS: dict[str, Int8Settings | None] = {
     "qdq-perchannel-minmax-headcls-int8stem": Int8Settings(method="minmax", keep_float="head-cls", float_stem=False),
     "qdq-perchannel-minmax-headcls1": Int8Settings(method="minmax", keep_float="head-cls1"),
     "qdq-perchannel-minmax-headcls1-int8stem": Int8Settings(method="minmax", keep_float="head-cls1", float_stem=False),
+    "qdq-perchannel-minmax-headclsp3": Int8Settings(method="minmax", keep_float="head-cls-p3"),
 }
 
 

@@ -147,7 +147,7 @@ def _activation_bytes(model: Path, frame: np.ndarray) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         r = ActivationRanges(model, Path(tmp), (640, 640), 32, 1)
-        return sum(x.nbytes for out in r._outputs([frame]) for x in out.values())
+        return sum(x.nbytes for out in r._outputs([frame], "one frame") for x in out.values())
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])

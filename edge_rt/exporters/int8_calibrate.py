@@ -91,8 +91,12 @@ class ActivationRanges:
         self.stats: dict[str, _Stats] = {}
         self.frames = 0
 
-    def _outputs(self, frames: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def _outputs(self, frames: Iterable[np.ndarray], what: str) -> Iterator[dict[str, np.ndarray]]:
+        from ..progress import Progress
+
+        progress = Progress(getattr(frames, "count", 0), what)  # an upper bound: blank frames are skipped
         for tensor in _batches(frames, self._pre, self._batch):
+            progress.update(self._batch)
             try:
                 values = self._session.run(None, {self._input: tensor})
             except MemoryError:
@@ -103,11 +107,12 @@ class ActivationRanges:
                 raise ModelError(f"INT8 calibration: ONNX Runtime failed on a frame: {str(exc).splitlines()[0][:200]}") from None
             yield {n: v for n, v in zip(self._names, values) if n in self._wanted}
             del values
+        progress.close()
 
     def collect_ranges(self, frames: Iterable[np.ndarray]) -> None:
         """Pass 1: min, max, min |x|, max |x| per tensor."""
         self.frames = 0
-        for outputs in self._outputs(frames):
+        for outputs in self._outputs(frames, "INT8 calibration frames"):
             self.frames += self._batch
             for name, x in outputs.items():
                 s = self.stats.setdefault(name, _Stats())
@@ -120,7 +125,7 @@ class ActivationRanges:
 
     def collect_histograms(self, frames: Iterable[np.ndarray]) -> None:
         """Pass 2: |x| into each tensor's fixed histogram (needs pass 1's ranges)."""
-        for outputs in self._outputs(frames):
+        for outputs in self._outputs(frames, "INT8 calibration histograms"):
             for name, x in outputs.items():
                 s = self.stats[name]
                 if x.size == 0 or not np.isfinite(s.abs_hi):

@@ -21,7 +21,7 @@ frames. The ranges go to `quantize_static` through its calibration cache (a JSON
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,8 @@ class ActivationRanges:
     def _outputs(self, frames: Iterable[np.ndarray], what: str) -> Iterator[dict[str, np.ndarray]]:
         from ..progress import Progress
 
-        progress = Progress(getattr(frames, "count", 0), what)  # an upper bound: blank frames are skipped
+        total = len(frames) if isinstance(frames, Sized) else getattr(frames, "count", 0)  # CalibrationFrames: an upper bound
+        progress = Progress(total if isinstance(total, int) else 0, what)
         for tensor in _batches(frames, self._pre, self._batch):
             progress.update(self._batch)
             try:

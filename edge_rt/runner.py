@@ -12,6 +12,7 @@ from .collect import CollectSettings, CollectStage, make_collector
 from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
+from .memory import cap_malloc_arenas
 from .metrics import Metrics
 from .model_info import ModelInfo
 from .pipeline import Pipeline
@@ -135,6 +136,7 @@ def open_publisher(config: RunConfig) -> Publisher:
 
 
 def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None] | None = None) -> int:
+    cap_malloc_arenas()  # before any thread starts: a flapping camera must not step RSS up arena by arena
     check_encoding(config.encoding)
     publisher = open_publisher(config)  # first: a busy port or a bad key fails fast
     try:

@@ -139,6 +139,7 @@ def interrupted(data: Path) -> Path:
         yolo.train(
             data=str(data), epochs=2, imgsz=64, batch=8, workers=0, device="cpu", amp=False, plots=False, verbose=False,
             project=str(data.parent / "runs"), name="interrupted", mosaic=0.0, lr0=0.004,
+            optimizer="SGD",  # 'auto' would replace lr0 with its own pick in the checkpoint's train_args
         )  # fmt: skip
     return data.parent / "runs" / "interrupted"
 
@@ -153,7 +154,7 @@ def test_resume_continues_an_interrupted_run(interrupted: Path, tmp_path: Path) 
     rows = list(csv.DictReader((interrupted / "results.csv").open()))
     assert [int(float(r["epoch"])) for r in rows] == [1, 2], "epoch 2 ran in the same run, epoch 1 not again"
     args = yaml.safe_load((interrupted / "args.yaml").read_text())
-    assert (args["lr0"], args["mosaic"]) == (0.004, 0.0), "the run kept its own settings"
+    assert (args["optimizer"], args["lr0"], args["mosaic"]) == ("SGD", 0.004, 0.0), "the run kept its own settings"
     assert f"best weights: {interrupted / 'weights' / 'best.pt'}" in out
 
 
@@ -164,3 +165,11 @@ def test_resume_refuses_a_finished_run_and_changed_settings(frozen_run: Path, ca
     assert "drop --epochs" in _error(capsys, "train", "--epochs", "3", "--resume", str(last))
     missing = frozen_run.parent / "nothing"
     assert "no such checkpoint" in _error(capsys, "train", "--resume", str(missing / "last.pt"))
+
+
+def test_values_are_parsed_as_the_yolo_cli_parses_them() -> None:
+    from edge_rt.training.overrides import parse_overrides
+
+    got = parse_overrides(["lr0=0.01", "epochs=3", "cos_lr=True", "rect=false", "fraction=None", "name=001", "optimizer=SGD"])
+    assert got == {"lr0": 0.01, "epochs": 3, "cos_lr": True, "rect": False, "fraction": None, "name": "001", "optimizer": "SGD"}
+    assert type(got["epochs"]) is int and type(got["lr0"]) is float

@@ -64,6 +64,25 @@ def test_onnx_export_loads_and_carries_metadata(trained: TrainResult) -> None:
     assert np.isfinite(out).all()
 
 
+@needs_ultralytics
+@pytest.mark.timeout(300)
+def test_the_same_seed_trains_the_same_weights(trained: TrainResult) -> None:
+    """From a model YAML, the random initial weights and the data order both come from the seed."""
+    import torch
+    from ultralytics.utils.patches import torch_load
+
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        return torch_load(str(path), map_location="cpu", weights_only=False)["model"].float().state_dict()
+
+    data = trained.best_weights.parents[3] / "data" / "data.yaml"
+    runs = trained.best_weights.parents[2]
+    first = weights(trained.best_weights)
+    again = train(data, "yolo11n.yaml", 1, IMGSZ, 8, project=runs, name="again", seed=0, export_onnx=False, progress=False)
+    other = train(data, "yolo11n.yaml", 1, IMGSZ, 8, project=runs, name="other", seed=1, export_onnx=False, progress=False)
+    assert all(torch.equal(first[k], v) for k, v in weights(again.best_weights).items()), "seed 0 twice: same weights"
+    assert not all(torch.equal(first[k], v) for k, v in weights(other.best_weights).items()), "seed 1: other weights"
+
+
 def test_train_refuses_a_broken_dataset_before_training(tmp_path: Path) -> None:
     data = synth_dataset(tmp_path / "data", images=4, imgsz=IMGSZ, seed=0)
     label = sorted((tmp_path / "data/labels/train").glob("*.txt"))[0]

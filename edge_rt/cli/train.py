@@ -129,6 +129,7 @@ def add_tune(sub: Any) -> None:
     p.add_argument("--space", help="YAML of 'key: [min, max]' or '[min, max, gain]' (default: Ultralytics' space)")
     p.add_argument("--project", default="runs/tune")
     p.add_argument("--name", default="tune", help="the search's directory under --project; reuse it to continue (default tune)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every iteration (default 0)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fixed Ultralytics settings for every iteration")
     p.set_defaults(handler=_cmd_tune)
 
@@ -310,6 +311,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             name=args.name,
             space=space,
             overrides=parse_overrides(args.overrides),
+            seed=args.seed,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -318,7 +320,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     elif result.resumed_from:
         print(f"continued from iteration {result.resumed_from} (results in {result.results})")
     print(f"iterations:   {result.iterations}")
-    print(f"best:         iteration {result.best_iteration}, fitness {result.best_fitness:.4f}")
+    print(f"best:         iteration {result.best_iteration}, fitness {result.best_fitness:.4f} (val mAP50-95)")
     print(f"best cfg:     {result.best_yaml}  (edge-rt train --cfg {result.best_yaml} ...)")
     print(f"best weights: {result.best_weights}")
     print(f"plot:         {result.plot}")

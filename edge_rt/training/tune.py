@@ -9,8 +9,15 @@ iterations past those already recorded. We call it one iteration at a time, so p
 per iteration, and keep a small ``edge_rt_tune.yaml`` beside its results so that a second call with
 other settings (another dataset, model or epoch count) is refused instead of mixing two searches.
 
-Its fitness plot skips zero-fitness iterations (all of them, on a model too young to detect
+Fitness is what Ultralytics keeps in the iteration's ``best.pt``: ``DetMetrics.fitness`` of its best
+epoch, which in 8.4 weighs [P, R, mAP50, mAP50-95] as [0, 0, 0, 1], i.e. the val split's mAP50-95.
+Its own fitness plot skips zero-fitness iterations (all of them, on a model too young to detect
 anything), so ``fitness.png`` is drawn here from the NDJSON with matplotlib's Agg canvas.
+
+Seeds: every iteration trains with ``seed`` and starts from the same weights (a model YAML is built
+under ``seed`` too), so one set of hyperparameters gives the same fitness twice. The mutations
+themselves come from ``np.random.default_rng()`` inside the tuner, which takes no seed: two searches
+share iteration 1 (the starting values) and differ from iteration 2 on.
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ def tune(
         "model": model,
         "epochs": epochs,
         "imgsz": imgsz,
+        "seed": seed,
         "space": _plain(space),
         "overrides": _plain(overrides),
     }
@@ -150,18 +158,21 @@ def tune(
     from ultralytics.engine.tuner import Tuner
 
     # Every iteration starts from these weights; seeded, so a model YAML gives the same start when resumed.
-    torch.manual_seed(seed)
-    base = YOLO(model).model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        base = YOLO(model).model
     tune_dir.mkdir(parents=True, exist_ok=True)
     (tune_dir / SETTINGS).write_text(yaml.safe_dump(settings, sort_keys=False))
     # resume=True: the tuner keeps project/name as it is (no name2) and continues its NDJSON.
     tuner = Tuner({**args, "resume": True, **({"space": dict(space)} if space else {})}, model=base)
     if Path(tuner.tune_dir) != tune_dir:
         raise RuntimeError(f"Ultralytics tunes in {tuner.tune_dir}, expected {tune_dir}")
-    tuner.args.project = str(tune_dir / "iterations")  # each iteration's run under the tune dir, not beside it
     with Progress(iterations, "tune iterations") as bar:
         bar.done = done
         for n in range(done + 1, iterations + 1):
+            # Each iteration's run in a folder of its own under the tune dir: Ultralytics names runs by the
+            # next free "multitrain-N", which reuses a deleted loser's name and leaves two records on one run.
+            tuner.args.project = str(tune_dir / "iterations" / str(n))
             tuner(iterations=n)
             records = _records(tune_dir)
             _keep_best_runs(tune_dir, records)
@@ -210,9 +221,12 @@ def _keep_best_runs(tune_dir: Path, records: list[dict[str, Any]]) -> None:
         for p in (r.get("save_dirs") or {}).values():
             if str(Path(p).resolve()) not in keep:
                 shutil.rmtree(p, ignore_errors=True)
-    for sweep in (tune_dir / "iterations").glob("multitrain*"):
-        if sweep.is_dir() and not any(c.is_dir() for c in sweep.iterdir()):
-            shutil.rmtree(sweep, ignore_errors=True)
+    for folder in sorted((tune_dir / "iterations").glob("*/multitrain*"), reverse=True):
+        if folder.is_dir() and not any(c.is_dir() for c in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)  # only Ultralytics' sweep summary was left in it
+    for folder in (tune_dir / "iterations").glob("*"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def plot_fitness(results: Path, png: Path) -> Path:
@@ -230,7 +244,8 @@ def plot_fitness(results: Path, png: Path) -> Path:
     ax.plot(its, fit, "o", color="0.45", label="iteration")
     ax.step(its, best, where="post", color="#2563eb", linewidth=2, label="best so far")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("fitness (mAP50-95 of the val split)")
+    ax.set_ylabel("fitness = val mAP50-95")
+    ax.set_title("fitness of each iteration (its best epoch)", fontsize=10)
     ax.set_xticks(its)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

@@ -17,6 +17,10 @@ def test_dataset_synth_check_and_clip(tmp_path: Path) -> None:
     assert proc.stdout.strip().endswith("data.yaml")
     ok = run_cli("dataset", "check", str(tmp_path / "ds" / "data.yaml"))
     assert ok.returncode == 0 and "OK" in ok.stdout
+    assert ok.stdout.splitlines()[2].split() == ["images", "5", "1"] and "boxes past the image edge: 0" in ok.stdout
+    half = run_cli("dataset", "synth", str(tmp_path / "half"), "--images", "6", "--imgsz", "64", "--val", "0.5")
+    assert half.returncode == 0 and len(list((tmp_path / "half" / "images" / "val").iterdir())) == 3
+    assert_clean_failure(run_cli("dataset", "synth", str(tmp_path / "bad"), "--val", "1.5"), "--val 1.5: must be between 0 and 1")
     clip = run_cli("dataset", "clip", str(tmp_path / "c.mp4"), "--frames", "5", "--size", "160x96")
     assert clip.returncode == 0 and (tmp_path / "c.mp4").stat().st_size > 1000
 

@@ -13,7 +13,8 @@ import yaml
 
 from edge_rt.errors import ConfigError
 from edge_rt.training.convert import import_coco, import_voc
-from edge_rt.training.dataset import check_dataset, dataset_report
+from edge_rt.training.dataset import check_dataset
+from edge_rt.training.dataset_report import dataset_report
 from edge_rt.training.split import split_dataset
 from edge_rt.training.synth import Label, render_scene
 
@@ -264,12 +265,15 @@ def test_check_report_finds_leak_empty_label_and_duplicate_box(tmp_path: Path) -
     labelled = [root / "labels" / f"{Path(p).stem}.txt" for p in lists["train"]]
     boxed = next(lb for lb in labelled if lb.is_file() and lb.read_text())
     boxed.write_text(boxed.read_text() + boxed.read_text().splitlines()[0] + "\n")
+    overhang = next(lb for lb in labelled if lb.is_file() and lb.read_text() and lb != boxed)
+    overhang.write_text(overhang.read_text() + "0 0.95 0.5 0.2 0.2\n")  # valid numbers, but x2 = 1.05
     report = dataset_report(root / "data.yaml")
     assert report is not None
     (dup,) = report.duplicate_images
     assert dup.across_splits and set(dup.splits) == {"train", "val"}
     assert {p.name for p in dup.paths} == {"leak.png", leaked.name}
     assert len(report.duplicate_boxes) == 1 and report.duplicate_boxes[0].startswith(f"{boxed}:3 repeats line 1")
+    assert report.past_edge == (f"{overhang}:{len(overhang.read_text().splitlines())}",), "only the box past the edge"
     by_split = {s.name: s for s in report.splits}
     assert by_split["train"].images + by_split["val"].images == 21
     leaked_text = leaked_label.read_text() if leaked_label.is_file() else ""
@@ -284,6 +288,8 @@ def test_check_report_finds_leak_empty_label_and_duplicate_box(tmp_path: Path) -
     warnings = [ln for ln in proc.stdout.splitlines() if ln.startswith("warning:")]
     assert any("in more than one split: " in w and "leak.png (train)" in w for w in warnings), proc.stdout
     assert any("1 duplicate box(es)" in w for w in warnings), proc.stdout
+    assert any(w.startswith(f"warning: 1 box(es) reach past the image edge: {overhang}:") for w in warnings), proc.stdout
+    assert "  of which empty label files" in proc.stdout and "boxes past the image edge: 1" in proc.stdout
     assert_clean_failure(run_cli("dataset", "check", str(root / "data.yaml"), "--strict"), "warning(s) and --strict")
 
 

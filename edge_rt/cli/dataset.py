@@ -25,31 +25,34 @@ def add_dataset(sub: Any) -> None:
     p = sub.add_parser("dataset", help="make, check, split, import or preview a dataset")
     dsub = p.add_subparsers(dest="action", metavar="<action>", parser_class=Parser, required=True)
     s = dsub.add_parser("synth", help="write a synthetic shapes dataset (Ultralytics format) to OUT")
-    s.add_argument("out")
-    s.add_argument("--images", type=int, default=400)
-    s.add_argument("--imgsz", type=int, default=320)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out", help="folder to write images/, labels/ and data.yaml into")
+    s.add_argument("--images", type=int, default=400, help="images in all, split by --val (default 400)")
+    s.add_argument("--imgsz", type=int, default=320, help="square image size in pixels (default 320)")
+    s.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0; the demo model saw seed 0)")
+    s.add_argument("--val", type=float, default=0.2, help="fraction of images in the val split: the first ones (default 0.2)")
     c = dsub.add_parser(
         "check",
-        help="check a dataset YAML, its folders and labels; report class balance and duplicates",
-        description="Lists problems (exit 2) and prints a report: images, background images, boxes and images per "
-        "class per split, duplicate images (by content) and duplicate boxes.",
+        help="check a dataset YAML, its folders and labels; report class balance, empty labels, duplicates, boxes out of range",
+        description="Lists problems (exit 2): missing files, bad label lines, class ids past nc, coordinates outside "
+        "[0, 1]. Prints a report: images, background images and empty label files, boxes and images per class per "
+        "split, duplicate images (by content, within and across splits), duplicate boxes, and boxes that reach past "
+        "the image edge (warnings; --strict fails on them).",
     )
-    c.add_argument("data")
+    c.add_argument("data", help="the dataset YAML")
     c.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings too, e.g. an image in two splits")
     v = dsub.add_parser("clip", help="write a moving-shapes video (mp4) for demos and benchmarks")
-    v.add_argument("out")
-    v.add_argument("--frames", type=int, default=300)
-    v.add_argument("--size", default="640x360", metavar="WxH")
-    v.add_argument("--fps", type=int, default=30)
-    v.add_argument("--seed", type=int, default=7)
+    v.add_argument("out", help="the .mp4 to write")
+    v.add_argument("--frames", type=int, default=300, help="default 300")
+    v.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
+    v.add_argument("--fps", type=int, default=30, help="default 30")
+    v.add_argument("--seed", type=int, default=7, help="default 7")
     sp = dsub.add_parser(
         "split",
         help="split a folder of images + YOLO labels into a data.yaml",
         description=_SPLIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sp.add_argument("dir")
+    sp.add_argument("dir", help="the folder of images and labels; data.yaml and the lists are written here")
     _split_options(sp)
     sp.add_argument("--names", help="class names in id order, comma-separated: a,b,c")
     sp.add_argument("--names-file", help="a text file with one class name per line, in id order")
@@ -59,8 +62,8 @@ def add_dataset(sub: Any) -> None:
         description="COCO: SRC is an instances JSON (images found beside it, or --images). VOC: SRC holds Annotations/*.xml "
         "and JPEGImages/. Writes OUT/images (hard links where possible, else copies), OUT/labels and a split OUT/data.yaml.",
     )
-    im.add_argument("src")
-    im.add_argument("--from", dest="fmt", required=True, choices=["coco", "voc"])
+    im.add_argument("src", help="COCO: the instances JSON; VOC: the folder holding Annotations/ and JPEGImages/")
+    im.add_argument("--from", dest="fmt", required=True, choices=["coco", "voc"], help="the label format of SRC")
     im.add_argument("--out", required=True, help="an empty or new folder")
     im.add_argument("--images", help="COCO: the folder the JSON's file_names are relative to")
     im.add_argument("--skip-difficult", action="store_true", help="VOC: leave out objects marked difficult (kept by default)")
@@ -73,11 +76,11 @@ def add_dataset(sub: Any) -> None:
         description="Draws training samples through Ultralytics' training dataset with the preset's settings and "
         "transforms, boxes drawn: what the model will see.",
     )
-    pv.add_argument("data")
+    pv.add_argument("data", help="the dataset YAML (its train split is sampled)")
     pv.add_argument("--augment", default="default", help="preset: default, night, weather or fisheye")
     pv.add_argument("--out", required=True, help="the PNG to write")
     pv.add_argument("--n", type=int, default=16, help="samples in the grid (default 16)")
-    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--seed", type=int, default=0, help="same seed, same grid (default 0)")
     pv.add_argument("--imgsz", type=int, default=320, help="training image size, also the tile size (default 320)")
     p.set_defaults(handler=_cmd_dataset)
 
@@ -114,7 +117,9 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
         if args.images < 2 or args.imgsz < 32:
             raise ConfigError("--images must be >= 2 and --imgsz >= 32")
-        print(synth_dataset(Path(args.out), images=args.images, imgsz=args.imgsz, seed=args.seed))
+        if not 0.0 < args.val < 1.0:
+            raise ConfigError(f"--val {args.val}: must be between 0 and 1 (exclusive)")
+        print(synth_dataset(Path(args.out), images=args.images, imgsz=args.imgsz, seed=args.seed, val_fraction=args.val))
         return 0
     if args.action == "split":
         from ..training.split import split_dataset
@@ -160,7 +165,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from ..training.dataset import check_dataset, dataset_report
+    from ..training.dataset import check_dataset
+    from ..training.dataset_report import dataset_report
 
     problems = check_dataset(Path(args.data))
     report = dataset_report(Path(args.data))

@@ -14,7 +14,8 @@ Subscriptions travel upstream: XPUB_VERBOSER passes every (un)subscribe, duplica
 subscriber that joins late still reaches every runtime, which answers a new `$health` subscription with
 every source's state (without it, the second subscriber to `$health` would wait for a heartbeat). XSUB
 replays its subscriptions to every publisher that (re)connects, so a box or a broker restart needs no
-action from anyone. Topics pass unchanged: they stay per camera.
+action from anyone. Topics pass unchanged: they stay per camera, `BOX/SOURCE` from a box run with
+`--name BOX` (every message also names its box in its `box` field), so two boxes' `cam0` stay apart.
 
 With CURVE, both sides are CURVE servers with the broker's key pair, and one ZAP authenticator checks
 each side against its own allow-list (ZAP domains `publishers` and `subscribers`): an unlisted box

@@ -8,6 +8,12 @@
 
 Gaps come from per-source `seq`; a changed `session` means the publisher restarted.
 
+Behind a broker (`edge-rt broker`) many boxes publish to one address; every message names its box
+(`msg.box`), and a box run with `--name NAME` publishes on topics `NAME/SOURCE`. Filter by box and/or
+source name, whatever the topic:
+
+    with Subscriber("tcp://broker:5555", box="yard-01", sources=["cam0"]) as sub: ...
+
 With `health=True` the subscriber also receives topic `$health`: a `HealthMessage` per source state
 change (starting, online, stalled, reconnecting, offline, stopped), a heartbeat every few seconds,
 and every source's current state right after subscribing:
@@ -34,7 +40,7 @@ from typing import Any
 import zmq
 
 from .errors import ConfigError
-from .schema import DETECTIONS, EOS, HEALTH, HEALTH_TOPIC, VERSION, decode
+from .schema import BOX_NAME_MAX, DETECTIONS, EOS, HEALTH, HEALTH_TOPIC, READABLE_VERSIONS, decode, is_box_name
 from .security import ClientKeys, is_ipv6_endpoint
 
 
@@ -66,6 +72,7 @@ class DetectionMessage:
     raw: Mapping[str, Any] = field(repr=False)
     gap: int = 0  # messages of this source lost just before this one
     restarted: bool = False  # first message of a new publisher session for this source
+    box: str | None = None  # the publishing box's name (None from a version-1 publisher, which had none)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class EndOfStream:
     raw: Mapping[str, Any] = field(repr=False)
     gap: int = 0
     restarted: bool = False
+    box: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class HealthMessage:
     raw: Mapping[str, Any] = field(repr=False)
     gap: int = 0
     restarted: bool = False
+    box: str | None = None
 
 
 HEALTH_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")
@@ -137,13 +146,15 @@ def parse_message(obj: Mapping[str, Any]) -> Message:
     if not isinstance(obj, Mapping):
         raise MalformedMessage(f"message is a {type(obj).__name__}, expected an object")
     schema = _get(obj, "schema", str)
-    if _get(obj, "version", int) != VERSION:
-        raise MalformedMessage(f"unsupported version {obj['version']} (this client reads {VERSION})")
+    version = _get(obj, "version", int)
+    if version not in READABLE_VERSIONS:
+        raise MalformedMessage(f"unsupported version {version} (this client reads {', '.join(map(str, READABLE_VERSIONS))})")
+    box = None if version < 2 else _box(obj)
     session, source, seq = _get(obj, "session", str), _get(obj, "source", str), _get(obj, "seq", int)
     if schema == EOS:
-        return EndOfStream(session, source, seq, _get(obj, "frames", int), _get(obj, "reason", str), obj)
+        return EndOfStream(session, source, seq, _get(obj, "frames", int), _get(obj, "reason", str), obj, box=box)
     if schema == HEALTH:
-        return _health(obj, session, source, seq)
+        return _health(obj, session, source, seq, box)
     if schema != DETECTIONS:
         raise MalformedMessage(f"unknown schema {schema!r}")
     return DetectionMessage(
@@ -159,10 +170,18 @@ def parse_message(obj: Mapping[str, Any]) -> Message:
         latency_ms=_get(obj, "latency_ms", dict),
         detections=tuple(_detection(d) for d in _get(obj, "detections", list)),
         raw=obj,
+        box=box,
     )
 
 
-def _health(obj: Mapping[str, Any], session: str, source: str, seq: int) -> HealthMessage:
+def _box(obj: Mapping[str, Any]) -> str:
+    box = _get(obj, "box", str)
+    if not is_box_name(box):
+        raise MalformedMessage(f"box {box[:40]!r}: expected 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
+    return box
+
+
+def _health(obj: Mapping[str, Any], session: str, source: str, seq: int, box: str | None) -> HealthMessage:
     state, event = _get(obj, "state", str), _get(obj, "event", str)
     if state not in HEALTH_STATES:
         raise MalformedMessage(f"health state {state!r}: expected one of {', '.join(HEALTH_STATES)}")
@@ -186,6 +205,7 @@ def _health(obj: Mapping[str, Any], session: str, source: str, seq: int) -> Heal
         _get(obj, "ts_ns", int),
         counters,
         obj,
+        box=box,
     )
 
 
@@ -213,6 +233,12 @@ class SequenceTracker:
 class Subscriber:
     """A SUB socket with bounded waits; iterate it, or call `receive(timeout_ms)`.
 
+    `topics` are exact ZeroMQ topics (`cam0`, `yard-01/cam0`, `$health`). `box` and `sources` instead
+    select by the messages' own `box` and `source` fields, whichever topic form the box publishes:
+    `box` alone subscribes to `BOX/` (a box run with --name); with `sources`, also to the plain
+    source topics (a box run without --name, whose box is its hostname); `sources` alone must
+    subscribe to everything (ZeroMQ matches topic prefixes, and `*/cam0` is no prefix) and filters here.
+
     `curve_server_key` (the publisher's `.key` file) and `curve_secret_key` (this client's
     `.key_secret` file) connect with CURVE; `curve` takes already loaded keys instead. A missing or
     malformed key file raises ConfigError naming it.
@@ -229,9 +255,17 @@ class Subscriber:
         curve_secret_key: str | Path | None = None,
         curve: ClientKeys | None = None,
         health: bool = False,
+        box: str | None = None,
+        sources: Sequence[str] = (),
     ) -> None:
         if curve is not None and (curve_server_key is not None or curve_secret_key is not None):
             raise ConfigError("give either curve (loaded keys) or curve_server_key and curve_secret_key (files), not both")
+        if isinstance(sources, str) or isinstance(topics, str):
+            raise ConfigError("topics and sources are lists of names, not one string")
+        if box is not None and not is_box_name(box):
+            raise ConfigError(f"box {box[:40]!r}: expected 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
+        if topics and (box is not None or sources):
+            raise ConfigError("give topics (exact ZeroMQ topics) or box/sources (filters on the messages' fields), not both")
         keys = curve or ClientKeys.from_options(curve_server_key, curve_secret_key)  # before any socket exists
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
@@ -246,10 +280,12 @@ class Subscriber:
             self._sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.pair.public)
             self._sock.setsockopt(zmq.CURVE_SECRETKEY, keys.pair.secret)
         self._topics = set(topics)
+        self.box = box
+        self.sources = frozenset(sources)
         self.health = health or HEALTH_TOPIC in self._topics
         if self.health and self._topics:
             self._topics.add(HEALTH_TOPIC)
-        for t in self._topics or {""}:
+        for t in self._subscriptions():
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         if is_ipv6_endpoint(endpoint):
             self._sock.setsockopt(zmq.IPV6, 1)
@@ -262,6 +298,24 @@ class Subscriber:
         self.received = 0
         self.malformed = 0
         self.on_malformed: Callable[[str], None] | None = None
+
+    def _subscriptions(self) -> set[str]:
+        if self._topics:
+            return self._topics
+        if self.box is None:
+            return {""}  # everything; `sources` alone filters in receive()
+        subs = {f"{self.box}/{s}" for s in self.sources} | set(self.sources) if self.sources else {f"{self.box}/"}
+        return subs | {HEALTH_TOPIC} if self.health else subs
+
+    def _may_match(self, topic: str) -> bool:
+        """From the topic alone, before decoding: `SOURCE` or `BOX/SOURCE` (neither name holds a '/')."""
+        if topic == HEALTH_TOPIC:
+            return True
+        box, _, source = topic.rpartition("/")
+        return (not self.sources or source in self.sources) and (self.box is None or box in ("", self.box))
+
+    def _wanted(self, msg: Message) -> bool:
+        return (self.box is None or msg.box == self.box) and (not self.sources or msg.source in self.sources)
 
     def receive(self, timeout_ms: int | None = None) -> Message | None:
         """The next valid message, or None when `timeout_ms` passes first. Malformed ones are counted,
@@ -277,6 +331,8 @@ class Subscriber:
                 continue  # ZeroMQ matches prefixes: "cam1" would also bring "cam10"
             if topic.startswith("$") and not (self.health and topic == HEALTH_TOPIC):
                 continue  # the publisher's own topics, for subscribers that asked for them
+            if not self._may_match(topic):
+                continue
             try:
                 msg = self._parse(topic, parts)
             except MalformedMessage as exc:
@@ -284,8 +340,12 @@ class Subscriber:
                 if self.on_malformed is not None:
                     self.on_malformed(f"topic {topic!r}: {exc}")
                 continue
+            if not self._wanted(msg):
+                continue  # another box's, or a source not asked for (a prefix match, a box without --name)
             self.received += 1
-            stream = f"{HEALTH_TOPIC}/{msg.source}" if isinstance(msg, HealthMessage) else msg.source
+            stream = msg.source if msg.box is None else f"{msg.box}/{msg.source}"  # two boxes' cam0: two streams
+            if isinstance(msg, HealthMessage):
+                stream = f"{HEALTH_TOPIC}/{stream}"
             gap, restarted = self.tracker.check(stream, msg.session, msg.seq)
             if gap or restarted:
                 msg = replace(msg, gap=gap, restarted=restarted)
@@ -303,8 +363,9 @@ class Subscriber:
         if isinstance(msg, HealthMessage):
             if topic != HEALTH_TOPIC:
                 raise MalformedMessage(f"health message on topic {topic!r}, expected {HEALTH_TOPIC!r}")
-        elif msg.source != topic:
-            raise MalformedMessage(f"source {msg.source!r} differs from topic {topic!r}")
+        elif topic != msg.source and (msg.box is None or topic != f"{msg.box}/{msg.source}"):
+            where = repr(msg.source) if msg.box is None else f"{msg.source!r} (or {msg.box}/{msg.source})"
+            raise MalformedMessage(f"topic {topic[:80]!r} differs from the message's source {where[:200]}")
         return msg
 
     def __iter__(self) -> Iterator[Message]:

@@ -6,13 +6,16 @@ Loaded once in main() and passed down; every check names the bad key and what it
 from __future__ import annotations
 
 import math
+import re
 import reprlib
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .schema import BOX_NAME_MAX, is_box_name
 from .security import check_exposure
 from .sources import SourceKind, SourceSpec, parse_source
 
@@ -21,6 +24,7 @@ from .sources import SourceKind, SourceSpec, parse_source
 class RunConfig:
     model: str
     sources: tuple[SourceSpec, ...]
+    name: str | None = None  # the box's name in every message; given, it also prefixes topics: NAME/SOURCE
     publish: str = "tcp://127.0.0.1:5555"  # loopback: reaching beyond the box needs CURVE or --insecure
     curve_secret_key: str | None = None  # the publisher's NAME.key_secret: publish with CURVE
     curve_allow: str | None = None  # directory of the clients' public NAME.key files it admits
@@ -51,6 +55,23 @@ class RunConfig:
     collect_conf: tuple[float, float] | None = None  # (LO, HI): a detection with LO <= conf < HI selects the frame
     collect_interval: float = 5.0  # per source: at most one collected frame every this many seconds
     collect_max: int = 1000  # frames the collect folder may hold (earlier runs' included); then collection stops
+
+    @property
+    def box(self) -> str:
+        """The name every message carries: `name`, else this machine's hostname."""
+        return self.name if self.name is not None else default_box_name()
+
+    @property
+    def box_topics(self) -> bool:
+        """Topics are NAME/SOURCE only for a name given on purpose: a single box keeps its plain
+        SOURCE topics (and its subscribers), whatever the machine is called."""
+        return self.name is not None
+
+
+def default_box_name() -> str:
+    """The hostname, made a valid box name (anything but letters, digits, '.', '_', '-' becomes '-')."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:BOX_NAME_MAX].strip("-")
+    return name or "edge-rt"
 
 
 _REPR = reprlib.Repr()
@@ -105,6 +126,15 @@ def _string(key: str, value: Any) -> str:
     return value
 
 
+def _box_name(key: str, value: Any) -> str:
+    if not is_box_name(value):
+        raise ConfigError(
+            f"{key}: {_show(value)} is not a box name: use 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-' "
+            "(it prefixes the topics: NAME/SOURCE)"
+        )
+    return str(value)
+
+
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
@@ -146,6 +176,7 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": _string,
+    "name": _optional(_box_name),
     "publish": _string,
     "curve_secret_key": _optional(_string),
     "curve_allow": _optional(_string),

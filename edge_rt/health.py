@@ -34,9 +34,10 @@ class SourceHealth:
 class HealthBoard:
     """Every source's current wire state, plus the changes not yet published."""
 
-    def __init__(self, sources: Sequence[str], session: str, heartbeat_s: float = 2.0) -> None:
+    def __init__(self, sources: Sequence[str], session: str, heartbeat_s: float = 2.0, box: str = "edge-rt") -> None:
         now = time.time_ns()
         self.session = session
+        self.box = box  # behind a broker every box answers on `$health`: the field tells them apart
         self.heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
         self._current = {s: SourceHealth("starting", None, "opening", now) for s in sources}
@@ -96,6 +97,7 @@ class HealthBoard:
         return {
             "schema": HEALTH,
             "version": VERSION,
+            "box": self.box,
             "session": self.session,
             "source": source,
             "seq": seq,

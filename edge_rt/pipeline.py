@@ -92,6 +92,8 @@ class Pipeline:
         engine_timeout_s: float = 60.0,
         heartbeat_s: float = 2.0,
         collector: CollectStage | None = None,
+        box: str = "edge-rt",
+        box_topics: bool = False,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -101,6 +103,8 @@ class Pipeline:
         self.metrics = metrics or NullMetrics()
         self.collector = collector or NullCollector()  # --collect: frames the model is unsure about, saved off-thread
         self.model_name = model_name
+        self.box = box  # in every message; with box_topics also the topic prefix: two boxes' cam0 stay apart
+        self._topic_prefix = f"{box}/" if box_topics else ""
         self.session = uuid.uuid4().hex
         self.batcher = Batcher(sources.slots, sources.cond, max_batch, max_wait_s)
         self._stop = threading.Event()
@@ -118,7 +122,7 @@ class Pipeline:
         self._stats_last: dict[str, int] = {}
         # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
-        self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s)
+        self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s, box)
         sources.listeners.append(self.health.on_event)
         # The engine watchdog: a call past its bound ends the run. The first call with a new input shape
         # may build a TensorRT engine or tune kernels (dynamic batch, letterbox sizes): ten times as long.
@@ -337,6 +341,7 @@ class Pipeline:
         message = {
             "schema": DETECTIONS,
             "version": VERSION,
+            "box": self.box,
             "session": self.session,
             "source": frame.source,
             "seq": seq,
@@ -358,7 +363,7 @@ class Pipeline:
                 for c, cf, b in zip(dets.cls.tolist(), confs, boxes)
             ],
         }
-        if self.sink.publish(frame.source, message):
+        if self.sink.publish(self._topic_prefix + frame.source, message):
             self.published[frame.source] += 1
         else:
             self.sink_refused += 1
@@ -371,10 +376,11 @@ class Pipeline:
             seq = self._seq[spec.name]
             self._seq[spec.name] = seq + 1
             self.sink.publish(
-                spec.name,
+                self._topic_prefix + spec.name,
                 {
                     "schema": EOS,
                     "version": VERSION,
+                    "box": self.box,
                     "session": self.session,
                     "source": spec.name,
                     "seq": seq,

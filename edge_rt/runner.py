@@ -118,6 +118,8 @@ def build_pipeline(
         stats_interval_s=config.stats_interval,
         engine_timeout_s=config.engine_timeout,
         collector=collector,
+        box=config.box,
+        box_topics=config.box_topics,
     )
 
 
@@ -170,7 +172,14 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         )
         for spec in config.sources:
             log.info("source %s: %s (%s)", spec.name, redact_url(spec.uri), spec.kind.value)
-        log.info("publishing on %s (%s), session %s", config.publish, config.encoding, pipeline.session)
+        log.info(
+            "publishing on %s (%s), box %s, topics %s, session %s",
+            config.publish,
+            config.encoding,
+            pipeline.box,
+            f"{pipeline.box}/SOURCE" if config.box_topics else "SOURCE",
+            pipeline.session,
+        )
         watch = service_watch(pipeline)
         if install_signals is not None:
             install_signals(partial(_stop, pipeline, watch))

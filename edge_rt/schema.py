@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -12,13 +13,22 @@ DETECTIONS = "edge_rt.detections"
 EOS = "edge_rt.eos"
 HEALTH = "edge_rt.health"
 HEALTH_TOPIC = "$health"  # source names cannot start with '$': no camera can shadow it
-VERSION = 1
+VERSION = 2  # 2: every message names its box (`box`); 1 had no box
+READABLE_VERSIONS = (1, 2)  # what the client reads: boxes and consumers of a fleet are not upgraded at once
 ENCODINGS = ("json", "msgpack")
+# A box name prefixes topics (`BOX/SOURCE`): the characters of a source name, no '/' (the separator) and no
+# leading '$' (the publisher's own topics); 253 is a DNS name's limit, so any hostname or node name fits.
+BOX_NAME_MAX = 253
+_BOX_NAME_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{BOX_NAME_MAX}}}")
+
+
+def is_box_name(value: object) -> bool:
+    return isinstance(value, str) and _BOX_NAME_RE.fullmatch(value) is not None
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema shipped in the package (edge_rt/schemas/detections-v1.schema.json)."""
-    text = resources.files("edge_rt").joinpath("schemas/detections-v1.schema.json").read_text()
+    """The JSON Schema shipped in the package (edge_rt/schemas/detections-v2.schema.json)."""
+    text = resources.files("edge_rt").joinpath(f"schemas/detections-v{VERSION}.schema.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
 
 

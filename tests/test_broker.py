@@ -2,12 +2,11 @@
 
 Boxes connect to the broker's bound frontend (the fleet layout; the boxes are plain pyzmq PUB sockets
 here until `edge-rt run` can connect), or the broker dials boxes that bind (`connect:`, which real
-`edge-rt run` processes do today).
+`edge-rt run` processes do today). Boxes run with `--name` publish on topics BOX/SOURCE.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -20,11 +19,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from edge_rt.cli import build_parser
+from edge_rt.cli.health import probe_health
 from edge_rt.client import HealthMessage, Subscriber
 from edge_rt.security import create_keys
 
-from .conftest import free_port
+from .conftest import free_port, write_clip
 from .helpers import ROOT, assert_clean_failure, cli, env, run_cli, validate
 
 pytestmark = pytest.mark.timeout(90)
@@ -286,41 +285,75 @@ def test_three_real_runtimes_through_the_broker_and_a_late_health_subscriber_get
     assert codes == [0, 0, 0] and broker_code == 0
 
 
-def _run_has_name() -> bool:
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return any("--name" in a.option_strings for a in commands.choices["run"]._actions)
+def _names(payload: dict) -> tuple[str, str]:
+    return payload["box"], payload["source"]
 
 
-@pytest.mark.skipif(not _run_has_name(), reason="needs the box field (edge-rt run --name), which the lead adds")
-def test_every_message_arrives_with_its_box_and_source() -> None:
-    ports = [free_port() for _ in range(3)]
-    names = [f"box{i}" for i in range(3)]
-    boxes = [runtime(f"tcp://127.0.0.1:{p}", "cam0", "--name", n) for p, n in zip(ports, names)]
-    back = f"tcp://127.0.0.1:{free_port()}"
-    b = broker([f"connect:tcp://127.0.0.1:{p}" for p in ports], back)
+def test_three_named_boxes_two_with_a_cam0_stay_apart_and_a_subscriber_survives_a_broker_kill(tmp_path: Path) -> None:
+    """Three real runtimes on a looping clip, two of them calling their camera cam0: every message arrives
+    with its box and source on topic BOX/SOURCE, each stream gapless; a subscriber filtered to one box gets
+    only that box (detections and health); the broker is killed (SIGKILL) and started again on the same
+    ports, and the same subscribers go on receiving every stream without doing anything."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=16, size=(320, 180))
+    layout = [("box0", "cam0"), ("box1", "cam0"), ("box2", "door")]
+    ports = [free_port() for _ in layout]
+    boxes = [
+        Proc(
+            "run", "--model", str(DEMO), "--device", "cpu", "--threads", "1", "--publish", f"tcp://127.0.0.1:{port}",
+            "--name", name, "--source", f"{source}={clip}", "--loop", "--fps", "8", "--stats-interval", "0",
+        )  # fmt: skip
+        for port, (name, source) in zip(ports, layout)
+    ]
+    front, back = [f"connect:tcp://127.0.0.1:{p}" for p in ports], f"tcp://127.0.0.1:{free_port()}"
+    b = broker(front, back)
     ctx = zmq.Context()
     try:
         for box in boxes:
             box.wait_for("publishing on")
         sub = raw_sub(ctx, back)
-        seen: dict[tuple[str, str], int] = {}
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not (len(seen) == 3 and min(seen.values()) >= 10):
-            for topic, payload in receive(sub, 0.5):
-                if topic.startswith("$"):
-                    assert payload["box"] in names
-                    continue
-                validate(payload)
-                assert topic in (payload["source"], f"{payload['box']}/{payload['source']}"), topic
-                key = (payload["box"], payload["source"])
-                seen[key] = seen.get(key, 0) + 1
+        one = Subscriber(back, box="box1", health=True, context=ctx)
+
+        def streams(until: int) -> dict[tuple[str, str], list[int]]:
+            """seq per (box, source) until every stream has `until` of them; each checked on the way."""
+            seqs: dict[tuple[str, str], list[int]] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (len(seqs) == 3 and min(map(len, seqs.values())) >= until):
+                for topic, payload in receive(sub, 0.3):
+                    if topic == "$health":
+                        continue
+                    validate(payload)
+                    assert topic == "/".join(_names(payload)), f"{_names(payload)} on topic {topic!r}"
+                    seqs.setdefault(_names(payload), []).append(payload["seq"])
+            assert set(seqs) == set(layout), f"streams seen: {sorted(seqs)}"
+            return seqs
+
+        before = streams(8)
+        for key, seqs in before.items():
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{key}: lost or mixed up: {seqs}"
+        mine = [one.receive(3000) for _ in range(12)]
+        everyone = probe_health(back, "online", 5)
+        only_box2 = probe_health(back, "online", 5, box="box2")
+
+        b.kill()  # no goodbye: the subscribers and the boxes notice by themselves
+        receive(sub, 0.3)
+        assert receive(sub, 0.7) == [], "nothing flows while the broker is down"
+        b = broker(front, back)
+        after = streams(5)
+        later = [one.receive(3000) for _ in range(6)]
+        one.close()
         sub.close(0)
     finally:
-        for box in boxes:
-            box.stop()
-        b.stop()
+        codes = [box.stop() for box in boxes]
+        broker_code = b.stop()
         ctx.destroy(0)
-    assert set(seen) == {(n, "cam0") for n in names}
+    for key in layout:
+        assert after[key][0] > before[key][-1], f"{key}: the same session goes on after the restart"
+    assert all(m is not None and m.box == "box1" for m in mine + later), [m and (m.box, m.source) for m in mine + later]
+    assert {type(m).__name__ for m in mine} == {"DetectionMessage", "HealthMessage"}
+    assert not any(m.restarted for m in later if m is not None), "the broker restarted, not the box"
+    assert everyone.healthy and "(box0/cam0, box1/cam0, box2/door)" in everyone.line and "(3 boxes)" in everyone.line
+    assert only_box2.healthy and only_box2.line.startswith("1 of 1 sources online (door)"), only_box2.line
+    assert codes == [0, 0, 0] and broker_code == 0
 
 
 # --- CURVE -----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from edge_rt.client import DetectionMessage, EndOfStream, MalformedMessage, Subscriber, parse_message
 from edge_rt.config import RunConfig, build_run_config, load_yaml
 from edge_rt.errors import ConfigError, EdgeRtError
-from edge_rt.schema import DETECTIONS, ENCODINGS, EOS, VERSION, decode, encode
+from edge_rt.schema import DETECTIONS, ENCODINGS, EOS, VERSION, decode, encode, is_box_name
 from edge_rt.sources import SourceKind
 
 pytestmark = pytest.mark.timeout(120)
@@ -65,11 +65,13 @@ json_like = st.recursive(
 # --- messages ---------------------------------------------------------------------------------------
 
 source_names = st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)
+box_names = st.from_regex(r"[A-Za-z0-9_.\-]{1,20}", fullmatch=True)
 detections = st.fixed_dictionaries(
     {"cls": st.integers(0, 10**6), "label": utf8_text, "conf": st.floats(0, 1), "box": st.lists(finite, min_size=4, max_size=4)}
 )
 common = {
     "version": st.just(VERSION),
+    "box": box_names,
     "session": st.text("0123456789abcdef", min_size=32, max_size=32),
     "source": source_names,
     "seq": u63,
@@ -159,11 +161,14 @@ def _parse_or_refuse(topic: str, parts: list[bytes]) -> Any:
     return msg
 
 
-def _topic_for(message: Any) -> str:
+def _topic_for(message: Any, boxed: bool = False) -> str:
+    """The topic a publisher would use: `$health`, `SOURCE`, or `BOX/SOURCE` for a box run with --name."""
     if isinstance(message, dict) and message.get("schema") == "edge_rt.health":
         return "$health"
     source = message.get("source") if isinstance(message, dict) else None
-    return source if isinstance(source, str) else "cam0"
+    source = source if isinstance(source, str) else "cam0"
+    box = message.get("box") if isinstance(message, dict) else None
+    return f"{box}/{source}" if boxed and isinstance(box, str) else source
 
 
 @FUZZ
@@ -199,6 +204,7 @@ def test_parse_takes_any_decodable_payload(obj: Any, encoding: str, topic: str) 
 def _check_message(msg: Any) -> None:
     """What a subscriber may rely on in an accepted message."""
     assert isinstance(msg.seq, int) and not isinstance(msg.seq, bool) and isinstance(msg.source, str)
+    assert msg.box is None or is_box_name(msg.box), f"box {msg.box!r}"
     if isinstance(msg, DetectionMessage):
         assert not any(isinstance(d["conf"], bool) for d in msg.raw["detections"]), "a bool taken for a confidence"
         for d in msg.detections:
@@ -208,16 +214,16 @@ def _check_message(msg: Any) -> None:
 
 
 @FUZZ
-@given(near_valid_messages(), st.sampled_from(ENCODINGS))
-def test_parse_takes_near_valid_messages(message: dict[str, Any], encoding: str) -> None:
-    topic = _topic_for(message)
-    msg = _parse_or_refuse(topic, [topic.encode(), _wire(message, encoding)])
+@given(near_valid_messages(), st.sampled_from(ENCODINGS), st.booleans())
+def test_parse_takes_near_valid_messages(message: dict[str, Any], encoding: str, boxed: bool) -> None:
+    topic = _topic_for(message, boxed)
+    msg = _parse_or_refuse(topic, [topic.encode("utf-8", "surrogatepass"), _wire(message, encoding)])
     if msg is not None:
         _check_message(msg)
 
 
 def _detection_message(**detection: Any) -> dict[str, Any]:
-    return {"schema": DETECTIONS, "version": VERSION, "session": "0" * 32, "source": "cam0", "seq": 0, "frame_index": 0, "width": 64,
+    return {"schema": DETECTIONS, "version": VERSION, "box": "b", "session": "0" * 32, "source": "cam0", "seq": 0, "frame_index": 0, "width": 64,
             "height": 48, "model": "m.onnx", "batch_size": 1, "timestamps": {}, "latency_ms": {},
             "detections": [{"cls": 0, "label": "person", "conf": 0.5, "box": [0.0, 0.0, 1.0, 1.0], **detection}]}
 
@@ -245,12 +251,12 @@ def test_parse_message_takes_any_value(obj: Any) -> None:
 
 
 @FUZZ
-@given(valid_messages, st.sampled_from(ENCODINGS))
-def test_valid_messages_round_trip(message: dict[str, Any], encoding: str) -> None:
-    topic = message["source"]
+@given(valid_messages, st.sampled_from(ENCODINGS), st.booleans())
+def test_valid_messages_round_trip(message: dict[str, Any], encoding: str, boxed: bool) -> None:
+    topic = _topic_for(message, boxed)
     msg = Subscriber._parse(topic, [topic.encode(), encode(message, encoding)])
     assert msg.raw == message
-    assert (msg.session, msg.source, msg.seq) == (message["session"], message["source"], message["seq"])
+    assert (msg.box, msg.session, msg.source, msg.seq) == (message["box"], message["session"], message["source"], message["seq"])
     if message["schema"] == EOS:
         assert isinstance(msg, EndOfStream)
         assert (msg.frames, msg.reason) == (message["frames"], message["reason"])
@@ -281,6 +287,7 @@ STRING_VALUES = {
     "curve_allow": ["keys/clients"],
     "metrics_addr": ["127.0.0.1", "0.0.0.0"],
     "collect": ["hard", "/data/hard"],
+    "name": ["yard-01", "node-7.fleet.example", "a/b", "$health", "a b", "", "x" * 254, "tab\tname", "caf\u00e9"],
 }
 nasty = st.sampled_from(NASTY) | json_like
 
@@ -350,6 +357,7 @@ GOOD: dict[str, st.SearchStrategy[Any]] = {
     **{k: st.booleans() for k in ("insecure", "agnostic_nms", "loop")},
     "classes": st.none() | st.lists(st.integers(0, 90), max_size=4),
     "fps": st.none() | st.floats(1, 120),
+    "name": st.none() | box_names,
 }
 KNOWN = tuple(sorted(f.name for f in fields(RunConfig))) + ("fps", "loop")
 
@@ -410,6 +418,8 @@ def _check_config(config: RunConfig) -> None:
         assert getattr(config, key) in options
     assert isinstance(config.model, str) and config.model.strip() and isinstance(config.publish, str)
     assert (config.curve_secret_key is None) == (config.curve_allow is None)
+    assert config.name is None or is_box_name(config.name), f"name={config.name!r}"
+    assert is_box_name(config.box) and config.box_topics == (config.name is not None)
     assert (config.collect is None) == (config.collect_conf is None)
     assert config.collect_conf is None or config.conf < config.collect_conf[1] <= 1 and 0 <= config.collect_conf[0] < config.collect_conf[1]
     assert config.sources

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 def message(source: str = "cam0", seq: int = 0, session: str | None = None, **over: object) -> dict:
     m = {
         "schema": "edge_rt.detections",
-        "version": 1,
+        "version": 2,
+        "box": "box0",
         "session": session or "0" * 32,
         "source": source,
         "seq": seq,
@@ -47,9 +48,14 @@ def test_schema_accepts_our_messages_and_rejects_broken_ones() -> None:
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     validate(message())
-    validate({"schema": "edge_rt.eos", "version": 1, "session": "a" * 32, "source": "x", "seq": 3, "frames": 3, "reason": "shutdown", "timestamps": {"publish_ns": 1}})
+    validate({"schema": "edge_rt.eos", "version": 2, "box": "box0", "session": "a" * 32, "source": "x", "seq": 3, "frames": 3, "reason": "shutdown", "timestamps": {"publish_ns": 1}})
     for broken in (
-        message(version=2),
+        message(version=3),
+        message(version=1),  # version 1 had no box; the current schema describes version 2
+        {k: v for k, v in message().items() if k != "box"},
+        message(box="yard/01"),
+        message(box="$health"),
+        message(box=""),
         message(seq=-1),
         message(detections=[{"cls": 0, "label": "p", "conf": 1.5, "box": [0, 0, 1, 1]}]),
         message(detections=[{"cls": 0, "label": "p", "conf": 0.5, "box": [0, 0, 1]}]),
@@ -69,7 +75,10 @@ def test_encodings_round_trip(encoding: str) -> None:
 @pytest.mark.parametrize(
     "obj,expected",
     [
-        (message(version=2), "unsupported version"),
+        (message(version=3), "unsupported version 3"),
+        ({k: v for k, v in message().items() if k != "box"}, "missing key 'box'"),
+        (message(box="a b"), "box 'a b'"),
+        (message(box="x/y"), "box 'x/y'"),
         ({k: v for k, v in message().items() if k != "seq"}, "missing key 'seq'"),
         (message(seq="1"), "key 'seq'"),
         (message(schema="other"), "unknown schema"),
@@ -121,7 +130,7 @@ def test_client_detects_gaps_restarts_and_survives_malformed_messages() -> None:
         pub.send("cam1", message("cam1", 1, s1), b"extra frame")
         pub.send("cam1", message("cam1", 3, s1))  # seq 1 and 2 never arrived
         pub.send("cam1", message("cam1", 0, s2))  # the publisher restarted
-        pub.send("cam1", {"schema": "edge_rt.eos", "version": 1, "session": s2, "source": "cam1", "seq": 1, "frames": 1, "reason": "shutdown", "timestamps": {"publish_ns": 1}})
+        pub.send("cam1", {"schema": "edge_rt.eos", "version": 2, "box": "box0", "session": s2, "source": "cam1", "seq": 1, "frames": 1, "reason": "shutdown", "timestamps": {"publish_ns": 1}})
         got = [sub.receive(5000) for _ in range(4)]
     finally:
         sub.close()
@@ -143,7 +152,7 @@ def test_subscribe_cli_prints_valid_messages_and_reports_malformed(tmp_path: Pat
         pub.send("cam0", message("cam0", 0))
         pub.send("cam0", b"{broken json")
         pub.send("cam0", message("cam0", 2))
-        pub.send("cam0", {"schema": "edge_rt.eos", "version": 1, "session": "0" * 32, "source": "cam0", "seq": 3, "frames": 2, "reason": "end of file", "timestamps": {"publish_ns": 1}})
+        pub.send("cam0", {"schema": "edge_rt.eos", "version": 2, "box": "box0", "session": "0" * 32, "source": "cam0", "seq": 3, "frames": 2, "reason": "end of file", "timestamps": {"publish_ns": 1}})
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()

@@ -64,6 +64,7 @@ def bench_publish(
     base = {
         "schema": DETECTIONS,
         "version": VERSION,
+        "box": "bench",
         "session": uuid.uuid4().hex,
         "source": "cam0",
         "frame_index": 0,

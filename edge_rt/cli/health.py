@@ -48,7 +48,12 @@ def add_health(sub: Any) -> None:
     where.add_argument("--metrics", metavar="URL", help="judge by http://HOST:PORT/metrics (edge-rt run --metrics-port) instead")
     p.add_argument("--require", choices=("online", "alive"), default="online", help="the rule (default online)")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SEC", help="give up after SEC seconds (default 3)")
-    p.add_argument("--box", metavar="NAME", help="behind a broker: only messages whose 'box' field is NAME count")
+    p.add_argument(
+        "--box",
+        metavar="NAME",
+        help="behind a broker: judge only the box named NAME (its edge-rt run --name, else its hostname); "
+        "without it every box that answers counts, and the line names them",
+    )
     p.add_argument(
         "--curve-server-key", metavar="FILE", help="the runtime's public NAME.key (with --config: read from its secret key)"
     )
@@ -67,8 +72,12 @@ class Verdict:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
+    from ..schema import BOX_NAME_MAX, is_box_name
+
     if not 0 < args.timeout <= 300:
         raise ConfigError(f"--timeout must be > 0 and <= 300, got {args.timeout:g}")
+    if args.box is not None and not is_box_name(args.box):
+        raise ConfigError(f"--box {args.box[:40]!r}: a box name is 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
     metrics = args.metrics or (_metrics_of_connecting_runtime(args.config) if args.config else None)
     if metrics:
         verdict = probe_metrics(metrics, args.require, args.timeout)
@@ -149,27 +158,40 @@ def probe_health(endpoint: str, require: str, timeout: float, keys: Any = None, 
         sub = Subscriber(endpoint, topics=["$health"], curve=keys)
     except zmq.ZMQError as exc:
         raise ConfigError(f"endpoint {endpoint!r}: {exc.strerror}") from None
-    states: dict[tuple[str, str], str] = {}  # (session, source) -> latest state: behind a broker, boxes may share names
+    # (box, session, source) -> latest state: behind a broker, boxes share source names (and may share a box
+    # name: two runtimes with one --name, or version-1 publishers without one)
+    states: dict[tuple[str | None, str, str], str] = {}
     start = time.monotonic()
     deadline = start + timeout
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             msg = sub.receive(max(1, int(remaining * 1000)))
-            if not isinstance(msg, HealthMessage) or (box is not None and msg.raw.get("box") != box):
+            if not isinstance(msg, HealthMessage) or (box is not None and msg.box != box):
                 continue
             if not states:
                 deadline = min(deadline, time.monotonic() + GRACE_S)
-            states[(msg.session, msg.source)] = msg.state
+            states[(msg.box, msg.session, msg.source)] = msg.state
     finally:
         sub.close()
     if not states:
         whose = f" for box {box!r}" if box else ""
         return Verdict(False, f"no $health message{whose} from {endpoint} within {timeout:g}s (is edge-rt run publishing there?)")
-    return _judge(
-        require,
-        {src if len({s for s, _ in states}) == 1 else f"{src}@{ses[:8]}": st for (ses, src), st in states.items()},
-        endpoint,
-    )
+    boxes = {b for b, _, _ in states}
+    return _judge(require, _labelled(states), endpoint, f" ({len(boxes)} boxes)" if len(boxes) > 1 else "")
+
+
+def _labelled(states: dict[tuple[str | None, str, str], str]) -> dict[str, str]:
+    """Names for the line: `SOURCE`; `BOX/SOURCE` when several boxes answered; `@SESSION` where one
+    box's source came from several processes (or from publishers that name no box)."""
+    boxes = {b for b, _, _ in states}
+    sessions: dict[tuple[str | None, str], set[str]] = {}
+    for b, ses, src in states:
+        sessions.setdefault((b, src), set()).add(ses)
+    out = {}
+    for (b, ses, src), st in states.items():
+        label = f"{b or '?'}/{src}" if len(boxes) > 1 else src
+        out[label + (f"@{ses[:8]}" if len(sessions[(b, src)]) > 1 else "")] = st
+    return out
 
 
 def probe_metrics(url: str, require: str, timeout: float) -> Verdict:
@@ -201,7 +223,7 @@ def probe_metrics(url: str, require: str, timeout: float) -> Verdict:
     return _judge(require, states, url)
 
 
-def _judge(require: str, states: dict[str, str], where: str) -> Verdict:
+def _judge(require: str, states: dict[str, str], where: str, boxes: str = "") -> Verdict:
     online = sorted(s for s, st in states.items() if st == "online")
     others = ", ".join(f"{s} {st}" for s, st in sorted(states.items()) if st != "online")
     detail = (
@@ -210,5 +232,5 @@ def _judge(require: str, states: dict[str, str], where: str) -> Verdict:
         + (f"; {others}" if others else "")
     )
     if require == "alive":
-        return Verdict(True, f"publishing on {where}: {detail}")
-    return Verdict(bool(online), f"{detail} on {where}")
+        return Verdict(True, f"publishing on {where}{boxes}: {detail}")
+    return Verdict(bool(online), f"{detail} on {where}{boxes}")

@@ -32,6 +32,12 @@ def add_run(sub: Any) -> None:
         "pipeline; repeat for several; NAME becomes the topic (default cam0, cam1, ...)",
     )
     p.add_argument(
+        "--name",
+        metavar="BOX",
+        help="this box's name, in every message's 'box' field (default: the hostname); given, it also prefixes "
+        "every topic (BOX/SOURCE), so two boxes' cam0 stay apart behind `edge-rt broker`. Letters, digits, '.', '_', '-'",
+    )
+    p.add_argument(
         "--publish",
         "-p",
         metavar="ENDPOINT",
@@ -154,13 +160,33 @@ def add_subscribe(sub: Any) -> None:
         description="Connects a SUB socket; malformed messages are counted and reported on stderr.",
     )
     p.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5555 or ipc:///tmp/edge.sock")
-    p.add_argument("--topic", "-t", action="append", default=[], help="source name to receive (repeatable; default all)")
+    p.add_argument(
+        "--topic",
+        "-t",
+        action="append",
+        default=[],
+        help="exact topic to receive: SOURCE, or BOX/SOURCE from a box run with --name (repeatable; default all)",
+    )
+    p.add_argument(
+        "--box",
+        metavar="NAME",
+        help="only messages whose 'box' is NAME, e.g. one box behind `edge-rt broker` (subscribes to NAME/...; "
+        "with --source also to the plain SOURCE topics of a box run without --name)",
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        dest="sources",
+        metavar="NAME",
+        help="only messages of this source, from any box or only --box's (repeatable)",
+    )
     p.add_argument("--count", "-n", type=int, help="exit after N messages")
     p.add_argument("--timeout", type=float, metavar="SEC", help="exit (code 1) when nothing arrives for this long")
     p.add_argument(
         "--until-eos",
         action="store_true",
-        help="exit after every --topic sent end-of-stream (without --topic: every source seen so far)",
+        help="exit after every --topic sent end-of-stream (without --topic: every box's source seen so far)",
     )
     p.add_argument(
         "--health",
@@ -181,6 +207,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
     from ..client import EndOfStream, HealthMessage, Subscriber
+    from ..schema import BOX_NAME_MAX, is_box_name
     from ..security import ClientKeys
 
     if args.count is not None and args.count < 1:
@@ -189,11 +216,15 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout must be > 0, got {args.timeout}")
     if "://" not in args.endpoint:
         raise ConfigError(f"endpoint {args.endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
+    if args.box is not None and not is_box_name(args.box):
+        raise ConfigError(f"--box {args.box[:40]!r}: a box name is 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
+    if args.topic and (args.box is not None or args.sources):
+        raise ConfigError("--topic names exact topics; --box and --source filter by the messages' fields: use one or the other")
     keys = ClientKeys.from_options(args.curve_server_key, args.curve_secret_key)
     stopping = []
     on_signals(lambda: stopping.append(True))
     try:
-        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys, health=args.health)
+        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys, health=args.health, box=args.box, sources=args.sources)
     except zmq.ZMQError as exc:
         raise ConfigError(f"endpoint {args.endpoint!r}: {exc.strerror}") from None
 
@@ -201,8 +232,8 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
         print(f"edge-rt subscribe: malformed message #{sub.malformed}: {error}", file=sys.stderr, flush=True)
 
     sub.on_malformed = report
-    ended: set[str] = set()
-    seen: set[str] = set()
+    ended: set[tuple[str | None, str]] = set()  # (box, source): two boxes' cam0 are two streams
+    seen: set[tuple[str | None, str]] = set()
     count = 0
     last_rx = time.monotonic()
     code = 0
@@ -218,21 +249,22 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             last_rx = time.monotonic()
             sys.stdout.write(json.dumps(msg.raw, separators=(",", ":")) + "\n")
             sys.stdout.flush()
+            where = msg.source if msg.box is None else f"{msg.box}/{msg.source}"
             if msg.gap:
-                print(f"edge-rt subscribe: {msg.source}: {msg.gap} message(s) lost before seq {msg.seq}", file=sys.stderr)
+                print(f"edge-rt subscribe: {where}: {msg.gap} message(s) lost before seq {msg.seq}", file=sys.stderr)
             if msg.restarted:
-                print(f"edge-rt subscribe: {msg.source}: publisher restarted (session {msg.session})", file=sys.stderr)
+                print(f"edge-rt subscribe: {where}: publisher restarted (session {msg.session})", file=sys.stderr)
             count += 1
             if isinstance(msg, HealthMessage):
                 if args.count and count >= args.count:
                     break
                 continue  # --until-eos counts camera streams, not their health
-            seen.add(msg.source)
+            seen.add((msg.box, msg.source))
             if isinstance(msg, EndOfStream):
-                ended.add(msg.source)
+                ended.add((msg.box, msg.source))
             if args.count and count >= args.count:
                 break
-            if args.until_eos and ended and ended >= (set(args.topic) or seen):
+            if args.until_eos and ended and _all_ended(ended, seen, args.topic):
                 break
     except BrokenPipeError:
         pass
@@ -244,6 +276,14 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def _all_ended(ended: set[tuple[str | None, str]], seen: set[tuple[str | None, str]], topics: list[str]) -> bool:
+    """Every --topic (SOURCE or BOX/SOURCE) has ended, or without --topic every stream seen so far."""
+    if not topics:
+        return ended >= seen
+    names = {s for _, s in ended} | {f"{b}/{s}" for b, s in ended if b is not None}
+    return all(t in names for t in topics if not t.startswith("$"))
 
 
 def add_schema(sub: Any) -> None:

@@ -82,7 +82,14 @@ def test_kubernetes_runtime_config_probes_and_ports_agree() -> None:
     assert config_volume["configMap"]["name"] == cm["metadata"]["name"]
     values = yaml.safe_load(cm["data"]["edge.yaml"])
     config = build_run_config(values, {}, origin="ConfigMap edge.yaml")  # the runtime accepts it
-    assert parses(c["args"]).config == "/config/edge.yaml"
+    args = parses(c["args"])
+    assert args.config == "/config/edge.yaml"
+    # Each box named after its node (the downward API), which Kubernetes substitutes for $(NODE_NAME) in args.
+    assert args.name == "$(NODE_NAME)" and "name" not in values, "one ConfigMap for the fleet: the name comes per node"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    node = "jetson-orin-07.site-a.example.com"  # a node name: a DNS subdomain, as Kubernetes requires
+    assert build_run_config(values, {"name": node}).name == node
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports["zmq"] == int(config.publish.rsplit(":", 1)[1]) and ports["metrics"] == config.metrics_port
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
@@ -102,13 +109,26 @@ def test_kubernetes_runtime_config_probes_and_ports_agree() -> None:
 # --- compose ---------------------------------------------------------------------------------------
 
 
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR} and ${VAR:-default}, enough for our compose file."""
+
+    def one(m: re.Match[str]) -> str:
+        return env.get(m.group(1)) or (m.group(2) or "")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}", one, text)
+
+
 def test_compose_file_has_the_runtime_a_subscriber_and_prometheus_wired_together() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
     assert set(services) == {"runtime", "subscriber", "prometheus"}
     runtime = services["runtime"]
     assert (ROOT / runtime["build"]["dockerfile"]).is_file() and (DEPLOY / runtime["build"]["context"]).resolve() == ROOT
-    assert parses(runtime["command"]).config == "/config/edge.yaml"
+    command = parses([interpolate(part, {}) for part in runtime["command"]])
+    assert command.config == "/config/edge.yaml"
+    assert "${EDGE_RT_BOX" in " ".join(runtime["command"]), "the box's name is set per box (deploy/.env)"
+    named = parses([interpolate(part, {"EDGE_RT_BOX": "yard-01"}) for part in runtime["command"]])
+    assert named.name == "yard-01" and build_run_config(load_yaml(DEPLOY / "edge.yaml"), {"name": command.name}).name == "box-1"
     mounts = {m.split(":")[1]: m.split(":")[0] for m in runtime["volumes"]}
     assert (DEPLOY / mounts["/config/edge.yaml"]).resolve() == DEPLOY / "edge.yaml"
     assert all(m.endswith(":ro") for m in runtime["volumes"] if m.split(":")[1] in ("/config/edge.yaml", "/models"))

@@ -4,9 +4,11 @@ No image registry is reachable here, so the base is a Debian bookworm made with 
 --variant=minbase`, trimmed as Debian's `-slim` images are, and `podman import`ed (kept in podman's
 storage: later runs reuse it), and podman runs with runc, cgroupfs and no default ulimits from a
 containers.conf this test writes. The build sees the host's CA bundle (read-only) so pip reaches the
-package registry through a TLS-inspecting proxy, and the host pip's index when one is configured. Then the image runs deploy/edge.yaml (model, clip and cameras swapped for the demo model and a
-short clip, all mounted), a subscriber on the host receives detections, the HEALTHCHECK turns healthy,
-and SIGTERM (podman stop) ends it with exit 0 and an end-of-stream.
+package registry through a TLS-inspecting proxy, and the host pip's index when one is configured.
+Then the image runs deploy/edge.yaml (model and cameras swapped for the demo model and a short clip,
+all mounted) under a box name given by `--name`, as compose and the DaemonSet do; a subscriber on the
+host receives detections on BOX/clip, each naming its box; the HEALTHCHECK turns healthy; and SIGTERM
+(podman stop) ends it with exit 0 and an end-of-stream.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ def test_cpu_image_publishes_detections_turns_healthy_and_stops_with_exit_0(imag
         p.chmod(0o644)
     port, metrics = free_port(), free_port()
     name = f"edge-rt-test-{os.getpid()}"
+    box = "ci-box-1"  # named on the command line, as compose and the DaemonSet do: topics BOX/SOURCE
     t0 = time.monotonic()
     podman(
         "run", "-d", "--name", name,
@@ -193,11 +196,11 @@ def test_cpu_image_publishes_detections_turns_healthy_and_stops_with_exit_0(imag
         "-v", f"{ROOT / 'models' / 'demo'}:/models:ro",
         "-v", f"{tmp_path / 'edge.yaml'}:/config/edge.yaml:ro",
         "-v", f"{clips}:/clips:ro",
-        image,
+        image, "run", "--config", "/config/edge.yaml", "--name", box,
     )  # fmt: skip
     try:
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001", "not root"
-        with Subscriber(f"tcp://127.0.0.1:{port}", topics=["clip"]) as sub:
+        with Subscriber(f"tcp://127.0.0.1:{port}", topics=[f"{box}/clip"]) as sub:
             detections: list[DetectionMessage] = []
             deadline = time.monotonic() + 120
             while len(detections) < 20 and time.monotonic() < deadline:
@@ -208,6 +211,7 @@ def test_cpu_image_publishes_detections_turns_healthy_and_stops_with_exit_0(imag
             assert len(detections) >= 20, "no detections from the container:\n" + podman("logs", name).stderr[-3000:]
             timed("run -> 20 detection messages at the host's subscriber", t0)
             assert sum(len(m.detections) for m in detections) > 0, "the demo model finds the clip's shapes"
+            assert {(m.box, m.source) for m in detections} == {(box, "clip")}, "every message names its box and camera"
             healthy = None
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
@@ -233,7 +237,7 @@ def test_cpu_image_publishes_detections_turns_healthy_and_stops_with_exit_0(imag
         logs = podman("logs", name)
         assert state[0] == "0", f"exit {state}:\n{logs.stderr[-3000:]}"
         assert TIMINGS["podman stop (SIGTERM -> exit)"] < 15, "SIGTERM, not the SIGKILL after --time"
-        assert eos is not None and eos.reason, "an end-of-stream before the socket closed"
+        assert eos is not None and eos.reason and eos.box == box, "an end-of-stream before the socket closed"
         assert '"msg": "SIGTERM received: stopping"' in logs.stderr, logs.stderr[-2000:]  # JSON logs on stderr
     finally:
         podman("rm", "-f", name, check=False)

@@ -21,8 +21,8 @@ test: install
 # The CPU container image built and run for real with podman (tests/deploy/; not in `make test`: minutes,
 # root, a Debian mirror and the package registry): a debootstrapped bookworm base, the image, detections at
 # a host subscriber, HEALTHCHECK healthy, SIGTERM -> exit 0. Installs podman, debootstrap and runc from Debian
-# when missing. Measured on 2 busy cores under nice 19: 131 s from nothing (EDGE_RT_DEPLOY_FRESH=1: debootstrap
-# 61 s, build 45 s), 53 s with the base cached in podman's storage (a 503 MB image).
+# when missing. Measured on 2 busy cores under nice 19: 131-135 s from nothing (EDGE_RT_DEPLOY_FRESH=1: debootstrap
+# 54-61 s, build 45-54 s), 53 s with the base cached in podman's storage (a 503 MB image).
 test-deploy: install
 	@command -v podman >/dev/null && command -v debootstrap >/dev/null && command -v runc >/dev/null || \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc >/dev/null)

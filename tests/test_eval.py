@@ -209,6 +209,7 @@ def _dataset_with(tmp_path: Path, data: Path, **changes: object) -> Path:
         ("bad label", "is not 'class cx cy w h'"),
         ("unknown format", "unknown format '.tflite'"),
         ("no labels", "no labelled objects"),
+        ("plots under a file", "--plots"),
     ],
 )
 def test_user_mistakes_are_one_line(case: str, expected: str, data: Path, tmp_path: Path) -> None:
@@ -237,6 +238,9 @@ def test_user_mistakes_are_one_line(case: str, expected: str, data: Path, tmp_pa
         shutil.copytree(data.parent / "images" / "val", root / "images" / "val")
         (root / "labels" / "val").mkdir(parents=True)
         data_arg = str(_dataset_with(tmp_path, data, path=str(root), train="images/val"))
+    elif case == "plots under a file":
+        (tmp_path / "afile").write_text("")
+        extra = ["--plots", str(tmp_path / "afile" / "plots")]
     elif case == "unknown format":
         model = str(tmp_path / "m.tflite")
         Path(model).write_bytes(b"x")

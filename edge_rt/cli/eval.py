@@ -57,6 +57,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag} {value}: must be >= 1")
     if args.json is not None and not args.json.parent.is_dir():
         raise ConfigError(f"--json {args.json}: folder {args.json.parent} does not exist; create it or pick another path")
+    if args.plots is not None:  # before minutes of evaluation, not after
+        try:
+            args.plots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--plots {args.plots}: cannot create the folder ({exc.strerror}); pick another path") from None
     if args.model:
         result = evaluate(Path(args.model), Path(args.data), args.split, **options)
         print(format_report(result))
@@ -71,7 +76,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.plots is not None:
         _plots(results, args.plots)
     if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=1) + "\n")
+        try:
+            args.json.write_text(json.dumps(document, indent=1) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"--json {args.json}: cannot write it ({exc.strerror}); pick another path") from None
         print(f"json: {args.json}")
     return 0
 

@@ -126,6 +126,20 @@ def _dataset_root(data_yaml: Path, data: dict[str, Any], problems: list[str]) ->
     return root
 
 
+def require_valid(data_yaml: Path) -> None:
+    """Refuse a dataset before training: one line for one problem, else a count and one line each.
+
+    Raises:
+        ValueError: the dataset has problems.
+    """
+    problems = check_dataset(data_yaml)
+    if len(problems) == 1:
+        raise ValueError(problems[0])  # it names its file (and line) and the fix
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise ValueError(f"dataset {data_yaml} has {len(problems)} problem(s):\n{listed}")
+
+
 def check_dataset(data_yaml: Path) -> list[str]:
     """Problems that would make an Ultralytics detection dataset train wrongly; [] means OK.
 

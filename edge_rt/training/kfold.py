@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from edge_rt.progress import Progress
-from edge_rt.training.dataset import check_dataset, label_path, split_files
+from edge_rt.training.dataset import label_path, require_valid, split_files
 
 REPORT_KEYS: tuple[str, ...] = ("precision", "recall", "mAP50", "mAP50-95")
 
@@ -178,10 +178,7 @@ def kfold(
     from edge_rt.training.train import train
 
     data = Path(data)
-    problems = check_dataset(data)
-    if problems:
-        listed = "\n".join(f"  {p}" for p in problems)
-        raise ValueError(f"dataset {data} has {len(problems)} problem(s):\n{listed}")
+    require_valid(data)
     root = _fresh_dir(Path(project).resolve() / name)
     fold_yamls = write_folds(data, root / "splits", k, seed)
     _, names, _ = pooled_images(data)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_rt.progress import Progress
-from edge_rt.training.dataset import check_dataset
+from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
 
 METRIC_KEYS: tuple[str, ...] = ("mAP50", "mAP50-95", "precision", "recall")
@@ -39,13 +39,6 @@ class TrainResult:
     onnx: Path | None
     metrics: Mapping[str, float]
     save_dir: Path | None = None
-
-
-def _check_dataset(data: Path) -> None:
-    problems = check_dataset(data)
-    if problems:
-        listed = "\n".join(f"  {p}" for p in problems)
-        raise ValueError(f"dataset {data} has {len(problems)} problem(s):\n{listed}")
 
 
 def train(
@@ -121,7 +114,7 @@ def train(
     if patience is not None:
         kwargs["patience"] = patience
     check_values({k: v for k, v in kwargs.items() if k != "augmentations"}, "overrides")
-    _check_dataset(data)
+    require_valid(data)
 
     from ultralytics import YOLO  # heavy; only when training
 
@@ -243,7 +236,7 @@ def resume_training(
             f"resume {checkpoint}: all {args.get('epochs')} epochs already ran; fine-tune further with --model {checkpoint}"
         )
     data = Path(data) if data is not None else Path(str(args.get("data")))
-    _check_dataset(data)
+    require_valid(data)
 
     kwargs: dict[str, Any] = {"resume": True, "data": str(data.resolve()), **overrides}
     if device is not None:

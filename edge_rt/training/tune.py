@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from edge_rt.progress import Progress
-from edge_rt.training.dataset import check_dataset
+from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
 
 RESULTS = "tune_results.ndjson"
@@ -115,10 +115,7 @@ def tune(
     mapped = sorted(k for k in overrides if k in MAPPED_KEYS)
     if mapped:
         raise ValueError(f"{', '.join(f'{k}=' for k in mapped)}: use the tune options (--data, --model, --epochs...) instead")
-    problems = check_dataset(data)
-    if problems:
-        listed = "\n".join(f"  {p}" for p in problems)
-        raise ValueError(f"dataset {data} has {len(problems)} problem(s):\n{listed}")
+    require_valid(data)
 
     tune_dir = Path(project).resolve() / name
     settings = {

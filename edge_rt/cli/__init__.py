@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `edge-rt dataset check ... | head`: the reader left. Python's documented way out: point stdout at
+        # devnull so the flush at exit does not raise a second time, and exit as a pipe-killed command does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def entrypoint() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .schema import BOX_NAME_MAX, is_box_name
-from .security import check_exposure
+from .security import check_exposure, endpoint_host, split_publish
 from .sources import SourceKind, SourceSpec, parse_source
 
 
@@ -25,9 +25,10 @@ class RunConfig:
     model: str
     sources: tuple[SourceSpec, ...]
     name: str | None = None  # the box's name in every message; given, it also prefixes topics: NAME/SOURCE
-    publish: str = "tcp://127.0.0.1:5555"  # loopback: reaching beyond the box needs CURVE or --insecure
+    publish: str = "tcp://127.0.0.1:5555"  # loopback: beyond the box needs CURVE or --insecure; connect:EP dials a broker
     curve_secret_key: str | None = None  # the publisher's NAME.key_secret: publish with CURVE
-    curve_allow: str | None = None  # directory of the clients' public NAME.key files it admits
+    curve_allow: str | None = None  # bind: directory of the clients' public NAME.key files it admits
+    curve_server_key: str | None = None  # connect: the broker's public NAME.key (the box is its CURVE client)
     insecure: bool = False  # allow a non-loopback endpoint without CURVE
     encoding: str = "json"
     device: str = "auto"
@@ -126,6 +127,24 @@ def _string(key: str, value: Any) -> str:
     return value
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+
+
+def _publish(key: str, value: Any) -> str:
+    """An address to bind (tcp://HOST:PORT, ipc://PATH, ...) or connect:ADDRESS of a broker's frontend."""
+    text = _string(key, value)
+    address, connect = split_publish(text)
+    scheme, sep, rest = address.partition("://")
+    if not sep or not rest or not _SCHEME.match(scheme):
+        raise ConfigError(
+            f"{key}: {_show(value)}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME to bind, "
+            "or connect:tcp://BROKER:PORT to publish to an `edge-rt broker`"
+        )
+    if connect and endpoint_host(address) == "*":
+        raise ConfigError(f"{key}: {_show(value)}: connect: dials the broker's address (a host name or IP), not '*'")
+    return text
+
+
 def _box_name(key: str, value: Any) -> str:
     if not is_box_name(value):
         raise ConfigError(
@@ -177,9 +196,10 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": _string,
     "name": _optional(_box_name),
-    "publish": _string,
+    "publish": _publish,
     "curve_secret_key": _optional(_string),
     "curve_allow": _optional(_string),
+    "curve_server_key": _optional(_string),
     "insecure": _boolean,
     "encoding": _choice("json", "msgpack"),
     "device": _choice("auto", "cpu", "cuda", "tensorrt"),
@@ -307,12 +327,35 @@ def _check_collect(config: RunConfig) -> None:
 
 
 def _check_security(config: RunConfig) -> None:
-    """CURVE needs both halves; an endpoint reachable from the network needs CURVE or --insecure."""
-    if (config.curve_secret_key is None) != (config.curve_allow is None):
-        missing = (
-            "curve_allow (--curve-allow DIR)" if config.curve_allow is None else "curve_secret_key (--curve-secret-key FILE)"
-        )
-        raise ConfigError(
-            f"{missing} is missing: CURVE needs the publisher's secret key file and the directory of client public keys it admits"
-        )
+    """CURVE needs both halves, which for a box that binds (the CURVE server) are its key and an
+    allow-list, and for one that connects to a broker (its client) its key and the broker's public key;
+    an endpoint reachable from the network needs CURVE or --insecure."""
+    if split_publish(config.publish)[1]:
+        if config.curve_allow is not None:
+            raise ConfigError(
+                f"curve_allow (--curve-allow): publish {config.publish} connects to a broker, which decides who may publish "
+                "(its --curve-allow-publishers); give the broker's public key instead: --curve-server-key FILE"
+            )
+        if (config.curve_secret_key is None) != (config.curve_server_key is None):
+            missing = (
+                "curve_server_key (--curve-server-key FILE)"
+                if config.curve_server_key is None
+                else "curve_secret_key (--curve-secret-key FILE)"
+            )
+            raise ConfigError(
+                f"{missing} is missing: CURVE to a broker needs this box's secret key file and the broker's public key file"
+            )
+    else:
+        if config.curve_server_key is not None:
+            raise ConfigError(
+                "curve_server_key (--curve-server-key): only for publish connect:tcp://BROKER:PORT; a box that binds is the "
+                "CURVE server: give --curve-allow DIR (its subscribers' public keys)"
+            )
+        if (config.curve_secret_key is None) != (config.curve_allow is None):
+            missing = (
+                "curve_allow (--curve-allow DIR)" if config.curve_allow is None else "curve_secret_key (--curve-secret-key FILE)"
+            )
+            raise ConfigError(
+                f"{missing} is missing: CURVE needs the publisher's secret key file and the directory of client public keys it admits"
+            )
     check_exposure(config.publish, curve=config.curve_secret_key is not None, insecure=config.insecure)

@@ -21,7 +21,7 @@ from .preprocess import make_preprocessor
 from .prometheus import CountersFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
 from .schema import check_encoding
-from .security import ServerKeys, check_exposure, is_local_endpoint, redact_url
+from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
 from .systemd import Notifier, ServiceWatch
 
 log = logging.getLogger("edge_rt.run")
@@ -124,16 +124,27 @@ def build_pipeline(
 
 
 def open_publisher(config: RunConfig) -> Publisher:
-    """The publisher, with CURVE and its allow-list when configured; says once when it is exposed in the clear."""
-    curve = None
-    if config.curve_secret_key is not None and config.curve_allow is not None:
+    """The publisher, with CURVE when configured (bound: a server with an allow-list; connecting to a
+    broker: its client); says once when it is exposed in the clear."""
+    address, connect = split_publish(config.publish)
+    curve: ServerKeys | ClientKeys | None = None
+    if connect and config.curve_secret_key is not None and config.curve_server_key is not None:
+        curve = ClientKeys.load(config.curve_server_key, config.curve_secret_key)
+    elif not connect and config.curve_secret_key is not None and config.curve_allow is not None:
         curve = ServerKeys.load(config.curve_secret_key, config.curve_allow)
     check_exposure(config.publish, curve=curve is not None, insecure=config.insecure)  # also for a RunConfig built by hand
     publisher = Publisher(config.publish, config.encoding, curve=curve)
-    if curve is not None:
+    if isinstance(curve, ServerKeys):
         log.info("CURVE on: admitting the %d client key(s) in %s", len(curve.allowed), curve.allow_dir)
-    elif not is_local_endpoint(config.publish):
-        log.warning("--insecure: publishing on %s unencrypted, to anyone who can reach it", config.publish)
+    elif isinstance(curve, ClientKeys):
+        log.info("CURVE on: this box's public key %s must be in the broker's allow-list", curve.pair.public.decode())
+    elif not is_local_endpoint(address):
+        log.warning(
+            "--insecure: publishing %s %s unencrypted, %s",
+            "to the broker at" if connect else "on",
+            address,
+            "readable on the way" if connect else "to anyone who can reach it",
+        )
     return publisher
 
 
@@ -192,6 +203,13 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         log.info("done\n%s", metrics.summary(pipeline.counters()))
         if pipeline.sink_refused:
             log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
+        if publisher.link is not None and publisher.link.dropped:
+            log.warning(
+                "%d message(s) dropped while no broker was connected at %s (%s)",
+                publisher.link.dropped,
+                publisher.link.address,
+                f"connected {publisher.link.connects} time(s)" if publisher.link.connects else "never reached",
+            )
     finally:
         if collector is not None:
             collector.close(timeout_s=0.5 if pipeline is not None and pipeline.engine_hung else 2.0)  # no-op when closed
@@ -213,6 +231,8 @@ def service_watch(pipeline: Pipeline) -> ServiceWatch | None:
     notifier = Notifier.from_env()
     if notifier is None:
         return None
+    # READY once publishing, as for bind: with connect: that need not wait for the broker (a box whose broker
+    # is down must not be failed and restarted by systemd; it publishes, drops and counts until it is back).
     watch = ServiceWatch(notifier, lambda: sum(pipeline.published.values()), pipeline.health.states, pipeline.engine_busy_s)
     pipeline.tickers.append(watch.tick)
     every = f", watchdog every {notifier.watchdog_s / 2:g}s" if notifier.watchdog_s else ""

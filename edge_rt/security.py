@@ -4,7 +4,9 @@
   key, `NAME.key_secret` both). Loading one checks what `zmq.auth.load_certificate` does not: that
   each key is 40 Z85 characters and that the public key belongs to the secret one.
 - CURVE alone encrypts but admits any client; the publisher pairs it with a ZAP authenticator that
-  admits only the public keys found in an allow-list directory (see `publish.Publisher`).
+  admits only the public keys found in an allow-list directory (see `publish.Publisher`). A box that
+  publishes to a broker (`connect:`) is the CURVE client instead: its key pair and the broker's public
+  key (`ClientKeys`); the broker's allow-list decides.
 - A camera URL's password must never reach a log line, an error line or a message: `redact_url`.
 """
 
@@ -112,7 +114,8 @@ class ServerKeys:
 
 @dataclass(frozen=True)
 class ClientKeys:
-    """A subscriber's side: the server's public key and the client's own key pair."""
+    """A subscriber's side, or a box's that publishes to a broker: the server's public key and the
+    client's own key pair."""
 
     server_public: bytes
     pair: KeyPair
@@ -214,10 +217,29 @@ def is_ipv6_endpoint(endpoint: str) -> bool:
     return host is not None and ":" in host
 
 
+CONNECT_PREFIX = "connect:"
+
+
+def split_publish(endpoint: str) -> tuple[str, bool]:
+    """`connect:tcp://BROKER:PORT` -> (`tcp://BROKER:PORT`, True): the publisher dials a broker's frontend;
+    anything else is an address it binds -> (endpoint, False)."""
+    if endpoint.startswith(CONNECT_PREFIX):
+        return endpoint[len(CONNECT_PREFIX) :], True
+    return endpoint, False
+
+
 def check_exposure(endpoint: str, curve: bool, insecure: bool) -> None:
-    """A network-reachable endpoint without CURVE is refused unless the user said --insecure."""
-    if curve or insecure or "://" not in endpoint or is_local_endpoint(endpoint):
+    """A network-reachable endpoint without CURVE is refused unless the user said --insecure: one that
+    binds (anyone who reaches it reads) and one that connects (the path to the broker is read) alike."""
+    address, connect = split_publish(endpoint)
+    if curve or insecure or "://" not in address or is_local_endpoint(address):
         return  # (a malformed endpoint is the publisher's to refuse, with the forms it accepts)
+    if connect:
+        raise ConfigError(
+            f"--publish {endpoint}: the broker is beyond this machine and the link is not encrypted; add "
+            "--curve-secret-key FILE (this box's key pair) --curve-server-key FILE (the broker's public .key), "
+            "or --insecure to publish in the clear anyway"
+        )
     raise ConfigError(
         f"--publish {endpoint}: reachable beyond this machine without encryption; "
         "add --curve-secret-key FILE --curve-allow DIR (keys from `edge-rt keys`), "

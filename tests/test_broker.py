@@ -1,8 +1,9 @@
 """`edge-rt broker`: many boxes, one address. Real processes, real sockets on 127.0.0.1.
 
-Boxes connect to the broker's bound frontend (the fleet layout; the boxes are plain pyzmq PUB sockets
-here until `edge-rt run` can connect), or the broker dials boxes that bind (`connect:`, which real
-`edge-rt run` processes do today). Boxes run with `--name` publish on topics BOX/SOURCE.
+Boxes connect to the broker's bound frontend (the fleet layout: real `edge-rt run --publish
+connect:...` processes, and plain pyzmq PUB sockets where a test needs exact control of what a box
+sends), or the broker dials boxes that bind (the broker's `--frontend connect:`). Boxes run with
+`--name` publish on topics BOX/SOURCE.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ DEMO = ROOT / "models" / "demo" / "demo.onnx"
 class Proc:
     """A CLI process whose stderr is read by a thread, so tests can wait for a log line."""
 
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    def __init__(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        e = env() | (extra_env or {})
+        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -83,6 +85,14 @@ def runtime(endpoint: str, source: str = "cam0", *extra: str) -> Proc:
     return Proc(
         "run", "--model", str(DEMO), "--device", "cpu", "--threads", "1", "--publish", endpoint,
         "--source", f"{source}=synthetic://160x120?fps=8", "--stats-interval", "0", *extra,
+    )  # fmt: skip
+
+
+def connected_runtime(front: str, name: str, source: str, *extra: str, extra_env: dict[str, str] | None = None) -> Proc:
+    """A real `edge-rt run --publish connect:FRONT --name NAME`: the box publishes to the broker."""
+    return Proc(
+        "run", "--model", str(DEMO), "--device", "cpu", "--threads", "1", "--publish", f"connect:{front}",
+        "--name", name, "--source", source, "--stats-interval", "0", *extra, extra_env=extra_env,
     )  # fmt: skip
 
 
@@ -238,6 +248,154 @@ def test_subscriptions_reach_the_boxes_even_when_another_consumer_has_the_same_o
             s.close(0)
         box.close(0)
         assert b.stop() == 0
+
+
+# --- real runtimes publish to the broker (edge-rt run --publish connect:) ---------------------------
+
+
+def test_three_real_runtimes_publish_to_the_broker_and_one_subscriber_gets_every_box(tmp_path: Path) -> None:
+    """Three `edge-rt run --publish connect:FRONT --name boxN --await-subscribers 1` into one broker with a
+    bound frontend: the subscriber's subscription travels up through the broker's XSUB, so each box waits
+    for it and its first frame (seq 0) arrives; every message is schema-valid on BOX/cam0 with its box,
+    every box's health arrives too, a late `$health` subscriber gets every box's snapshot at once, and
+    SIGTERM ends each box with an end-of-stream through the broker."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=16, size=(320, 180))
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    names = ("box0", "box1", "box2")
+    b = broker([front], back)
+    ctx = zmq.Context()
+    sub = raw_sub(ctx, back)  # every topic, $health included; subscribed before the boxes start
+    boxes = [connected_runtime(front, n, f"cam0={clip}", "--loop", "--fps", "8", "--await-subscribers", "1") for n in names]
+    try:
+        seqs: dict[str, list[int]] = {}
+        health: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (len(seqs) == 3 and min(map(len, seqs.values())) >= 8 and len(health) == 3):
+            for topic, payload in receive(sub, 0.3):
+                validate(payload)
+                if topic == "$health":
+                    health[payload["box"]] = health.get(payload["box"], 0) + 1
+                else:
+                    assert topic == f"{payload['box']}/cam0" and payload["source"] == "cam0", topic
+                    seqs.setdefault(payload["box"], []).append(payload["seq"])
+        with Subscriber(back, topics=["$health"]) as late:
+            snapshots: dict[str, HealthMessage] = {}
+            t0 = time.monotonic()
+            while len(snapshots) < 3 and time.monotonic() - t0 < 5:
+                msg = late.receive(200)
+                if isinstance(msg, HealthMessage) and msg.event == "snapshot":
+                    snapshots.setdefault(msg.box or "", msg)
+            took = time.monotonic() - t0
+        codes = [box.stop() for box in boxes]
+        tail = receive(sub, 2.0)
+    finally:
+        for box in boxes:
+            box.stop()  # (already stopped unless the test failed on the way)
+        broker_code = b.stop()
+        ctx.destroy(0)
+    assert set(seqs) == set(names) and set(health) == set(names), (sorted(seqs), sorted(health))
+    for name, got in seqs.items():
+        assert got == list(range(len(got))), f"{name}: the first frame was lost or a gap: {got[:20]}"
+    assert set(snapshots) == set(names) and took < 1.5, (sorted(snapshots), took)
+    assert all(m.state == "online" for m in snapshots.values())
+    ends = {p["box"] for t, p in tail if p.get("schema") == "edge_rt.eos"}
+    assert ends == set(names), f"end-of-stream from {sorted(ends)}"
+    assert codes == [0, 0, 0] and broker_code == 0, [box.lines[-5:] for box in boxes]
+    for box in boxes:
+        assert any(f"connected to the broker at {front}" in line for line in box.lines), box.lines[-10:]
+
+
+def test_a_runtime_started_before_its_broker_publishes_once_it_appears_and_after_it_restarts(tmp_path: Path) -> None:
+    """No broker at start: the runtime starts, tells systemd READY (a box must not be restarted because
+    its broker is down), says once that the broker is not reachable, and keeps publishing into the void
+    (counted). The broker comes up: messages arrive at a subscriber. The broker is killed and started
+    again: the same session resumes with later seqs. SIGTERM: exit 0 and the count of what was dropped."""
+    from .test_systemd import _datagrams, _notify_socket
+
+    sock, path = _notify_socket(tmp_path)
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    box = connected_runtime(front, "early", "cam0=synthetic://160x120?fps=8", extra_env={"NOTIFY_SOCKET": path})
+    ctx = zmq.Context()
+    b: Proc | None = None
+    try:
+        got: list[tuple[float, dict[str, str]]] = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not any(d.get("READY") == "1" for _, d in got):
+            got += _datagrams(sock, time.monotonic() + 0.5)
+        assert any(d.get("READY") == "1" for _, d in got), f"no READY without a broker: {got}"
+        box.wait_for("is not reachable")
+        time.sleep(1.0)
+        assert box.proc.poll() is None, "the runtime runs on without its broker"
+        sub = raw_sub(ctx, back, ("early/cam0",))
+        b = broker([front], back)
+        first = receive(sub, 20, until=10)
+        assert len(first) == 10, f"only {len(first)} messages after the broker came up"
+        assert first[0][1]["seq"] > 0, "what was published before the broker existed went nowhere"
+        contiguous_seqs = [p["seq"] for _, p in first]
+        assert contiguous_seqs == list(range(contiguous_seqs[0], contiguous_seqs[0] + 10))
+        box.wait_for("connected to the broker at")
+        b.kill()  # SIGKILL: no goodbye
+        box.wait_for("lost the broker")
+        receive(sub, 0.3)
+        b = broker([front], back)  # same ports
+        after = receive(sub, 20, until=10)
+        box.wait_for("again after")
+    finally:
+        code = box.stop()
+        if b is not None:
+            b.stop()
+        sock.close()
+        ctx.destroy(0)
+    assert len(after) == 10, f"only {len(after)} messages after the restart"
+    assert after[0][1]["session"] == first[0][1]["session"] and after[0][1]["seq"] > first[-1][1]["seq"]
+    for _, payload in first + after:
+        validate(payload)
+    assert code == 0, "\n".join(box.lines[-20:])
+    assert sum("is not reachable" in line for line in box.lines) == 1, "said once, not once per retry"
+    assert any("message(s) dropped while no broker was connected" in line for line in box.lines), box.lines[-10:]
+
+
+def test_a_real_runtime_with_curve_reaches_a_curve_broker_and_an_unlisted_box_does_not(tmp_path: Path) -> None:
+    """The box is the broker's CURVE client: its key pair (--curve-secret-key) and the broker's public key
+    (--curve-server-key); the broker's --curve-allow-publishers lists box1 only. A listed consumer gets
+    box1's messages and nothing of the unlisted box, which logs why in one line."""
+    create_keys("broker", tmp_path / "keys")
+    for name, folder in (("alarms", "consumers"), ("box1", "boxes"), ("rogue", "elsewhere")):
+        create_keys(name, tmp_path / "made")
+        (tmp_path / folder).mkdir(exist_ok=True)
+        if folder != "elsewhere":
+            (tmp_path / "made" / f"{name}.key").rename(tmp_path / folder / f"{name}.key")
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    b = broker(
+        [front], back, "--curve-secret-key", str(tmp_path / "keys" / "broker.key_secret"),
+        "--curve-allow", str(tmp_path / "consumers"), "--curve-allow-publishers", str(tmp_path / "boxes"),
+    )  # fmt: skip
+    server_key = str(tmp_path / "keys" / "broker.key")
+    boxes = [
+        connected_runtime(
+            front, name, "cam0=synthetic://160x120?fps=8",
+            "--curve-secret-key", str(tmp_path / "made" / f"{name}.key_secret"), "--curve-server-key", server_key,
+        )  # fmt: skip
+        for name in ("box1", "rogue")
+    ]
+    received: list[dict] = []
+    try:
+        with Subscriber(back, curve_server_key=server_key, curve_secret_key=tmp_path / "made" / "alarms.key_secret") as alarms:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and sum(1 for m in received if "detections" in m) < 20:
+                m = alarms.receive(300)
+                if m is not None:
+                    validate(m.raw)
+                    received.append(m.raw)
+            boxes[1].wait_for("refused this box's CURVE key")
+            received += [m.raw for m in (alarms.receive(300) for _ in range(10)) if m is not None]
+    finally:
+        codes = [box.stop() for box in boxes]
+        broker_code = b.stop()
+    assert sum(1 for m in received if "detections" in m) >= 20
+    assert {m["box"] for m in received} == {"box1"}, "the unlisted box's messages must not get through"
+    assert any("CURVE on: this box's public key" in line for line in boxes[0].lines)
+    assert codes == [0, 0] and broker_code == 0
 
 
 # --- the broker dials real runtimes ---------------------------------------------------------------

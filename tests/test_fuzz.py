@@ -29,6 +29,7 @@ from edge_rt.client import DetectionMessage, EndOfStream, MalformedMessage, Subs
 from edge_rt.config import RunConfig, build_run_config, load_yaml
 from edge_rt.errors import ConfigError, EdgeRtError
 from edge_rt.schema import DETECTIONS, ENCODINGS, EOS, VERSION, decode, encode, is_box_name
+from edge_rt.security import endpoint_host, is_local_endpoint, split_publish
 from edge_rt.sources import SourceKind
 
 pytestmark = pytest.mark.timeout(120)
@@ -282,9 +283,14 @@ CHOICES = {
 }
 STRING_VALUES = {
     "model": ["m.onnx", "models/yolo11n.engine"],
-    "publish": ["tcp://127.0.0.1:5555", "ipc:///tmp/edge.sock", "inproc://x", "tcp://*:5555", "tcp://[::1]:5", "tcp://10.0.0.1:1"],
+    "publish": [
+        "tcp://127.0.0.1:5555", "ipc:///tmp/edge.sock", "inproc://x", "tcp://*:5555", "tcp://[::1]:5", "tcp://10.0.0.1:1",
+        "connect:tcp://127.0.0.1:5556", "connect:tcp://broker.example:5556", "connect:tcp://*:5556", "connect:", "connect:x",
+        "bind:tcp://1.2.3.4:5", "tcp://", "://x", "1tcp://x:1",
+    ],  # fmt: skip
     "curve_secret_key": ["keys/box.key_secret"],
     "curve_allow": ["keys/clients"],
+    "curve_server_key": ["keys/broker.key"],
     "metrics_addr": ["127.0.0.1", "0.0.0.0"],
     "collect": ["hard", "/data/hard"],
     "name": ["yard-01", "node-7.fleet.example", "a/b", "$health", "a b", "", "x" * 254, "tab\tname", "caf\u00e9"],
@@ -352,7 +358,7 @@ GOOD: dict[str, st.SearchStrategy[Any]] = {
     "metrics_port": st.none() | st.integers(0, 65535),
     **{k: st.sampled_from(v) for k, v in CHOICES.items()},
     "model": st.sampled_from(STRING_VALUES["model"]),
-    "publish": st.sampled_from(STRING_VALUES["publish"][:5]),
+    "publish": st.sampled_from(STRING_VALUES["publish"][:5] + STRING_VALUES["publish"][6:7]),
     "metrics_addr": st.sampled_from(STRING_VALUES["metrics_addr"]),
     **{k: st.booleans() for k in ("insecure", "agnostic_nms", "loop")},
     "classes": st.none() | st.lists(st.integers(0, 90), max_size=4),
@@ -417,7 +423,13 @@ def _check_config(config: RunConfig) -> None:
     for key, options in CHOICES.items():
         assert getattr(config, key) in options
     assert isinstance(config.model, str) and config.model.strip() and isinstance(config.publish, str)
-    assert (config.curve_secret_key is None) == (config.curve_allow is None)
+    address, connect = split_publish(config.publish)
+    assert "://" in address and (not connect or endpoint_host(address) != "*")
+    if connect:  # the broker's CURVE client: its key and the broker's, never an allow-list
+        assert config.curve_allow is None and (config.curve_secret_key is None) == (config.curve_server_key is None)
+    else:  # a CURVE server: its key and an allow-list
+        assert config.curve_server_key is None and (config.curve_secret_key is None) == (config.curve_allow is None)
+    assert config.insecure or config.curve_secret_key is not None or is_local_endpoint(address)
     assert config.name is None or is_box_name(config.name), f"name={config.name!r}"
     assert is_box_name(config.box) and config.box_topics == (config.name is not None)
     assert (config.collect is None) == (config.collect_conf is None)

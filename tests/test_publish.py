@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
 import pytest
 import zmq
 
+from edge_rt.broker import Broker, BrokerConfig, BrokerKeys, Endpoint
 from edge_rt.client import DetectionMessage, EndOfStream, MalformedMessage, SequenceTracker, Subscriber, parse_message
 from edge_rt.errors import PublishError
 from edge_rt.publish import Publisher, ZmqSettings
@@ -235,6 +239,98 @@ def test_bind_errors_are_publish_errors() -> None:
             Publisher(endpoint)
     finally:
         first.close()
+
+
+# --- publishing to a broker (connect:) ---------------------------------------------------------------
+
+
+@contextmanager
+def running_broker(front: str, back: str, keys: BrokerKeys | None = None) -> Iterator[Broker]:
+    """A real `edge_rt.broker.Broker` (zmq.proxy_steerable) in this process, bound on both sides."""
+    broker = Broker(BrokerConfig((Endpoint(front),), Endpoint(back), keys=keys, stats_interval=0))
+    worker = threading.Thread(target=broker.run, daemon=True)
+    worker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        worker.join(10)
+        broker.close()
+
+
+def drain(sub: Subscriber, seconds: float) -> list[DetectionMessage]:
+    """What `sub` receives for `seconds` (receiving is also what makes a SUB re-send its subscriptions)."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        m = sub.receive(50)
+        if isinstance(m, DetectionMessage):
+            out.append(m)
+    return out
+
+
+def wait_until(check, seconds: float, step: Callable[[], object] = lambda: None) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        step()
+        time.sleep(0.02)
+    return True
+
+
+def test_a_publisher_that_connects_to_a_broker_drops_and_counts_while_it_is_away_and_never_replays_stale_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No broker at start: publish() neither blocks nor fails, every message is counted as dropped and
+    await_subscribers gives up on time. The broker appears: the consumer's subscriptions are forwarded to
+    the box (await_subscribers returns, `$health` answering sees the topic) and messages flow. The broker
+    dies and comes back on the same ports while the consumer stays subscribed: what was sent meanwhile is
+    dropped (IMMEDIATE), not queued and delivered late, and the stream resumes by itself."""
+    caplog.set_level(logging.INFO, logger="edge_rt.publish")
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    pub = Publisher(f"connect:{front}", settings=ZmqSettings(reconnect_ivl_max_ms=500))
+    sub = Subscriber(back, topics=["cam0", "$health"])  # outlives both brokers, as a consumer would
+    assert pub.link is not None
+    try:
+        t0 = time.monotonic()
+        assert all(pub.publish("cam0", message(seq=i)) for i in range(20))
+        assert time.monotonic() - t0 < 1, "publish waited for a broker"
+        assert pub.await_subscribers(1, 0.3) is False
+        assert pub.link.dropped == 20 and not pub.link.connected
+        with running_broker(front, back):
+            assert wait_until(lambda: pub.poll_subscriptions() >= 2, 10, lambda: sub.receive(10))
+            assert set(pub.take_new_subscriptions()) == {b"cam0", b"$health"}, "the broker forwards each topic to the box"
+            assert pub.link.connected and pub.link.connects == 1
+            for i in range(20, 30):
+                pub.publish("cam0", message(seq=i))
+            assert [m.seq for m in drain(sub, 1.0)] == list(range(20, 30))
+            assert pub.link.dropped == 20
+        assert wait_until(lambda: not pub.link.poll(), 10), "the box noticed the broker left"
+        assert pub.poll_subscriptions(100) == 0, "the broker's subscriptions left with it"
+        for i in range(30, 40):
+            pub.publish("cam0", message(seq=i))  # nobody to send them to
+        assert pub.link.dropped == 30
+        with running_broker(front, back):
+            assert wait_until(lambda: pub.poll_subscriptions() >= 2, 10, lambda: sub.receive(10))
+            assert pub.link.connects == 2 and pub.subscriptions == 2, "the same consumer counts once again"
+            for i in range(40, 50):
+                pub.publish("cam0", message(seq=i))
+            assert [m.seq for m in drain(sub, 1.0)] == list(range(40, 50)), "nothing from the outage arrives late"
+    finally:
+        sub.close()
+        pub.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("is not reachable" in line for line in said) == 1, said  # once, not once per retry
+    assert any("lost the broker" in line for line in said), said
+    assert any("again after" in line and "10 message(s) dropped" in line for line in said), said
+
+
+def test_connect_errors_are_clear() -> None:
+    with pytest.raises(PublishError, match="or connect:tcp://BROKER:PORT"):
+        Publisher("connect:localhost:1")
+    with pytest.raises(PublishError, match="cannot connect"):
+        Publisher("connect:tcp://*:5556")
 
 
 def test_subscribe_timeout_still_honours_sigint() -> None:

@@ -18,6 +18,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
+from edge_rt.broker import BrokerKeys
 from edge_rt.client import Subscriber
 from edge_rt.errors import ConfigError, PublishError
 from edge_rt.publish import Publisher, ZmqSettings
@@ -33,7 +34,7 @@ from edge_rt.security import (
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, run_cli, start_cli
-from .test_publish import message
+from .test_publish import drain, message, running_broker, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,6 +135,26 @@ def test_which_endpoints_stay_on_this_machine(endpoint: str, local: bool) -> Non
             check_exposure(endpoint, curve=False, insecure=False)
         check_exposure(endpoint, curve=True, insecure=False)
         check_exposure(endpoint, curve=False, insecure=True)
+
+
+@pytest.mark.parametrize(
+    "endpoint,local",
+    [
+        ("connect:tcp://127.0.0.1:5556", True),
+        ("connect:tcp://localhost:5556", True),
+        ("connect:ipc:///tmp/broker.sock", True),
+        ("connect:tcp://192.168.1.5:5556", False),
+        ("connect:tcp://edge-rt-broker.edge-rt.svc:5556", False),
+    ],
+)
+def test_a_box_that_connects_to_a_broker_elsewhere_needs_curve_or_insecure_too(endpoint: str, local: bool) -> None:
+    if local:
+        check_exposure(endpoint, curve=False, insecure=False)
+        return
+    with pytest.raises(ConfigError, match=r"--curve-secret-key FILE .*--curve-server-key FILE .*or --insecure"):
+        check_exposure(endpoint, curve=False, insecure=False)
+    check_exposure(endpoint, curve=True, insecure=False)
+    check_exposure(endpoint, curve=False, insecure=True)
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -326,6 +347,57 @@ def test_curve_refused_before_bind_leaves_nothing_behind(tmp_path: Path) -> None
         holder.close()
 
 
+def test_a_box_publishes_to_a_curve_broker_as_its_client_and_an_unlisted_key_gets_in_once_listed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The box's connect: socket is the broker's CURVE client (its key pair, the broker's public key). A
+    key the broker does not list is refused (ZeroMQ then gives that connection up for good); the box says
+    so once and dials again, so listing its key and restarting the broker lets it in without touching it."""
+    caplog.set_level(logging.INFO, logger="edge_rt.publish")
+    broker_pub, broker_sec = _pair(tmp_path / "broker", "broker")
+    _, box_sec = _pair(tmp_path / "made", "box1")
+    late_pub, late_sec = _pair(tmp_path / "made", "late")
+    _, viewer_sec = _pair(tmp_path / "made", "viewer")
+    for name, folder in (("box1", "boxes"), ("viewer", "consumers")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / "made" / f"{name}.key").rename(tmp_path / folder / f"{name}.key")
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    keys = BrokerKeys.load(broker_sec, tmp_path / "consumers", tmp_path / "boxes")
+    quick = ZmqSettings(reconnect_ivl_max_ms=500, refused_retry_ms=500)
+    box = Publisher(f"connect:{front}", settings=quick, curve=ClientKeys.load(broker_pub, box_sec))
+    late = Publisher(f"connect:{front}", settings=quick, curve=ClientKeys.load(broker_pub, late_sec))
+    viewer = Subscriber(back, curve_server_key=broker_pub, curve_secret_key=viewer_sec)
+    try:
+        with running_broker(front, back, keys):
+            assert wait_until(lambda: box.poll_subscriptions() >= 1, 10, lambda: viewer.receive(10))
+            for i in range(10):
+                box.publish("box1/cam0", message(seq=i, box="box1"))
+                late.publish("late/cam0", message(seq=i, box="late"))
+            got = drain(viewer, 1.0)
+            assert [(m.box, m.seq) for m in got] == [("box1", i) for i in range(10)], "only the listed box gets through"
+            assert late.link is not None and not late.link.connected and late.link.dropped == 10
+        late_pub.rename(tmp_path / "boxes" / "late.key")  # listed now: the broker reads its allow-list at start
+        with running_broker(front, back, BrokerKeys.load(broker_sec, tmp_path / "consumers", tmp_path / "boxes")):
+            assert wait_until(lambda: late.poll_subscriptions() >= 1, 10, lambda: viewer.receive(10)), "the box dialed again"
+            late.publish("late/cam0", message(seq=10, box="late"))
+            assert [(m.box, m.seq) for m in drain(viewer, 1.0)] == [("late", 10)]
+    finally:
+        viewer.close()
+        box.close()
+        late.close()
+    refused = [r for r in caplog.records if "refused this box's CURVE key" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelname == "ERROR", [r.getMessage() for r in caplog.records]
+    assert "--curve-allow-publishers" in refused[0].getMessage()
+
+
+def test_curve_keys_of_the_wrong_side_are_refused(tmp_path: Path) -> None:
+    public, secret = _pair(tmp_path / "k", "box")
+    with pytest.raises(ConfigError, match="CURVE client: give --curve-server-key"):
+        Publisher("connect:tcp://127.0.0.1:1", curve=ServerKeys.load(secret, tmp_path / "k"))
+    with pytest.raises(ConfigError, match="CURVE server: give --curve-allow"):
+        Publisher(f"tcp://127.0.0.1:{free_port()}", curve=ClientKeys.load(public, secret))
+
+
 # --- ZeroMQ limits on the publisher socket ---------------------------------------------------------
 
 
@@ -485,6 +557,32 @@ def test_run_key_mistakes_are_one_line(make_args, expected: str, tmp_path: Path)
     _pair(tmp_path / "k", "box")
     proc = run_cli("run", "--model", "m.onnx", "--source", "0", "--publish", f"tcp://127.0.0.1:{free_port()}", *make_args(tmp_path / "k"))
     assert_clean_failure(proc, expected)
+
+
+@pytest.mark.parametrize(
+    "make_args,expected",
+    [
+        (
+            lambda p, k: ["--publish", f"connect:tcp://127.0.0.1:{p}", "--curve-secret-key", str(k / "box.key_secret"), "--curve-allow", str(k)],
+            "curve_allow (--curve-allow): publish connect:tcp://127.0.0.1:",
+        ),
+        (
+            lambda p, k: ["--publish", f"connect:tcp://127.0.0.1:{p}", "--curve-server-key", str(k / "none.key"), "--curve-secret-key", str(k / "box.key_secret")],
+            "none.key': no such file",
+        ),
+        (lambda p, k: ["--publish", f"connect:tcp://127.0.0.1:{p}", "--curve-server-key", str(k / "box.key")], "curve_secret_key (--curve-secret-key FILE) is missing"),
+        (lambda p, k: ["--publish", f"connect:tcp://127.0.0.1:{p}", "--curve-secret-key", str(k / "box.key_secret")], "curve_server_key (--curve-server-key FILE) is missing"),
+        (lambda p, k: ["--publish", f"tcp://127.0.0.1:{p}", "--curve-server-key", str(k / "box.key")], "only for publish connect:"),
+        (lambda p, k: ["--publish", "connect:tcp://192.0.2.7:5556"], "the broker is beyond this machine"),
+        (lambda p, k: ["--publish", "connect:tcp://*:5556"], "not '*'"),
+        (lambda p, k: ["--publish", "connect:localhost:5556"], "or connect:tcp://BROKER:PORT"),
+    ],
+)
+def test_run_connect_mistakes_are_one_line_and_exit_2(make_args, expected: str, tmp_path: Path) -> None:
+    _pair(tmp_path / "k", "box")
+    proc = run_cli("run", "--model", "m.onnx", "--source", "0", *make_args(free_port(), tmp_path / "k"))
+    assert_clean_failure(proc, expected)
+    assert proc.returncode == 2
 
 
 @pytest.mark.parametrize(

@@ -40,19 +40,28 @@ def add_run(sub: Any) -> None:
     p.add_argument(
         "--publish",
         "-p",
-        metavar="ENDPOINT",
+        metavar="[connect:]ENDPOINT",
         help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5555, this machine only); an address other "
-        "machines can reach (tcp://*:5555, tcp://0.0.0.0:5555, a LAN IP) needs CURVE or --insecure",
+        "machines can reach (tcp://*:5555, tcp://0.0.0.0:5555, a LAN IP) needs CURVE or --insecure. "
+        "connect:tcp://BROKER:5556 publishes to an `edge-rt broker`'s frontend instead (retried until it answers; "
+        "messages are dropped and counted while it is away); a broker beyond this machine needs CURVE or --insecure",
     )
     p.add_argument(
         "--curve-secret-key",
         metavar="FILE",
-        help="publish with CURVE encryption using this NAME.key_secret file (from `edge-rt keys`); needs --curve-allow",
+        help="publish with CURVE encryption using this NAME.key_secret file (from `edge-rt keys`); needs --curve-allow, "
+        "or with connect: --curve-server-key",
     )
     p.add_argument(
         "--curve-allow",
         metavar="DIR",
-        help="with CURVE, admit only the clients whose public NAME.key files are in DIR (read at start)",
+        help="with CURVE, admit only the clients whose public NAME.key files are in DIR (read at start); not with connect:",
+    )
+    p.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="with --publish connect:...: the broker's public NAME.key; this box connects as its CURVE client "
+        "(its own NAME.key must be in the broker's --curve-allow-publishers DIR)",
     )
     p.add_argument(
         "--insecure",
@@ -76,7 +85,8 @@ def add_run(sub: Any) -> None:
         "--await-subscribers",
         type=int,
         metavar="N",
-        help="wait until N subscriptions arrived before sending (a subscriber to several topics counts once per topic)",
+        help="wait until N subscriptions arrived before sending (a subscriber to several topics counts once per topic; "
+        "through a broker, connect:, what it forwards: each topic held there once, then every new subscription)",
     )
     p.add_argument("--await-timeout", type=float, metavar="SEC", help="how long to wait for them (default 30)")
     p.add_argument(

@@ -19,6 +19,7 @@ import yaml
 from edge_rt.cli import build_parser
 from edge_rt.config import build_run_config, load_yaml
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError, SourceError
+from edge_rt.security import split_publish
 
 from .helpers import ROOT
 
@@ -90,20 +91,30 @@ def test_kubernetes_runtime_config_probes_and_ports_agree() -> None:
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     node = "jetson-orin-07.site-a.example.com"  # a node name: a DNS subdomain, as Kubernetes requires
     assert build_run_config(values, {"name": node}).name == node
+    # The boxes publish to the broker's Service (its frontend, which the broker binds), as its CURVE clients.
+    broker = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    b = parses(broker["args"])
+    assert b.command == "broker" and b.curve_secret_key and b.curve_allow and b.curve_allow_publishers
+    service = docs["Service"]
+    address, connect = split_publish(config.publish)
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    assert connect and host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc", config.publish
+    frontend = next(p for p in service["spec"]["ports"] if p["name"] == "frontend")
+    assert int(port) == frontend["port"] and [f.rsplit(":", 1)[1] for f in b.frontend] == [str(frontend["port"])]
+    assert config.curve_secret_key and config.curve_server_key and config.curve_allow is None
+    assert Path(config.curve_server_key).name == Path(b.curve_secret_key).name.removesuffix("_secret"), "the broker's public key"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports["zmq"] == int(config.publish.rsplit(":", 1)[1]) and ports["metrics"] == config.metrics_port
+    assert ports == {"metrics": config.metrics_port}, "a box that publishes to the broker listens on no ZeroMQ port"
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
-    for path in (config.model, config.curve_secret_key, config.curve_allow):
+    for path in (config.model, config.curve_secret_key, config.curve_server_key):
         assert any(str(path).startswith(m + "/") or path == m for m in mounts), f"{path} is not on a mounted volume"
     probes = {k: parses(edge_rt_args(c[k]["exec"]["command"])) for k in ("startupProbe", "readinessProbe", "livenessProbe")}
     assert probes["readinessProbe"].require == "online", "ready: a camera is online"
     assert probes["livenessProbe"].require == "alive", "a dead camera must not restart the pod"
     for args in probes.values():
-        assert args.command == "health" and args.config == "/config/edge.yaml" and args.curve_secret_key  # the config has CURVE
-        assert args.curve_secret_key.startswith(tuple(mounts))
-    broker = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    b = parses(broker["args"])
-    assert b.command == "broker" and b.curve_secret_key and b.curve_allow and b.curve_allow_publishers
+        # edge-rt health --config of a connect: runtime reads its metrics endpoint: no keys needed.
+        assert args.command == "health" and args.config == "/config/edge.yaml" and args.curve_secret_key is None
+    assert config.metrics_port and config.metrics_addr in ("0.0.0.0", "127.0.0.1")
 
 
 # --- compose ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ into Python or re-encoded here):
 - the **frontend** (XSUB) is where the boxes' runtimes publish. By default the broker binds it and the
   boxes connect, as MQTT brokers work for Frigate and Kafka/AMQP brokers for DeepStream's msgbroker: a
   box behind NAT or a cellular link only needs to reach one fixed address, and a new box needs no broker
-  change. `connect:ENDPOINT` instead makes the broker dial a box that binds, which is what `edge-rt run
-  --publish` does today (no CURVE there: the broker would need each box's server key).
+  change (`edge-rt run --publish connect:tcp://BROKER:5556`). `connect:ENDPOINT` instead makes the broker
+  dial a box that binds its own port (no CURVE there: the broker would need each box's server key).
 - the **backend** (XPUB) is where consumers subscribe; the broker binds it.
 
 Subscriptions travel upstream: XPUB_VERBOSER passes every (un)subscribe, duplicates included, so a

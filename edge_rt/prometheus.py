@@ -31,6 +31,8 @@ COUNTERS = {
 
 CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]
 StatesFn = Callable[[], Mapping[str, str]]
+# With --publish connect:...: (connected to the broker?, messages dropped while it was away, connections made)
+LinkFn = Callable[[], "tuple[bool, int, int] | None"]
 
 
 def _client() -> Any:
@@ -44,7 +46,9 @@ def _client() -> Any:
 class PrometheusMetrics(Metrics):
     """The run's Metrics, also exported: histograms fed per frame, counters read per scrape."""
 
-    def __init__(self, counters: CountersFn, states: StatesFn, namespace: str = "edge_rt", window: int = 20000) -> None:
+    def __init__(
+        self, counters: CountersFn, states: StatesFn, namespace: str = "edge_rt", window: int = 20000, link: LinkFn | None = None
+    ) -> None:
         super().__init__(window)
         prom = _client()
         self.registry = prom.CollectorRegistry()
@@ -68,6 +72,8 @@ class PrometheusMetrics(Metrics):
             registry=self.registry,
         )
         self.registry.register(_SourceCollector(namespace, counters, states))
+        if link is not None:
+            self.registry.register(_LinkCollector(namespace, link))
         self._server: Any = None
 
     def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
@@ -124,6 +130,31 @@ class _SourceCollector:
         for source, current in states.items():
             up.add_metric([source], 1.0 if current in ("online", "streaming") else 0.0)
         yield up
+
+
+class _LinkCollector:
+    """A box that dials its broker: what went nowhere while the broker was away is counted, not lost silently."""
+
+    def __init__(self, namespace: str, link: LinkFn) -> None:
+        self._ns = namespace
+        self._link = link
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        state = self._link()
+        if state is None:
+            return
+        connected, dropped, connects = state
+        yield GaugeMetricFamily(
+            f"{self._ns}_broker_connected", "1 while the broker (--publish connect:) is connected", value=float(connected)
+        )
+        yield CounterMetricFamily(
+            f"{self._ns}_broker_dropped_messages", "Messages dropped because no broker was connected", value=dropped
+        )
+        yield CounterMetricFamily(
+            f"{self._ns}_broker_connects", "Connections made to the broker (1 + reconnections)", value=connects
+        )
 
 
 SOURCE_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")

@@ -18,7 +18,7 @@ from .model_info import ModelInfo
 from .pipeline import Pipeline
 from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
-from .prometheus import CountersFn, PrometheusMetrics, StatesFn
+from .prometheus import CountersFn, LinkFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
 from .schema import check_encoding
 from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
@@ -162,8 +162,12 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
     collector: CollectStage | None = None
     metrics = Metrics()
     try:
+        link = publisher.link
         metrics = make_metrics(
-            config, lambda: pipeline.counters() if pipeline else {}, lambda: pipeline.health.states() if pipeline else {}
+            config,
+            lambda: pipeline.counters() if pipeline else {},
+            lambda: pipeline.health.states() if pipeline else {},
+            (lambda: (link.connected, link.dropped, link.connects)) if link is not None else None,
         )
         collector = make_collector(collect_settings(config), engine.info.names, config.conf)  # an unwritable DIR fails here
         pipeline = build_pipeline(config, engine, publisher, metrics, collector)
@@ -246,7 +250,7 @@ def _stop(pipeline: Pipeline, watch: ServiceWatch | None) -> None:
     pipeline.stop()
 
 
-def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn) -> Metrics:
+def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn, link: LinkFn | None = None) -> Metrics:
     """Prometheus-exported metrics with --metrics-port, else the in-process summary only."""
     if config.metrics_port is None:
         return Metrics()
@@ -254,4 +258,4 @@ def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn) -> M
         log.warning(
             "metrics on %s:%d: reachable from other machines, without authentication", config.metrics_addr, config.metrics_port
         )
-    return PrometheusMetrics(counters, states)
+    return PrometheusMetrics(counters, states, link=link)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,7 +315,10 @@ def test_a_runtime_started_before_its_broker_publishes_once_it_appears_and_after
 
     sock, path = _notify_socket(tmp_path)
     front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    box = connected_runtime(front, "early", "cam0=synthetic://160x120?fps=8", extra_env={"NOTIFY_SOCKET": path})
+    metrics_port = free_port()
+    box = connected_runtime(
+        front, "early", "cam0=synthetic://160x120?fps=8", "--metrics-port", str(metrics_port), extra_env={"NOTIFY_SOCKET": path}
+    )
     ctx = zmq.Context()
     b: Proc | None = None
     try:
@@ -326,6 +330,8 @@ def test_a_runtime_started_before_its_broker_publishes_once_it_appears_and_after
         box.wait_for("is not reachable")
         time.sleep(1.0)
         assert box.proc.poll() is None, "the runtime runs on without its broker"
+        away = _scrape(metrics_port)
+        assert away["edge_rt_broker_connected"] == 0 and away["edge_rt_broker_dropped_messages_total"] > 0, away
         sub = raw_sub(ctx, back, ("early/cam0",))
         b = broker([front], back)
         first = receive(sub, 20, until=10)
@@ -340,6 +346,9 @@ def test_a_runtime_started_before_its_broker_publishes_once_it_appears_and_after
         b = broker([front], back)  # same ports
         after = receive(sub, 20, until=10)
         box.wait_for("again after")
+        back_again = _scrape(metrics_port)
+        assert back_again["edge_rt_broker_connected"] == 1 and back_again["edge_rt_broker_connects_total"] == 2, back_again
+        assert back_again["edge_rt_broker_dropped_messages_total"] >= away["edge_rt_broker_dropped_messages_total"]
     finally:
         code = box.stop()
         if b is not None:
@@ -353,6 +362,14 @@ def test_a_runtime_started_before_its_broker_publishes_once_it_appears_and_after
     assert code == 0, "\n".join(box.lines[-20:])
     assert sum("is not reachable" in line for line in box.lines) == 1, "said once, not once per retry"
     assert any("message(s) dropped while no broker was connected" in line for line in box.lines), box.lines[-10:]
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The runtime's unlabelled samples on /metrics (the broker link's), by name."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line.startswith("edge_rt_broker_") and "{" not in line
+    }
 
 
 def test_a_real_runtime_with_curve_reaches_a_curve_broker_and_an_unlisted_box_does_not(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ def add_broker(sub: Any) -> None:
         help="forward many boxes' detections to one address (ZeroMQ XSUB/XPUB proxy)",
         description="Boxes publish to the frontend, consumers subscribe at the backend; topics (camera names, "
         "BOX/camera from a box run with --name) and payloads pass unchanged, and subscriptions (new $health "
-        "subscribers included) reach every box. The broker binds both sides; 'connect:ENDPOINT' as a frontend dials a box that binds its own port "
-        "(`edge-rt run --publish tcp://...`) instead. Exit 0 on SIGTERM/SIGINT.",
+        "subscribers included) reach every box. The broker binds both sides and boxes dial it (`edge-rt run --publish "
+        "connect:tcp://BROKER:5556`); 'connect:ENDPOINT' as a frontend dials a box that binds its own port instead. "
+        "Exit 0 on SIGTERM/SIGINT.",
     )
     p.add_argument(
         "--frontend",

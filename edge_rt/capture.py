@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ConfigError, SourceError
+from .memory import trim_heap
 from .security import redact_url
 from .sources import Frame, FrameSlot, SourceKind, SourceSpec
 from .synthetic import SyntheticReader
@@ -287,6 +288,7 @@ class CaptureThread(threading.Thread):
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
+                trim_heap()  # the decoder's buffers were freed: give their pages back (see memory.py)
 
     def _failure(self, exc: BaseException) -> str:
         self.slot.counters.read_failures += 1

@@ -5,6 +5,9 @@ memory back to the kernel. FFmpeg starts new decoder threads on every camera reo
 that flaps lands its frame buffers in one arena after another: the soak saw RSS step up by ~20 MB
 at a reopen, then stay there. Two arenas is what gunicorn and most long-running Python services set
 (`MALLOC_ARENA_MAX=2`); a user's own MALLOC_ARENA_MAX wins.
+
+Within the arenas that remain, a released decoder leaves free pages between live blocks that glibc
+only returns from the top of the heap; `trim_heap()` after a capture is released hands them back.
 """
 
 from __future__ import annotations
@@ -20,17 +23,33 @@ log = logging.getLogger("edge_rt.memory")
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def trim_heap() -> bool:
+    """malloc_trim(0): free pages anywhere in the heap go back to the kernel (glibc only; a few ms)."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)  # absent on musl
+    if trim is None:
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
+
+
 def cap_malloc_arenas(arenas: int = 2) -> bool:
     """mallopt(M_ARENA_MAX, arenas) unless MALLOC_ARENA_MAX is set; True when applied (glibc only)."""
-    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+    if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt  # absent on musl (Alpine)
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)  # absent on musl (Alpine)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

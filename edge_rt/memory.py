@@ -13,7 +13,6 @@ only returns from the top of the heap; `trim_heap()` after a capture is released
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -24,11 +23,12 @@ _M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
 def _libc() -> ctypes.CDLL | None:
+    """The C library already loaded in this process: dlopen(NULL), no find_library (it runs ldconfig
+    in a subprocess, which a trim on every camera reopen must not pay)."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name) if name else None
+        return ctypes.CDLL(None)
     except OSError:
         return None
 

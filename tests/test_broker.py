@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -164,6 +164,18 @@ def receive(sock: zmq.Socket, seconds: float, until: int | None = None) -> list[
     return out
 
 
+def late_snapshots(back: str, key: Callable[[HealthMessage], str], boxes: int = 3) -> tuple[dict[str, HealthMessage], float]:
+    """A new `$health` subscriber at the backend: the first snapshot per box (by `key`) and how long they took (5 s at most)."""
+    with Subscriber(back, topics=["$health"]) as late:
+        snapshots: dict[str, HealthMessage] = {}
+        t0 = time.monotonic()
+        while len(snapshots) < boxes and time.monotonic() - t0 < 5:
+            msg = late.receive(200)
+            if isinstance(msg, HealthMessage) and msg.event == "snapshot":
+                snapshots.setdefault(key(msg), msg)
+        return snapshots, time.monotonic() - t0
+
+
 def contiguous(received: list[tuple[str, dict]]) -> dict[tuple[str, str], list[int]]:
     """seq per (session, source); every run must be gapless from the first one received."""
     runs: dict[tuple[str, str], list[int]] = {}
@@ -279,14 +291,7 @@ def test_three_real_runtimes_publish_to_the_broker_and_one_subscriber_gets_every
                 else:
                     assert topic == f"{payload['box']}/cam0" and payload["source"] == "cam0", topic
                     seqs.setdefault(payload["box"], []).append(payload["seq"])
-        with Subscriber(back, topics=["$health"]) as late:
-            snapshots: dict[str, HealthMessage] = {}
-            t0 = time.monotonic()
-            while len(snapshots) < 3 and time.monotonic() - t0 < 5:
-                msg = late.receive(200)
-                if isinstance(msg, HealthMessage) and msg.event == "snapshot":
-                    snapshots.setdefault(msg.box or "", msg)
-            took = time.monotonic() - t0
+        snapshots, took = late_snapshots(back, lambda msg: msg.box or "")
         codes = [box.stop() for box in boxes]
         tail = receive(sub, 2.0)
     finally:
@@ -441,14 +446,7 @@ def test_three_real_runtimes_through_the_broker_and_a_late_health_subscriber_get
         assert len({s for s, _ in runs}) == 3, f"sessions seen: {sessions}"
         assert all(src == "cam0" for _, src in runs)
         # A second $health subscriber, while the first holds the same subscription: every box answers it at once.
-        with Subscriber(back, topics=["$health"]) as late:
-            snapshots: dict[str, HealthMessage] = {}
-            t0 = time.monotonic()
-            while len(snapshots) < 3 and time.monotonic() - t0 < 5:
-                msg = late.receive(200)
-                if isinstance(msg, HealthMessage) and msg.event == "snapshot":
-                    snapshots.setdefault(msg.session, msg)
-            took = time.monotonic() - t0
+        snapshots, took = late_snapshots(back, lambda msg: msg.session)
         first.close(0)
     finally:
         codes = [box.stop() for box in boxes]

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .client import Detection, DetectionMessage, EndOfStream, HealthMessage, Subscriber
+    from .client import Detection, DetectionMessage, EndOfStream, EventMessage, HealthMessage, Subscriber
 
-__all__ = ["Detection", "DetectionMessage", "EndOfStream", "HealthMessage", "Subscriber", "__version__"]
+__all__ = ["Detection", "DetectionMessage", "EndOfStream", "EventMessage", "HealthMessage", "Subscriber", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Detection", "DetectionMessage", "EndOfStream", "HealthMessage", "Subscriber"):
+    if name in ("Detection", "DetectionMessage", "EndOfStream", "EventMessage", "HealthMessage", "Subscriber"):
         from . import client
 
         return getattr(client, name)

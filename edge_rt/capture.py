@@ -308,6 +308,16 @@ class CaptureThread(threading.Thread):
         cap.release()
         return self._opener(self.spec, self.settings)
 
+    def _file_rate(self, cap: VideoReader) -> float | None:
+        """A file's frame rate, for its frames' own clock (Frame.media_s): tracking steps by it, since a
+        file is read faster or slower than it plays. None for live sources and containers without one."""
+        if self.spec.kind is not SourceKind.FILE or not hasattr(cap, "get"):
+            return None
+        import cv2
+
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        return fps if 0 < fps < 10_000 else None
+
     def _read_loop(self, cap: VideoReader) -> str:
         self._cap = cap
         spec, counters = self.spec, self.slot.counters
@@ -315,6 +325,7 @@ class CaptureThread(threading.Thread):
         next_due = time.perf_counter_ns()
         last_frame = time.monotonic()
         got_any = False
+        rate, first_index = self._file_rate(cap), self._frame_index  # media_s restarts with each pass of a --loop
         while not self._stop_event.is_set():
             if period_ns and spec.kind.waits_for_ticks:
                 # Pace a file like a camera: wait for the next tick instead of bursting.
@@ -331,6 +342,7 @@ class CaptureThread(threading.Thread):
                 if not spec.kind.live:
                     if spec.loop and got_any:
                         cap = self._cap = self._rewind(cap)  # --loop: from the top
+                        first_index = self._frame_index
                         continue
                     return "ended"
                 counters.read_failures += 1
@@ -371,7 +383,8 @@ class CaptureThread(threading.Thread):
                 import cv2
 
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_BGRA2BGR)
-            frame = Frame(spec.name, index, image, time.time_ns(), mono)
+            media_s = (index - first_index) / rate if rate else None
+            frame = Frame(spec.name, index, image, time.time_ns(), mono, media_s)
             if not self.slot.put(frame, self._stop_event):
                 return "stopped"
         return "stopped"

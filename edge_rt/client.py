@@ -22,6 +22,14 @@ and every source's current state right after subscribing:
         for msg in sub:
             if isinstance(msg, HealthMessage) and msg.state != "online": print(msg.source, msg.state, msg.reason)
 
+With tracking on (`edge-rt run --track`, or zones and lines in its config), each detection carries a
+`track_id` (and `zones`), and `events=True` also receives what objects did, on topics
+`$events/SOURCE`: `EventMessage`s (start, end, enter, exit, cross, loiter); `event_kinds` keeps some:
+
+    with Subscriber("tcp://127.0.0.1:5555", event_kinds=["cross"]) as sub:
+        for msg in sub:
+            if isinstance(msg, EventMessage): print(msg.line, msg.direction, msg.label, msg.track_id)
+
 A publisher that runs with CURVE (`edge-rt run --curve-secret-key ... --curve-allow DIR`) admits
 only clients whose public key is in DIR:
 
@@ -40,7 +48,18 @@ from typing import Any
 import zmq
 
 from .errors import ConfigError
-from .schema import BOX_NAME_MAX, DETECTIONS, EOS, HEALTH, HEALTH_TOPIC, READABLE_VERSIONS, decode, is_box_name
+from .schema import (
+    BOX_NAME_MAX,
+    DETECTIONS,
+    EOS,
+    EVENT,
+    EVENTS_TOPIC,
+    HEALTH,
+    HEALTH_TOPIC,
+    READABLE_VERSIONS,
+    decode,
+    is_box_name,
+)
 from .security import ClientKeys, is_ipv6_endpoint
 
 
@@ -54,6 +73,8 @@ class Detection:
     label: str
     conf: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+    track_id: int | None = None  # with tracking (run --track): the object's id, never reused in a session of its source
+    zones: tuple[str, ...] | None = None  # with zones configured: the zones the object is in
 
 
 @dataclass(frozen=True)
@@ -108,9 +129,36 @@ class HealthMessage:
     box: str | None = None
 
 
+@dataclass(frozen=True)
+class EventMessage:
+    """An `edge_rt.event` on topic `$events/SOURCE` (or `$events/BOX/SOURCE`): what a tracked object did.
+
+    `event` is start or end (the track), enter, exit or loiter (`zone`), or cross (`line`, with
+    `direction` in or out); `object` is the object's detection in that frame (its last one for end)."""
+
+    session: str
+    source: str
+    seq: int
+    event: str
+    track_id: int
+    label: str
+    frame_index: int
+    timestamps: Mapping[str, int]
+    object: Detection
+    raw: Mapping[str, Any] = field(repr=False)
+    zone: str | None = None
+    line: str | None = None
+    direction: str | None = None
+    duration_s: float | None = None
+    gap: int = 0
+    restarted: bool = False
+    box: str | None = None
+
+
+EVENT_KINDS = ("start", "end", "enter", "exit", "cross", "loiter")
 HEALTH_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")
 HEALTH_EVENTS = ("change", "heartbeat", "snapshot")
-Message = DetectionMessage | EndOfStream | HealthMessage
+Message = DetectionMessage | EndOfStream | HealthMessage | EventMessage
 
 
 def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -131,7 +179,20 @@ def _detection(d: Any) -> Detection:
     conf = _get(d, "conf", (int, float))
     if not 0 <= conf <= 1:  # compared before float(): an integer beyond 64 bits would overflow it
         raise MalformedMessage(f"detection conf {conf} outside [0, 1]")
-    return Detection(_get(d, "cls", int), _get(d, "label", str), float(conf), (box[0], box[1], box[2], box[3]))
+    track_id = d.get("track_id")
+    if track_id is not None and (isinstance(track_id, bool) or not isinstance(track_id, int) or track_id < 1):
+        raise MalformedMessage(f"detection track_id {track_id!r}: expected an integer >= 1")
+    zones = d.get("zones")
+    if zones is not None and (not isinstance(zones, list) or not all(isinstance(z, str) for z in zones)):
+        raise MalformedMessage("detection zones: expected a list of zone names")
+    return Detection(
+        _get(d, "cls", int),
+        _get(d, "label", str),
+        float(conf),
+        (box[0], box[1], box[2], box[3]),
+        track_id,
+        None if zones is None else tuple(zones),
+    )
 
 
 def _finite(v: Any) -> bool:
@@ -155,6 +216,8 @@ def parse_message(obj: Mapping[str, Any]) -> Message:
         return EndOfStream(session, source, seq, _get(obj, "frames", int), _get(obj, "reason", str), obj, box=box)
     if schema == HEALTH:
         return _health(obj, session, source, seq, box)
+    if schema == EVENT:
+        return _event(obj, session, source, seq, box)
     if schema != DETECTIONS:
         raise MalformedMessage(f"unknown schema {schema!r}")
     return DetectionMessage(
@@ -179,6 +242,40 @@ def _box(obj: Mapping[str, Any]) -> str:
     if not is_box_name(box):
         raise MalformedMessage(f"box {box[:40]!r}: expected 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
     return box
+
+
+def _event(obj: Mapping[str, Any], session: str, source: str, seq: int, box: str | None) -> EventMessage:
+    kind = _get(obj, "event", str)
+    if kind not in EVENT_KINDS:
+        raise MalformedMessage(f"event {kind!r}: expected one of {', '.join(EVENT_KINDS)}")
+    obj_det = _detection(_get(obj, "object", dict))
+    where = {k: obj.get(k) for k in ("zone", "line", "direction")}
+    if not all(v is None or isinstance(v, str) for v in where.values()):
+        raise MalformedMessage("event zone, line and direction: expected strings")
+    if kind in ("enter", "exit", "loiter") and where["zone"] is None:
+        raise MalformedMessage(f"{kind} event without a zone")
+    if kind == "cross" and (where["line"] is None or where["direction"] not in ("in", "out")):
+        raise MalformedMessage("cross event: expected a line and a direction in or out")
+    duration = obj.get("duration_s")
+    if duration is not None and not _finite(duration):
+        raise MalformedMessage("event duration_s: expected a number")
+    return EventMessage(
+        session,
+        source,
+        seq,
+        kind,
+        _get(obj, "track_id", int),
+        _get(obj, "label", str),
+        _get(obj, "frame_index", int),
+        _get(obj, "timestamps", dict),
+        obj_det,
+        obj,
+        where["zone"],
+        where["line"],
+        where["direction"],
+        None if duration is None else float(duration),
+        box=box,
+    )
 
 
 def _health(obj: Mapping[str, Any], session: str, source: str, seq: int, box: str | None) -> HealthMessage:
@@ -257,6 +354,8 @@ class Subscriber:
         health: bool = False,
         box: str | None = None,
         sources: Sequence[str] = (),
+        events: bool = False,
+        event_kinds: Sequence[str] = (),
     ) -> None:
         if curve is not None and (curve_server_key is not None or curve_secret_key is not None):
             raise ConfigError("give either curve (loaded keys) or curve_server_key and curve_secret_key (files), not both")
@@ -264,6 +363,9 @@ class Subscriber:
             raise ConfigError("topics and sources are lists of names, not one string")
         if box is not None and not is_box_name(box):
             raise ConfigError(f"box {box[:40]!r}: expected 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-'")
+        bad_kind = next((k for k in event_kinds if k not in EVENT_KINDS), None)
+        if bad_kind is not None or isinstance(event_kinds, str):
+            raise ConfigError(f"event kind {bad_kind or event_kinds!r}: expected some of {', '.join(EVENT_KINDS)}")
         if topics and (box is not None or sources):
             raise ConfigError("give topics (exact ZeroMQ topics) or box/sources (filters on the messages' fields), not both")
         keys = curve or ClientKeys.from_options(curve_server_key, curve_secret_key)  # before any socket exists
@@ -283,6 +385,8 @@ class Subscriber:
         self.box = box
         self.sources = frozenset(sources)
         self.health = health or HEALTH_TOPIC in self._topics
+        self.event_kinds = frozenset(event_kinds)  # empty: every kind
+        self.events = events or bool(event_kinds) or any(t.startswith(f"{EVENTS_TOPIC}/") for t in self._topics)
         if self.health and self._topics:
             self._topics.add(HEALTH_TOPIC)
         for t in self._subscriptions():
@@ -305,12 +409,15 @@ class Subscriber:
         if self.box is None:
             return {""}  # everything; `sources` alone filters in receive()
         subs = {f"{self.box}/{s}" for s in self.sources} | set(self.sources) if self.sources else {f"{self.box}/"}
+        if self.events:
+            subs |= {f"{EVENTS_TOPIC}/{t}" for t in subs}
         return subs | {HEALTH_TOPIC} if self.health else subs
 
     def _may_match(self, topic: str) -> bool:
         """From the topic alone, before decoding: `SOURCE` or `BOX/SOURCE` (neither name holds a '/')."""
         if topic == HEALTH_TOPIC:
             return True
+        topic = topic.removeprefix(f"{EVENTS_TOPIC}/")
         box, _, source = topic.rpartition("/")
         return (not self.sources or source in self.sources) and (self.box is None or box in ("", self.box))
 
@@ -329,7 +436,9 @@ class Subscriber:
             topic = parts[0].decode(errors="replace")
             if self._topics and topic not in self._topics:
                 continue  # ZeroMQ matches prefixes: "cam1" would also bring "cam10"
-            if topic.startswith("$") and not (self.health and topic == HEALTH_TOPIC):
+            if topic.startswith("$") and not (
+                (self.health and topic == HEALTH_TOPIC) or (self.events and topic.startswith(f"{EVENTS_TOPIC}/"))
+            ):
                 continue  # the publisher's own topics, for subscribers that asked for them
             if not self._may_match(topic):
                 continue
@@ -346,7 +455,11 @@ class Subscriber:
             stream = msg.source if msg.box is None else f"{msg.box}/{msg.source}"  # two boxes' cam0: two streams
             if isinstance(msg, HealthMessage):
                 stream = f"{HEALTH_TOPIC}/{stream}"
+            elif isinstance(msg, EventMessage):
+                stream = f"{EVENTS_TOPIC}/{stream}"  # events count apart from detections
             gap, restarted = self.tracker.check(stream, msg.session, msg.seq)
+            if isinstance(msg, EventMessage) and self.event_kinds and msg.event not in self.event_kinds:
+                continue  # after the gap check: kinds left out are no loss
             if gap or restarted:
                 msg = replace(msg, gap=gap, restarted=restarted)
             return msg
@@ -363,6 +476,10 @@ class Subscriber:
         if isinstance(msg, HealthMessage):
             if topic != HEALTH_TOPIC:
                 raise MalformedMessage(f"health message on topic {topic!r}, expected {HEALTH_TOPIC!r}")
+        elif isinstance(msg, EventMessage):
+            plain = f"{EVENTS_TOPIC}/{msg.source}"
+            if topic != plain and (msg.box is None or topic != f"{EVENTS_TOPIC}/{msg.box}/{msg.source}"):
+                raise MalformedMessage(f"event on topic {topic[:80]!r}, expected {plain[:200]!r} or {EVENTS_TOPIC}/BOX/SOURCE")
         elif topic != msg.source and (msg.box is None or topic != f"{msg.box}/{msg.source}"):
             where = repr(msg.source) if msg.box is None else f"{msg.source!r} (or {msg.box}/{msg.source})"
             raise MalformedMessage(f"topic {topic[:80]!r} differs from the message's source {where[:200]}")

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .schema import BOX_NAME_MAX, is_box_name
 from .security import check_exposure, endpoint_host, split_publish
 from .sources import SourceKind, SourceSpec, parse_source
+from .tracking.settings import SourceTracking, TrackConfig, parse_track, source_tracking
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RunConfig:
     collect_conf: tuple[float, float] | None = None  # (LO, HI): a detection with LO <= conf < HI selects the frame
     collect_interval: float = 5.0  # per source: at most one collected frame every this many seconds
     collect_max: int = 1000  # frames the collect folder may hold (earlier runs' included); then collection stops
+    tracking: tuple[SourceTracking, ...] = ()  # per source: tracker, zones, lines (`track:`, --track); empty: boxes only
 
     @property
     def box(self) -> str:
@@ -229,7 +231,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "collect_max": _number(int, 1),
 }
 # Keys that only make sense per source but may be given once for all of them.
-_SOURCE_DEFAULT_KEYS = {"fps", "loop"}
+_SOURCE_DEFAULT_KEYS = {"fps", "loop", "track"}
+_SOURCE_KEYS = ("name", "uri", "fps", "loop", "track", "zones", "lines")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -268,9 +271,9 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
         spec = parse_source(entry, index, fps=fps)
         return replace(spec, loop=loop) if loop and spec.kind is SourceKind.FILE else spec
     if isinstance(entry, dict):
-        unknown = set(entry) - {"name", "uri", "fps", "loop"}
+        unknown = set(entry) - set(_SOURCE_KEYS)
         if unknown:
-            raise ConfigError(f"sources[{index}]: unknown key {_show(sorted(unknown, key=str)[0])} (known: name, uri, fps, loop)")
+            raise ConfigError(f"sources[{index}]: unknown key {_show(sorted(unknown, key=str)[0])} (known: {', '.join(_SOURCE_KEYS)})")
         if "uri" not in entry:
             raise ConfigError(f"sources[{index}]: missing 'uri'")
         uri = entry["uri"]
@@ -306,11 +309,21 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     fps = _optional(_number(float, 0.0, lo_open=True))("fps", merged.pop("fps", None))
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
+    tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)))
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}
-    config = RunConfig(sources=sources, **values)
+    config = RunConfig(sources=sources, tracking=tracking, **values)
     _check_security(config)
     _check_collect(config)
     return config
+
+
+def _tracking(raw: list[Any] | tuple[Any, ...], sources: tuple[SourceSpec, ...], default: TrackConfig | None) -> tuple[SourceTracking, ...]:
+    """Each source's tracker, zones and lines (`track:` globally or per source); () when nothing is tracked."""
+    out = tuple(
+        source_tracking(i, spec.name, entry, default) if isinstance(entry, dict) else SourceTracking(spec.name, default)
+        for i, (entry, spec) in enumerate(zip(raw, sources))
+    )
+    return out if any(t.track is not None for t in out) else ()
 
 
 def _check_collect(config: RunConfig) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-STAGES = ("wait", "preprocess", "queue", "inference", "postprocess", "publish", "total")
+STAGES = ("wait", "preprocess", "queue", "inference", "postprocess", "track", "publish", "total")  # track: only with tracking
 
 
 class _Ring:

@@ -25,12 +25,14 @@ from .collect import CollectStage, NullCollector
 from .engines.base import Engine
 from .errors import EngineError
 from .health import HealthBoard, wants_health
+from .messages import detection_items, detections_message, eos_message, event_message
 from .metrics import Metrics, NullMetrics
-from .postprocess import Detections, Postprocessor
+from .postprocess import Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
-from .schema import DETECTIONS, EOS, HEALTH_TOPIC, VERSION
+from .schema import HEALTH_TOPIC, events_topic
 from .security import redact_url
 from .sources import Frame
+from .tracking.stage import Objects, ObjectStage
 
 log = logging.getLogger("edge_rt.pipeline")
 
@@ -94,6 +96,7 @@ class Pipeline:
         collector: CollectStage | None = None,
         box: str = "edge-rt",
         box_topics: bool = False,
+        objects: ObjectStage | None = None,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -102,6 +105,7 @@ class Pipeline:
         self.sink = sink
         self.metrics = metrics or NullMetrics()
         self.collector = collector or NullCollector()  # --collect: frames the model is unsure about, saved off-thread
+        self.objects = objects or ObjectStage((), {}, 0.0)  # tracks, zones, events; without tracking: boxes pass through
         self.model_name = model_name
         self.box = box  # in every message; with box_topics also the topic prefix: two boxes' cam0 stay apart
         self._topic_prefix = f"{box}/" if box_topics else ""
@@ -115,6 +119,8 @@ class Pipeline:
         self._ticket = threading.Semaphore(1)
         self._to_publish: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._seq: dict[str, int] = {s.name: 0 for s in sources.specs}
+        self._event_seq: dict[str, int] = {s.name: 0 for s in sources.specs}  # events count apart: a detections-only
+        self.events_published = 0  # subscriber sees no gaps
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.sink_refused = 0
         self.stats_interval_s = stats_interval_s
@@ -264,9 +270,13 @@ class Pipeline:
             self.metrics.record_batch(len(item.job.batch.frames), (item.inf_end_ns - item.inf_start_ns) / 1e6)
             dets = self.postprocessor(item.output, item.job.prepared.letterboxes)
             post_end = time.perf_counter_ns()
-            for frame_dets, frame in zip(dets, item.job.batch.frames):
-                self._emit(item, frame, frame_dets, post_end)
-                self.collector.offer(frame, frame_dets)  # after its message left; a copy per --collect-interval at most
+            frames = item.job.batch.frames
+            objects = [self.objects(frame, frame_dets) for frame, frame_dets in zip(frames, dets)]
+            track_end = time.perf_counter_ns() if self.objects.enabled else None
+            for frame, frame_dets, obj in zip(frames, dets, objects):
+                self._emit(item, frame, obj, post_end, track_end)
+                # After its message left; a copy per --collect-interval at most, of the boxes at --conf.
+                self.collector.offer(frame, self.objects.confident(frame_dets))
             if self.stats_interval_s and time.monotonic() >= self._stats_due:
                 self._log_stats()
         if not self._errors:
@@ -320,11 +330,10 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - a broken sink must not hide the error that ended the run
             log.exception("could not publish the final health messages")
 
-    def _emit(self, item: Inferred, frame: Frame, dets: Detections, post_end: int) -> None:
+    def _emit(self, item: Inferred, frame: Frame, obj: Objects, post_end: int, track_end: int | None) -> None:
         job = item.job
         seq = self._seq[frame.source]
         self._seq[frame.source] = seq + 1
-        h, w = frame.image.shape[:2]
         now_mono = time.perf_counter_ns()
         latency = {
             "wait": _ms(frame.capture_mono_ns, job.pre_start_ns),
@@ -332,63 +341,53 @@ class Pipeline:
             "queue": _ms(job.pre_end_ns, item.inf_start_ns),
             "inference": _ms(item.inf_start_ns, item.inf_end_ns),
             "postprocess": _ms(item.inf_end_ns, post_end),
-            "publish": _ms(post_end, now_mono),
+            **({"track": _ms(post_end, track_end)} if track_end is not None else {}),
+            "publish": _ms(track_end or post_end, now_mono),
             "total": _ms(frame.capture_mono_ns, now_mono),
         }
+        header = {"box": self.box, "session": self.session}
         names = self.engine.info.names
-        boxes = np.round(dets.xyxy.astype(np.float64), 2).tolist()
-        confs = np.round(dets.conf.astype(np.float64), 4).tolist()
-        message = {
-            "schema": DETECTIONS,
-            "version": VERSION,
-            "box": self.box,
-            "session": self.session,
-            "source": frame.source,
-            "seq": seq,
-            "frame_index": frame.index,
-            "width": w,
-            "height": h,
-            "model": self.model_name,
-            "batch_size": len(job.batch.frames),
-            "timestamps": {
-                "capture_ns": frame.capture_ns,
-                "batch_ns": job.batch.formed_ns,
-                "inference_start_ns": item.inf_start_ns + self._wall_offset,
-                "inference_end_ns": item.inf_end_ns + self._wall_offset,
-                "publish_ns": now_mono + self._wall_offset,
+        message = detections_message(
+            header,
+            frame,
+            seq,
+            detection_items(obj, names),
+            {
+                "model": self.model_name,
+                "batch_size": len(job.batch.frames),
+                "timestamps": {
+                    "capture_ns": frame.capture_ns,
+                    "batch_ns": job.batch.formed_ns,
+                    "inference_start_ns": item.inf_start_ns + self._wall_offset,
+                    "inference_end_ns": item.inf_end_ns + self._wall_offset,
+                    "publish_ns": now_mono + self._wall_offset,
+                },
+                "latency_ms": latency,
             },
-            "latency_ms": latency,
-            "detections": [
-                {"cls": int(c), "label": names.get(int(c), str(int(c))), "conf": cf, "box": b}
-                for c, cf, b in zip(dets.cls.tolist(), confs, boxes)
-            ],
-        }
-        if self.sink.publish(self._topic_prefix + frame.source, message):
+        )
+        topic = self._topic_prefix + frame.source
+        if self.sink.publish(topic, message):
             self.published[frame.source] += 1
         else:
             self.sink_refused += 1
         self.metrics.record_frame(frame.source, latency)
+        for event in obj.events:
+            seq = self._event_seq[frame.source]
+            self._event_seq[frame.source] = seq + 1
+            if self.sink.publish(events_topic(topic), event_message(event, header, seq, frame, names, time.time_ns())):
+                self.events_published += 1
+            else:
+                self.sink_refused += 1
 
     def _end_of_streams(self) -> None:
         """An explicit last message per source, so subscribers know the stream ended on purpose."""
+        header = {"box": self.box, "session": self.session}
         for spec, thread in zip(self.sources.specs, self.sources.threads):
             ended = any(e.state is CaptureState.ENDED for e in list(thread.events))
             seq = self._seq[spec.name]
             self._seq[spec.name] = seq + 1
-            self.sink.publish(
-                self._topic_prefix + spec.name,
-                {
-                    "schema": EOS,
-                    "version": VERSION,
-                    "box": self.box,
-                    "session": self.session,
-                    "source": spec.name,
-                    "seq": seq,
-                    "frames": self.published[spec.name],
-                    "reason": "end of file" if ended else "shutdown",
-                    "timestamps": {"publish_ns": time.time_ns()},
-                },
-            )
+            message = eos_message(header, spec.name, seq, self.published[spec.name], ended, time.time_ns())
+            self.sink.publish(self._topic_prefix + spec.name, message)
 
     def _log_stats(self) -> None:
         """One line per interval for long runs: rates and what was dropped since the last line."""

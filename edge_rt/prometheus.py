@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import ConfigError, MissingDependencyError
 from .metrics import STAGES, Metrics
+from .tracking.stage import ObjectCounts
 
 # Milliseconds: from a fast GPU call to a camera that queued for a second.
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
@@ -30,6 +31,7 @@ COUNTERS = {
 }
 
 CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]
+ObjectsFn = Callable[[], "ObjectCounts | None"]
 StatesFn = Callable[[], Mapping[str, str]]
 # With --publish connect:...: (connected to the broker?, messages dropped while it was away, connections made)
 LinkFn = Callable[[], "tuple[bool, int, int] | None"]
@@ -47,7 +49,13 @@ class PrometheusMetrics(Metrics):
     """The run's Metrics, also exported: histograms fed per frame, counters read per scrape."""
 
     def __init__(
-        self, counters: CountersFn, states: StatesFn, namespace: str = "edge_rt", window: int = 20000, link: LinkFn | None = None
+        self,
+        counters: CountersFn,
+        states: StatesFn,
+        namespace: str = "edge_rt",
+        window: int = 20000,
+        link: LinkFn | None = None,
+        objects: ObjectsFn | None = None,
     ) -> None:
         super().__init__(window)
         prom = _client()
@@ -74,6 +82,8 @@ class PrometheusMetrics(Metrics):
         self.registry.register(_SourceCollector(namespace, counters, states))
         if link is not None:
             self.registry.register(_LinkCollector(namespace, link))
+        if objects is not None:
+            self.registry.register(_ObjectsCollector(namespace, objects))
         self._server: Any = None
 
     def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
@@ -155,6 +165,41 @@ class _LinkCollector:
         yield CounterMetricFamily(
             f"{self._ns}_broker_connects", "Connections made to the broker (1 + reconnections)", value=connects
         )
+
+
+class _ObjectsCollector:
+    """With tracking: objects in each zone now, crossings per line, direction and class, events per kind."""
+
+    def __init__(self, namespace: str, objects: ObjectsFn) -> None:
+        self._ns = namespace
+        self._objects = objects
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counts = self._objects()
+        if counts is None:
+            return
+        zone = GaugeMetricFamily(
+            f"{self._ns}_zone_objects", "Tracked objects in each zone now", labels=["source", "zone", "label"]
+        )
+        for key, n in sorted(counts.in_zone.items()):
+            zone.add_metric(list(key), n)
+        yield zone
+        cross = CounterMetricFamily(
+            f"{self._ns}_line_crossings",
+            "Objects that crossed each line, by direction and class",
+            labels=["source", "line", "direction", "label"],
+        )
+        for key4, n in sorted(counts.crossings.items()):
+            cross.add_metric(list(key4), n)
+        yield cross
+        events = CounterMetricFamily(
+            f"{self._ns}_events", "Events published (start, end, enter, exit, cross, loiter)", labels=["source", "event"]
+        )
+        for key2, n in sorted(counts.events.items()):
+            events.add_metric(list(key2), n)
+        yield events
 
 
 SOURCE_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")

@@ -18,11 +18,12 @@ from .model_info import ModelInfo
 from .pipeline import Pipeline
 from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
-from .prometheus import CountersFn, LinkFn, PrometheusMetrics, StatesFn
+from .prometheus import CountersFn, LinkFn, ObjectsFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
-from .schema import check_encoding
+from .schema import check_encoding, events_topic
 from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
 from .systemd import Notifier, ServiceWatch
+from .tracking.stage import ObjectStage
 
 log = logging.getLogger("edge_rt.run")
 
@@ -95,6 +96,10 @@ def build_pipeline(
         if bad:
             raise ConfigError(f"--classes {bad[0]}: the model has classes 0..{info.num_classes - 1}")
     check_graph_nms(info, config.conf, config.iou, config.agnostic_nms)
+    objects = ObjectStage(config.tracking, info.names, config.conf)  # an unknown class in a zone's filter fails here
+    # With tracking, postprocess keeps the weak boxes ByteTrack's second pass may use; NMS inside the graph
+    # already dropped what is under its own threshold.
+    post_conf = max(objects.detection_conf(), info.graph_nms[0]) if info.graph_nms else objects.detection_conf()
     max_batch = resolve_batch(engine, config.max_batch, len(config.sources))
     settings = CaptureSettings(
         open_timeout_s=config.open_timeout,
@@ -108,7 +113,7 @@ def build_pipeline(
         postprocessor=Postprocessor(
             info.num_classes,
             info.end2end,
-            PostprocessSettings(config.conf, config.iou, config.max_det, config.classes, config.agnostic_nms),
+            PostprocessSettings(post_conf, config.iou, config.max_det, config.classes, config.agnostic_nms),
         ),
         sink=sink,  # type: ignore[arg-type]
         max_batch=max_batch,
@@ -120,6 +125,7 @@ def build_pipeline(
         collector=collector,
         box=config.box,
         box_topics=config.box_topics,
+        objects=objects,
     )
 
 
@@ -168,6 +174,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             lambda: pipeline.counters() if pipeline else {},
             lambda: pipeline.health.states() if pipeline else {},
             (lambda: (link.connected, link.dropped, link.connects)) if link is not None else None,
+            (lambda: pipeline.objects.counts() if pipeline else None) if config.tracking else None,
         )
         collector = make_collector(collect_settings(config), engine.info.names, config.conf)  # an unwritable DIR fails here
         pipeline = build_pipeline(config, engine, publisher, metrics, collector)
@@ -187,6 +194,15 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         )
         for spec in config.sources:
             log.info("source %s: %s (%s)", spec.name, redact_url(spec.uri), spec.kind.value)
+        for t in config.tracking:
+            if t.track is not None:
+                log.info(
+                    "source %s: tracking (lost after %gs)%s; events on %s",
+                    t.source,
+                    t.track.lost_s,
+                    "".join(f", zone {z.name}" for z in t.zones) + "".join(f", line {ln.name}" for ln in t.lines),
+                    events_topic(f"{pipeline.box}/{t.source}" if config.box_topics else t.source),
+                )
         log.info(
             "publishing on %s (%s), box %s, topics %s, session %s",
             config.publish,
@@ -250,7 +266,9 @@ def _stop(pipeline: Pipeline, watch: ServiceWatch | None) -> None:
     pipeline.stop()
 
 
-def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn, link: LinkFn | None = None) -> Metrics:
+def make_metrics(
+    config: RunConfig, counters: CountersFn, states: StatesFn, link: LinkFn | None = None, objects: ObjectsFn | None = None
+) -> Metrics:
     """Prometheus-exported metrics with --metrics-port, else the in-process summary only."""
     if config.metrics_port is None:
         return Metrics()
@@ -258,4 +276,4 @@ def make_metrics(config: RunConfig, counters: CountersFn, states: StatesFn, link
         log.warning(
             "metrics on %s:%d: reachable from other machines, without authentication", config.metrics_addr, config.metrics_port
         )
-    return PrometheusMetrics(counters, states, link=link)
+    return PrometheusMetrics(counters, states, link=link, objects=objects)

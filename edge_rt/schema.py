@@ -13,6 +13,8 @@ DETECTIONS = "edge_rt.detections"
 EOS = "edge_rt.eos"
 HEALTH = "edge_rt.health"
 HEALTH_TOPIC = "$health"  # source names cannot start with '$': no camera can shadow it
+EVENT = "edge_rt.event"
+EVENTS_TOPIC = "$events"  # events of source S: `$events/S`, or `$events/BOX/S` from a named box
 VERSION = 2  # 2: every message names its box (`box`); 1 had no box
 READABLE_VERSIONS = (1, 2)  # what the client reads: boxes and consumers of a fleet are not upgraded at once
 ENCODINGS = ("json", "msgpack")
@@ -26,10 +28,17 @@ def is_box_name(value: object) -> bool:
     return isinstance(value, str) and _BOX_NAME_RE.fullmatch(value) is not None
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema shipped in the package (edge_rt/schemas/detections-v2.schema.json)."""
-    text = resources.files("edge_rt").joinpath(f"schemas/detections-v{VERSION}.schema.json").read_text()
+def json_schema(kind: str = "detections") -> dict[str, Any]:
+    """A JSON Schema shipped in the package: edge_rt/schemas/detections-v2.schema.json (detections, end of
+    stream, health) or events-v2.schema.json (`kind="events"`)."""
+    text = resources.files("edge_rt").joinpath(f"schemas/{kind}-v{VERSION}.schema.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
+
+
+def events_topic(source_topic: str) -> str:
+    """`$events/` + the source's own topic (SOURCE or BOX/SOURCE): one prefix takes every event of
+    every box, `$events/BOX/` one box's, `$events/BOX/SOURCE` one camera's."""
+    return f"{EVENTS_TOPIC}/{source_topic}"
 
 
 def check_encoding(encoding: str) -> str:

@@ -130,6 +130,7 @@ class Frame:
     image: np.ndarray  # H x W x 3, BGR, uint8
     capture_ns: int  # time.time_ns() when read() returned
     capture_mono_ns: int  # time.perf_counter_ns() at the same moment
+    media_s: float | None = None  # a file's own clock (its position, s): what a tracker steps by; None when live
 
     def __post_init__(self) -> None:
         im = self.image

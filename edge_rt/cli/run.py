@@ -138,6 +138,14 @@ def add_run(sub: Any) -> None:
         metavar="N",
         help="with --collect: stop collecting once DIR holds N frames, earlier runs' included (default 1000)",
     )
+    p.add_argument(
+        "--track",
+        action="store_true",
+        default=None,
+        help="track objects on every source (ByteTrack): each detection gets a track_id, kept while the object is "
+        "seen and never reused in a session; start/end events on topic $events/SOURCE. Per source, zones and lines "
+        "in --config (see the docs: Tracking, zones and events)",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     p.add_argument("--log-format", choices=("text", "json"), help="text (default) or json: one object per line for log shippers")
     p.set_defaults(handler=_cmd_run)
@@ -204,6 +212,21 @@ def add_subscribe(sub: Any) -> None:
         help="also print topic $health: each source's state (online, stalled, reconnecting, offline, stopped...) "
         "on every change, every few seconds, and at once on joining; --topic '$health' prints only those",
     )
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="also print events of tracked sources (topics $events/SOURCE: start, end, enter, exit, cross, loiter); "
+        "--topic '$events/SOURCE' prints only one source's events",
+    )
+    p.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        dest="event_kinds",
+        metavar="KIND",
+        choices=("start", "end", "enter", "exit", "cross", "loiter"),
+        help="print only events of this kind (repeatable; implies --events)",
+    )
     p.add_argument("--curve-server-key", metavar="FILE", help="the publisher's public NAME.key file: connect with CURVE")
     p.add_argument(
         "--curve-secret-key",
@@ -216,7 +239,7 @@ def add_subscribe(sub: Any) -> None:
 def _cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
-    from ..client import EndOfStream, HealthMessage, Subscriber
+    from ..client import EndOfStream, EventMessage, HealthMessage, Subscriber
     from ..schema import BOX_NAME_MAX, is_box_name
     from ..security import ClientKeys
 
@@ -234,7 +257,16 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     stopping = []
     on_signals(lambda: stopping.append(True))
     try:
-        sub = Subscriber(args.endpoint, topics=args.topic, curve=keys, health=args.health, box=args.box, sources=args.sources)
+        sub = Subscriber(
+            args.endpoint,
+            topics=args.topic,
+            curve=keys,
+            health=args.health,
+            box=args.box,
+            sources=args.sources,
+            events=args.events,
+            event_kinds=args.event_kinds,
+        )
     except zmq.ZMQError as exc:
         raise ConfigError(f"endpoint {args.endpoint!r}: {exc.strerror}") from None
 
@@ -265,10 +297,10 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             if msg.restarted:
                 print(f"edge-rt subscribe: {where}: publisher restarted (session {msg.session})", file=sys.stderr)
             count += 1
-            if isinstance(msg, HealthMessage):
+            if isinstance(msg, (HealthMessage, EventMessage)):
                 if args.count and count >= args.count:
                     break
-                continue  # --until-eos counts camera streams, not their health
+                continue  # --until-eos counts camera streams, not their health or events
             seen.add((msg.box, msg.source))
             if isinstance(msg, EndOfStream):
                 ended.add((msg.box, msg.source))
@@ -298,7 +330,13 @@ def _all_ended(ended: set[tuple[str | None, str]], seen: set[tuple[str | None, s
 
 def add_schema(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of published messages")
-    p.set_defaults(handler=lambda args: print(json.dumps(__import__("edge_rt.schema").schema.json_schema(), indent=2)) or 0)
+    p.add_argument("--events", action="store_true", help="the schema of events (edge_rt.event, topics $events/...) instead")
+    p.set_defaults(
+        handler=lambda args: print(
+            json.dumps(__import__("edge_rt.schema").schema.json_schema("events" if args.events else "detections"), indent=2)
+        )
+        or 0
+    )
 
 
 def add_demo(sub: Any) -> None:

@@ -1,0 +1,4 @@
+"""Objects instead of boxes: a tracker per source, zones and lines, and the events they raise.
+
+The stage sits between postprocess and publish; see stage.py for how the pieces meet.
+"""

@@ -1,0 +1,256 @@
+"""ByteTrack (Zhang et al., 2022) that keeps identities by elapsed time, not by frame count.
+
+Same association as Ultralytics' BYTETracker (its defaults: fused IoU-score cost, a second pass
+with low-confidence boxes, new tracks confirmed on their second hit), with two changes a live
+pipeline needs: the Kalman filter steps by the seconds between the frames this source actually
+delivered (kalman.py), and a lost track is kept for `lost_s` seconds rather than N frames, so
+identities hold when frames are skipped under load or a camera runs at another rate.
+
+State is kept as columns (one row per track), so a frame with 200 objects costs a few numpy calls
+and one assignment per pass, not a Python object per box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lap
+import numpy as np
+
+from ..postprocess import Detections
+from . import kalman
+
+TENTATIVE, TRACKED, LOST = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """ByteTrack's thresholds. `conf` is the run's --conf: boxes at or above it are matched first and
+    start new tracks; boxes in [low_conf, conf) only continue tracks (ByteTrack's second pass)."""
+
+    conf: float = 0.25
+    low_conf: float = 0.1
+    lost_s: float = 1.0  # how long a lost track waits to be found again (Ultralytics: 30 frames at 30 fps)
+    match_cost: float = 0.8  # first pass: 1 - IoU * score must be below this (Ultralytics' match_thresh)
+    low_match_cost: float = 0.5  # second pass: 1 - IoU below this
+    tentative_match_cost: float = 0.7  # a new track's second hit
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low_conf <= self.conf <= 1:
+            raise ValueError(
+                f"TrackerSettings: expected 0 <= low_conf <= conf <= 1, got low_conf {self.low_conf}, conf {self.conf}"
+            )
+        if self.lost_s < 0:
+            raise ValueError(f"TrackerSettings.lost_s: expected >= 0, got {self.lost_s}")
+
+
+@dataclass(frozen=True)
+class EndedTrack:
+    """A confirmed track that was lost for longer than lost_s (or cut by a time jump)."""
+
+    track_id: int
+    cls: int
+    first_t: float  # seconds, on the tracker's clock: when it was first seen
+    last_t: float  # when it was last matched to a box
+    best_conf: float
+    box: tuple[float, float, float, float]  # its last box, source pixels
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult:
+    """What one update decided: `rows` index the input detections that belong to a track (the ones to
+    publish), `ids` their track ids; `started` lists ids confirmed on this update."""
+
+    rows: np.ndarray  # (K,) int
+    ids: np.ndarray  # (K,) int64
+    confirmed: np.ndarray  # (K,) bool: False for a new track's first box
+    first_t: np.ndarray  # (K,) when each row's track was first seen
+    started: frozenset[int]
+    ended: tuple[EndedTrack, ...]
+
+    def __post_init__(self) -> None:
+        k = len(self.rows)
+        for name in ("ids", "confirmed", "first_t"):
+            if getattr(self, name).shape != (k,):
+                raise ValueError(f"TrackResult.{name}: expected shape ({k},), got {getattr(self, name).shape}")
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) xyxy boxes -> (N, M) IoU (2-D temporaries only: 3-D ones cost 4x at 200 x 200)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.result_type(a, b))
+    w = np.minimum(a[:, 2:3], b[:, 2]) - np.maximum(a[:, 0:1], b[:, 0])
+    h = np.minimum(a[:, 3:4], b[:, 3]) - np.maximum(a[:, 1:2], b[:, 1])
+    np.maximum(w, 0, out=w)
+    np.maximum(h, 0, out=h)
+    inter = np.multiply(w, h, out=w)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b - inter
+    return np.divide(inter, np.maximum(union, 1e-9, out=union), out=inter)
+
+
+def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal one-to-one pairs with cost below `limit` (lap.lapjv, as Ultralytics): (rows, cols).
+
+    A track and a box that are each other's only candidate belong together in every optimal answer, so
+    they are paired directly and only the contested rest goes to the solver: in a scene of 200 objects
+    that is most of them."""
+    if cost.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ok = cost < limit
+    row_n, col_n = ok.sum(axis=1), ok.sum(axis=0)
+    alone = ok & (row_n[:, None] == 1) & (col_n[None, :] == 1)
+    rows, cols = np.nonzero(alone)
+    busy_r = np.flatnonzero((row_n > 0) & ~alone.any(axis=1))
+    busy_c = np.flatnonzero((col_n > 0) & ~alone.any(axis=0))
+    if len(busy_r) and len(busy_c):
+        contested = np.ascontiguousarray(cost[np.ix_(busy_r, busy_c)], dtype=np.float64)
+        _, x, _ = lap.lapjv(contested, extend_cost=True, cost_limit=limit)
+        hit = np.flatnonzero(x >= 0)
+        rows = np.concatenate([rows, busy_r[hit]])
+        cols = np.concatenate([cols, busy_c[x[hit]]])
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
+class ByteTracker:
+    """One per source: ids count from 1 and are never reused while the tracker lives."""
+
+    def __init__(self, settings: TrackerSettings | None = None) -> None:
+        self.settings = settings or TrackerSettings()
+        self._next_id = 1
+        self._last_t: float | None = None
+        self._ids = np.zeros(0, np.int64)
+        self._state = np.zeros(0, np.int8)
+        self._mean = np.zeros((0, 8))
+        self._cov = np.zeros((0, 3, 4))  # kalman.py: four 2x2 blocks
+        self._pred_t = np.zeros(0)  # when the filter's estimate is for
+        self._first_t = np.zeros(0)
+        self._last_seen = np.zeros(0)
+        self._best = np.zeros(0)
+        self._cls = np.zeros(0, np.int64)
+        self._box = np.zeros((0, 4))
+
+    @property
+    def active(self) -> int:
+        """Tracks held now (tracked, lost or tentative)."""
+        return len(self._ids)
+
+    def update(self, dets: Detections, t: float) -> TrackResult:
+        s = self.settings
+        ended: list[EndedTrack] = []
+        first_update = self._last_t is None
+        if self._last_t is not None and t < self._last_t:  # the clock went back (a file restarted): a new scene
+            ended += self._drop(np.ones(len(self._ids), bool))
+        self._last_t = t
+
+        self._mean, self._cov = kalman.predict(self._mean, self._cov, t - self._pred_t)
+        self._pred_t[:] = t
+        # Matching in float32: the (tracks x boxes) matrices are most of the cost at 200 objects.
+        predicted = kalman.xyah_to_xyxy(self._mean[:, :4]).astype(np.float32)
+        xyxy = dets.xyxy.astype(np.float32, copy=False)
+        conf = dets.conf.astype(np.float32, copy=False)
+        high = np.flatnonzero(conf >= s.conf)
+        low = np.flatnonzero((conf >= s.low_conf) & (conf < s.conf))
+        det_track = np.full(len(dets), -1, np.int64)  # row -> track index
+        was_tentative = self._state == TENTATIVE
+
+        # 1. confirmed tracks (tracked or lost) with the confident boxes; cost fused with the score
+        pool = np.flatnonzero(~was_tentative)
+        iou = iou_matrix(predicted[pool], xyxy[high])
+        r, c = assign(1 - iou * conf[high][None, :], s.match_cost)
+        det_track[high[c]] = pool[r]
+        free_high = high[det_track[high] < 0]
+        # 2. tracks still being followed, with the weak boxes (ByteTrack's idea: an occluded object scores low)
+        taken = np.zeros(len(self._ids), bool)
+        taken[pool[r]] = True
+        rest = np.flatnonzero((self._state == TRACKED) & ~taken)
+        r2, c2 = assign(1 - iou_matrix(predicted[rest], xyxy[low]), s.low_match_cost)
+        det_track[low[c2]] = rest[r2]
+        taken[rest[r2]] = True
+        # 3. new tracks from the last frame, with what confident boxes remain: their second hit confirms them
+        tentative = np.flatnonzero(was_tentative)
+        iou3 = iou_matrix(predicted[tentative], xyxy[free_high])
+        r3, c3 = assign(1 - iou3 * conf[free_high][None, :], s.tentative_match_cost)
+        det_track[free_high[c3]] = tentative[r3]
+        taken[tentative[r3]] = True
+        new_rows = free_high[det_track[free_high] < 0]
+
+        matched_rows = np.flatnonzero(det_track >= 0)
+        tracks = det_track[matched_rows]
+        if len(tracks):
+            self._mean[tracks], self._cov[tracks] = kalman.update(
+                self._mean[tracks], self._cov[tracks], kalman.xyxy_to_xyah(xyxy[matched_rows])
+            )
+            self._last_seen[tracks] = t
+            self._best[tracks] = np.maximum(self._best[tracks], conf[matched_rows])
+            self._cls[tracks] = dets.cls[matched_rows]
+            self._box[tracks] = xyxy[matched_rows]
+        started = self._ids[tracks[was_tentative[tracks]]]
+        self._state[tracks] = TRACKED
+        # Lost: confirmed tracks not seen now; dropped: tentative ones not confirmed, lost ones past lost_s.
+        unseen = ~taken
+        self._state[unseen & ~was_tentative] = LOST
+        expired = unseen & ((was_tentative) | (t - self._last_seen > s.lost_s))
+        if expired.any():
+            ended += self._drop(expired)
+            det_track[matched_rows] = self._reindex(expired)[det_track[matched_rows]]
+
+        new_first = len(self._ids)
+        self._add(xyxy[new_rows], conf[new_rows], dets.cls[new_rows], t, confirmed=first_update)
+        det_track[new_rows] = np.arange(new_first, new_first + len(new_rows))
+        if first_update:
+            started = np.concatenate([started, self._ids[new_first:]])
+
+        rows = np.flatnonzero(det_track >= 0)
+        owner = det_track[rows]
+        return TrackResult(
+            rows=rows,
+            ids=self._ids[owner].copy(),
+            confirmed=self._state[owner] == TRACKED,
+            first_t=self._first_t[owner].copy(),
+            started=frozenset(int(i) for i in started),
+            ended=tuple(ended),
+        )
+
+    def _reindex(self, removed: np.ndarray) -> np.ndarray:
+        """Old track index -> new index after the rows in `removed` were deleted (-1 for deleted)."""
+        keep = ~removed
+        out = np.full(len(removed), -1, np.int64)
+        out[keep] = np.arange(int(keep.sum()))
+        return out
+
+    def _drop(self, mask: np.ndarray) -> list[EndedTrack]:
+        ended = [
+            EndedTrack(
+                int(self._ids[i]),
+                int(self._cls[i]),
+                float(self._first_t[i]),
+                float(self._last_seen[i]),
+                float(self._best[i]),
+                (float(self._box[i, 0]), float(self._box[i, 1]), float(self._box[i, 2]), float(self._box[i, 3])),
+            )
+            for i in np.flatnonzero(mask & (self._state != TENTATIVE))
+        ]
+        keep = ~mask
+        self._ids, self._state, self._mean, self._cov = self._ids[keep], self._state[keep], self._mean[keep], self._cov[keep]
+        self._pred_t, self._first_t, self._last_seen = self._pred_t[keep], self._first_t[keep], self._last_seen[keep]
+        self._best, self._cls, self._box = self._best[keep], self._cls[keep], self._box[keep]
+        return ended
+
+    def _add(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, t: float, confirmed: bool) -> None:
+        n = len(xyxy)
+        if n == 0:
+            return
+        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(xyxy))
+        self._ids = np.concatenate([self._ids, np.arange(self._next_id, self._next_id + n)])
+        self._next_id += n
+        self._state = np.concatenate([self._state, np.full(n, TRACKED if confirmed else TENTATIVE, np.int8)])
+        self._mean = np.concatenate([self._mean, mean])
+        self._cov = np.concatenate([self._cov, cov])
+        self._pred_t = np.concatenate([self._pred_t, np.full(n, t)])
+        self._first_t = np.concatenate([self._first_t, np.full(n, t)])
+        self._last_seen = np.concatenate([self._last_seen, np.full(n, t)])
+        self._best = np.concatenate([self._best, conf])
+        self._cls = np.concatenate([self._cls, cls.astype(np.int64)])
+        self._box = np.concatenate([self._box, xyxy])

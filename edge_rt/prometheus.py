@@ -200,6 +200,14 @@ class _ObjectsCollector:
         for key2, n in sorted(counts.events.items()):
             events.add_metric(list(key2), n)
         yield events
+        waiting = CounterMetricFamily(
+            f"{self._ns}_boxes_unconfirmed",
+            "Boxes not published because they started a track that was not confirmed yet (its second box publishes it)",
+            labels=["source"],
+        )
+        for source, n in sorted(counts.unconfirmed.items()):
+            waiting.add_metric([source], n)
+        yield waiting
 
 
 SOURCE_STATES = ("starting", "online", "stalled", "reconnecting", "offline", "stopped")

@@ -34,6 +34,7 @@ class TrackerSettings:
     match_cost: float = 0.8  # first pass: 1 - IoU * score must be below this (Ultralytics' match_thresh)
     low_match_cost: float = 0.5  # second pass: 1 - IoU below this
     tentative_match_cost: float = 0.7  # a new track's second hit
+    publish_tentative: bool = False  # a new track's first box: left out, as Ultralytics and DeepStream do (counted)
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_conf <= self.conf <= 1:
@@ -119,6 +120,7 @@ class ByteTracker:
     def __init__(self, settings: TrackerSettings | None = None) -> None:
         self.settings = settings or TrackerSettings()
         self._next_id = 1
+        self.unconfirmed = 0  # boxes left out because their track was not confirmed yet
         self._last_t: float | None = None
         self._ids = np.zeros(0, np.int64)
         self._state = np.zeros(0, np.int8)
@@ -191,7 +193,7 @@ class ByteTracker:
         # Lost: confirmed tracks not seen now; dropped: tentative ones not confirmed, lost ones past lost_s.
         unseen = ~taken
         self._state[unseen & ~was_tentative] = LOST
-        expired = unseen & ((was_tentative) | (t - self._last_seen > s.lost_s))
+        expired = unseen & ((was_tentative) | (t - self._last_seen > s.lost_s)) | self._duplicates()
         if expired.any():
             ended += self._drop(expired)
             det_track[matched_rows] = self._reindex(expired)[det_track[matched_rows]]
@@ -204,6 +206,10 @@ class ByteTracker:
 
         rows = np.flatnonzero(det_track >= 0)
         owner = det_track[rows]
+        if not s.publish_tentative:
+            keep = self._state[owner] == TRACKED
+            self.unconfirmed += int(len(rows) - keep.sum())
+            rows, owner = rows[keep], owner[keep]
         return TrackResult(
             rows=rows,
             ids=self._ids[owner].copy(),
@@ -212,6 +218,19 @@ class ByteTracker:
             started=frozenset(int(i) for i in started),
             ended=tuple(ended),
         )
+
+    def _duplicates(self) -> np.ndarray:
+        """A lost track that sits on a followed one (IoU > 0.85) is the same object twice: the younger of the
+        two goes, as in Ultralytics' remove_duplicate_stracks, or it would come back under a second id."""
+        out = np.zeros(len(self._ids), bool)
+        tracked, lost = np.flatnonzero(self._state == TRACKED), np.flatnonzero(self._state == LOST)
+        if not len(tracked) or not len(lost):
+            return out
+        boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
+        pairs = np.argwhere(iou_matrix(boxes[tracked], boxes[lost]) > 0.85)
+        for a, b in zip(tracked[pairs[:, 0]], lost[pairs[:, 1]]):
+            out[b if self._first_t[b] >= self._first_t[a] else a] = True
+        return out
 
     def _reindex(self, removed: np.ndarray) -> np.ndarray:
         """Old track index -> new index after the rows in `removed` were deleted (-1 for deleted)."""

@@ -116,6 +116,7 @@ class ObjectCounts:
     in_zone: Mapping[tuple[str, str, str], int]  # (source, zone, label) -> objects now
     crossings: Mapping[tuple[str, str, str, str], int]  # (source, line, direction, label) -> total
     events: Mapping[tuple[str, str], int]  # (source, event) -> total
+    unconfirmed: Mapping[str, int]  # source -> boxes not published because their new track was not confirmed yet
 
 
 class ObjectStage:
@@ -175,4 +176,5 @@ class ObjectStage:
                         in_zone[(source, zone, label)] = 0
                     for c, n in by_cls.items():
                         in_zone[(source, zone, self.names.get(c, str(c)))] = n
-            return ObjectCounts(in_zone, dict(self._crossings), dict(self._events))
+            unconfirmed = {source: stage.tracker.unconfirmed for source, stage in self.sources.items()}
+            return ObjectCounts(in_zone, dict(self._crossings), dict(self._events), unconfirmed)

@@ -93,6 +93,7 @@ def bench_pipeline(
     warmup_s: float = 2.0,
     synthetic: int = 0,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    track: bool = False,
 ) -> PipelineResult:
     """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber."""
     from ..config import build_run_config
@@ -151,6 +152,7 @@ def bench_pipeline(
                 "await_timeout": 10.0,
                 "stats_interval": 0.0,
                 "log_level": "warning",
+                "track": track or None,  # --track: the tracker is its own stage (latency_ms.track)
             },
         )
         with Collector(endpoint, tmp) as collector:

@@ -227,6 +227,11 @@ def add_subscribe(sub: Any) -> None:
         choices=("start", "end", "enter", "exit", "cross", "loiter"),
         help="print only events of this kind (repeatable; implies --events)",
     )
+    p.add_argument(
+        "--events-only",
+        action="store_true",
+        help="print events and nothing else (detections and end-of-stream still count for --until-eos); implies --events",
+    )
     p.add_argument("--curve-server-key", metavar="FILE", help="the publisher's public NAME.key file: connect with CURVE")
     p.add_argument(
         "--curve-secret-key",
@@ -264,7 +269,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             health=args.health,
             box=args.box,
             sources=args.sources,
-            events=args.events,
+            events=args.events or args.events_only,
             event_kinds=args.event_kinds,
         )
     except zmq.ZMQError as exc:
@@ -289,14 +294,16 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
                     break
                 continue
             last_rx = time.monotonic()
-            sys.stdout.write(json.dumps(msg.raw, separators=(",", ":")) + "\n")
-            sys.stdout.flush()
+            shown = not args.events_only or isinstance(msg, EventMessage)
+            if shown:
+                sys.stdout.write(json.dumps(msg.raw, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
             where = msg.source if msg.box is None else f"{msg.box}/{msg.source}"
             if msg.gap:
                 print(f"edge-rt subscribe: {where}: {msg.gap} message(s) lost before seq {msg.seq}", file=sys.stderr)
             if msg.restarted:
                 print(f"edge-rt subscribe: {where}: publisher restarted (session {msg.session})", file=sys.stderr)
-            count += 1
+            count += shown
             if isinstance(msg, (HealthMessage, EventMessage)):
                 if args.count and count >= args.count:
                     break

@@ -8,7 +8,7 @@ reported as percentiles, never as a single average, and carries what it ran on (
     hardware  CPU, OS, versions; GPU, driver, CUDA, clocks, power limit; Jetson power mode
     engine    the engine alone             collector  the benchmarks' subscriber process
     pipeline  the whole runtime (+ plot)   compare    edge_rt vs Ultralytics
-    publish   the publisher alone
+    publish   the publisher alone          track      trackers scored against ground truth
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .pipeline import PipelineResult, bench_pipeline, pipeline_table
 from .plot import plot_pipeline
 from .publish import PublishResult, bench_publish, publish_table
 from .stats import QS, Progress, parse_frame_size, parse_shape, pct, write_json
+from .track import TrackBenchResult, bench_track, track_table
 
 __all__ = [
     "DEFAULT_FRAME_SIZE",
@@ -29,10 +30,12 @@ __all__ = [
     "PipelineResult",
     "Progress",
     "PublishResult",
+    "TrackBenchResult",
     "bench_compare",
     "bench_engine",
     "bench_pipeline",
     "bench_publish",
+    "bench_track",
     "compare_table",
     "describe_host",
     "engine_table",
@@ -43,5 +46,6 @@ __all__ = [
     "pipeline_table",
     "plot_pipeline",
     "publish_table",
+    "track_table",
     "write_json",
 ]

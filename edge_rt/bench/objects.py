@@ -27,7 +27,9 @@ class ObjectsResult:
     events: int
 
 
-def bench_objects(counts: Sequence[int], frames: int = 600, warmup: int = 60, size: tuple[int, int] = (1920, 1080), seed: int = 0) -> list[ObjectsResult]:
+def bench_objects(
+    counts: Sequence[int], frames: int = 600, warmup: int = 60, size: tuple[int, int] = (1920, 1080), seed: int = 0
+) -> list[ObjectsResult]:
     """Each object walks on a straight line at its own speed, its box jittering by a pixel or two; a zone
     covers the left half and a line runs down the middle, so crossings and zone changes happen."""
     if not counts or any(n < 1 for n in counts):

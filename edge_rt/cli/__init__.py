@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import EdgeRtError
 from . import bench, broker, dataset, export, health, keys, run, train
 from .common import Parser
+from .draw import add_draw
 from .eval import add_eval
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_keys(sub)
     broker.add_broker(sub)
     health.add_health(sub)
+    add_draw(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`edge-rt bench engine|pipeline|compare|publish`."""
+"""`edge-rt bench engine|pipeline|compare|publish|track|objects`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from .common import Parser, setup_logging
 
 
 def add_bench(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure: the engine alone, the whole pipeline, edge_rt vs Ultralytics, the publisher")
+    p = sub.add_parser(
+        "bench",
+        help="measure: the engine alone, the whole pipeline, edge_rt vs Ultralytics, the publisher, trackers against ground truth, "
+        "tracking's cost",
+    )
     bsub = p.add_subparsers(dest="what", metavar="<what>", parser_class=Parser, required=True)
     e = bsub.add_parser("engine", help="the engine alone, like trtexec: latency per call and per image, throughput")
     e.add_argument("--model", "-m", action="append", required=True, help="repeat to compare models side by side")
@@ -49,6 +53,7 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
     pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
     pp.add_argument("--max-batch", type=int)
+    pp.add_argument("--track", action="store_true", help="run with tracking on: the tracker's own stage shows as `track`")
     pp.add_argument("--json", metavar="FILE")
     pp.add_argument("--plot", metavar="FILE.png")
     c = bsub.add_parser("compare", help="the same clip through edge_rt and through Ultralytics' streaming predict")
@@ -64,6 +69,43 @@ def add_bench(sub: Any) -> None:
     c.add_argument("--imgsz", type=int)
     c.add_argument("--rounds", type=int, default=1, help="run both this many times, alternating; report the medians (default 1)")
     c.add_argument("--json", metavar="FILE")
+    t = bsub.add_parser(
+        "track",
+        help="trackers against ground truth: edge_rt's ByteTracker, Ultralytics' ByteTrack and BoT-SORT on the same detections",
+        description="Runs the detector once over every frame of the clip (conf 0.1, as Ultralytics' track mode), feeds the same "
+        "boxes to each tracker (every frame, or every k-th with --every), and scores each with TrackEval against a "
+        "MOTChallenge ground-truth file (HOTA, DetA, AssA, MOTA, IDF1, ID switches). --messages scores a recorded "
+        "`edge-rt run --track` (the JSON lines `edge-rt subscribe` prints). Make a clip and its ground truth with "
+        "`edge-rt dataset clip OUT.mp4 --tracks`.",
+    )
+    t.add_argument("--model", "-m", help="the detector (with --source)")
+    t.add_argument("--source", "-s", help="the video file the ground truth describes (with --model)")
+    t.add_argument("--gt", required=True, help="MOTChallenge ground truth: frame,id,left,top,width,height,conf,class,visibility")
+    t.add_argument("--every", default="1,2", help="give the trackers every k-th frame, comma-separated (default 1,2)")
+    t.add_argument(
+        "--trackers",
+        default="edge_rt,bytetrack,botsort",
+        help="which trackers, comma-separated: edge_rt, bytetrack, botsort (default all three)",
+    )
+    t.add_argument("--messages", help="also score a recorded run: `edge-rt subscribe` output of `edge-rt run --track`")
+    t.add_argument("--imgsz", type=int, help="model input size (dynamic-shape models only)")
+    t.add_argument("--conf", type=float, default=0.1, help="detector threshold (default 0.1, as Ultralytics' track mode)")
+    t.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
+    t.add_argument("--fps", type=float, help="the clip's frame rate, where the file does not say")
+    t.add_argument(
+        "--min-visibility",
+        type=float,
+        default=0.0,
+        help="ignore ground-truth boxes less visible than this (0..1), and tracker boxes on them (default 0: score all)",
+    )
+    t.add_argument("--json", metavar="FILE")
+    o = bsub.add_parser(
+        "objects",
+        help="what tracking costs per frame: tracker, a zone, a line and events on N moving objects (no model)",
+    )
+    o.add_argument("--objects", default="20,200", help="objects per frame, comma-separated (default 20,200)")
+    o.add_argument("--frames", type=int, default=600, help="frames measured per count, after 60 of warm-up (default 600)")
+    o.add_argument("--json", metavar="FILE")
     pub = bsub.add_parser("publish", help="publisher throughput and publish-to-subscriber latency over tcp loopback")
     pub.add_argument("--count", type=int, default=100_000)
     pub.add_argument("--rate", type=float, default=2000.0, help="paced rate for the latency part (messages/s)")
@@ -107,6 +149,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             args.max_batch,
             synthetic=args.synthetic,
             frame_size=bench_lib.parse_frame_size(args.frame_size),
+            track=args.track,
         )
         print(bench_lib.pipeline_table(out))
         if args.plot:
@@ -116,6 +159,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             Path(args.model), args.source, Path(args.reference) if args.reference else None, args.device, args.imgsz, args.rounds
         )
         print(bench_lib.compare_table(out))
+    elif args.what == "track":
+        from ..bench.track import bench_track, parse_every, parse_trackers, track_table
+
+        out = bench_track(
+            Path(args.gt),
+            Path(args.model) if args.model else None,
+            Path(args.source) if args.source else None,
+            parse_every(args.every),
+            args.imgsz,
+            parse_trackers(args.trackers),
+            Path(args.messages) if args.messages else None,
+            args.conf,
+            args.device,
+            args.min_visibility,
+            args.fps,
+        )
+        print(track_table(out))
+    elif args.what == "objects":
+        from ..bench.objects import bench_objects, objects_table
+
+        try:
+            counts = [int(x) for x in args.objects.split(",")]
+        except ValueError:
+            raise ConfigError(f"--objects {args.objects!r}: expected numbers, e.g. 20,200") from None
+        out = bench_objects(counts, args.frames)
+        print(objects_table(out))
     else:
         if args.count < 1000 or args.rate <= 0:
             raise ConfigError("--count must be >= 1000 and --rate > 0")

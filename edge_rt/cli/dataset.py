@@ -46,6 +46,13 @@ def add_dataset(sub: Any) -> None:
     v.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
     v.add_argument("--fps", type=int, default=30, help="default 30")
     v.add_argument("--seed", type=int, default=7, help="default 7")
+    v.add_argument(
+        "--tracks",
+        action="store_true",
+        help="objects that enter, cross, pass in front of each other and leave, with their true ids in MOTChallenge "
+        "format (OUT's stem + .gt.txt, and .seqinfo.ini), for `edge-rt bench track`",
+    )
+    v.add_argument("--objects", type=int, help="with --tracks: objects over the clip (default: one per 30 frames)")
     sp = dsub.add_parser(
         "split",
         help="split a folder of images + YOLO labels into a data.yaml",
@@ -110,6 +117,18 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
             raise ConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
         if args.frames < 1 or args.fps < 1 or w < 32 or h < 32:
             raise ConfigError("--frames and --fps must be >= 1, the size at least 32x32")
+        if args.objects is not None and (not args.tracks or args.objects < 1):
+            raise ConfigError("--objects goes with --tracks and must be >= 1")
+        if args.tracks:
+            from ..training.synth_tracks import synth_track_clip
+
+            made = synth_track_clip(
+                Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed, objects=args.objects
+            )
+            print(made.video)
+            print(f"gt: {made.gt} ({made.objects} ids, MOTChallenge: frame,id,left,top,width,height,conf,class,visibility)")
+            print(f"seqinfo: {made.seqinfo}")
+            return 0
         print(synth_clip(Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed))
         return 0
     if args.action == "synth":

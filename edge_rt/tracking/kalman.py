@@ -3,7 +3,7 @@
 ByteTrack's filter (and Ultralytics') steps one frame per update, so a pipeline that skips frames
 under load predicts too short a move and loses the object. Here velocities are per reference frame
 (1/30 s, where the noise weights below were tuned) and a step of `dt` seconds moves and widens the
-estimate by `dt * 30` reference frames.
+estimate by `dt * 30` reference frames (the noise added grows with it up to one reference frame).
 
 ByteTrack's matrices (F couples each coordinate only with its own velocity; Q, R and the initial
 covariance are diagonal) keep the 8x8 covariance in four independent 2x2 blocks, so it is stored as
@@ -41,16 +41,19 @@ def initiate(xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(mean: np.ndarray, var: np.ndarray, dt_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Advance each track by its own elapsed time (N,) in seconds; noise grows linearly with it."""
+    """Advance each track by its own elapsed time (N,) in seconds."""
     if len(mean) == 0:
         return mean, var
     k = (np.maximum(np.asarray(dt_s, np.float64), 0.0) * REF_FPS)[:, None]  # elapsed time in reference frames
     h = mean[:, 3]
     pp, pv, vv = var[:, _PP], var[:, _PV], var[:, _VV]
     out = np.empty_like(var)
-    out[:, _PP] = pp + 2 * k * pv + k * k * vv + _by_height(h, _W_POS, 1e-2) ** 2 * k
+    # The process noise of at most one reference frame per step: measured over 6 ground-truth clips fed every
+    # 2nd frame, noise growing with the step scored HOTA 0.504 / IDF1 0.624, this 0.506 / 0.628 (k^2: 0.492 / 0.602).
+    q = np.minimum(k, 1.0)
+    out[:, _PP] = pp + 2 * k * pv + k * k * vv + _by_height(h, _W_POS, 1e-2) ** 2 * q
     out[:, _PV] = pv + k * vv
-    out[:, _VV] = vv + _by_height(h, _W_VEL, 1e-5) ** 2 * k
+    out[:, _VV] = vv + _by_height(h, _W_VEL, 1e-5) ** 2 * q
     mean = mean.copy()
     mean[:, :4] += mean[:, 4:] * k
     return mean, out

@@ -73,23 +73,25 @@ class SourceObjects:
         res = self.tracker.update(dets, t)
         rows = res.rows
         out = Detections(dets.xyxy[rows], dets.conf[rows], dets.cls[rows])
+        cls = res.track_cls  # events, zone filters and counts go by the track's class, steadier than one box's
         events: list[Event] = []
-        confirmed = np.flatnonzero(res.confirmed)
         if res.started:
             for k in np.flatnonzero(np.isin(res.ids, list(res.started))):
-                events.append(Event("start", int(res.ids[k]), int(out.cls[k]), float(out.conf[k]), _box(out.xyxy[k])))
+                events.append(Event("start", int(res.ids[k]), int(cls[k]), float(out.conf[k]), _box(out.xyxy[k])))
         zones: tuple[tuple[str, ...], ...] | None = None
         if self._has_regions:
             h, w = frame.image.shape[:2]
-            now_in = self.regions.membership(out.xyxy, out.cls, (w, h))
-            order = confirmed[np.argsort(res.ids[confirmed], kind="stable")]
+            order = np.flatnonzero(res.confirmed)
+            order = order[np.argsort(res.ids[order], kind="stable")]  # RegionEvents keeps its rows in id order
+            now_in = self.regions.membership(out.xyxy[order], cls[order], (w, h))
             inside, zone_events = self.regions.update(
-                t, res.ids[order], out.xyxy[order], out.cls[order], out.conf[order], now_in[order], (w, h)
+                t, res.ids[order], out.xyxy[order], cls[order], out.conf[order], now_in, (w, h)
             )
-            now_in[order] = inside  # confirmed tracks: debounced; a new track's first box: as it stands
+            member = np.zeros((len(out), inside.shape[1]), bool)
+            member[order] = inside  # after each zone's inertia
             events += zone_events
             events += self.regions.end(t, res.ended)
-            zones = self._zone_names(now_in)
+            zones = self._zone_names(member)
         for track in res.ended:
             events.append(
                 Event(

@@ -293,7 +293,7 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
 
 def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, Any], origin: str = "config") -> RunConfig:
     """Merge defaults <- file <- command line, validate every value, parse the sources."""
-    known = {f.name for f in fields(RunConfig)} | _SOURCE_DEFAULT_KEYS
+    known = {f.name for f in fields(RunConfig) if f.name != "tracking"} | _SOURCE_DEFAULT_KEYS  # tracking: from track/zones/lines
     for key in file_values:
         if key not in known:
             raise ConfigError(f"{origin}: unknown key {_show(key)} (known: {', '.join(sorted(known))})")

@@ -25,7 +25,7 @@ from .collect import CollectStage, NullCollector
 from .engines.base import Engine
 from .errors import EngineError
 from .health import HealthBoard, wants_health
-from .messages import detection_items, detections_message, eos_message, event_message
+from .messages import StageTimes, detection_items, detections_message, eos_message, event_message
 from .metrics import Metrics, NullMetrics
 from .postprocess import Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
@@ -70,10 +70,6 @@ class Inferred:
     output: np.ndarray
     inf_start_ns: int
     inf_end_ns: int
-
-
-def _ms(a: int, b: int) -> float:
-    return round((b - a) / 1e6, 3)
 
 
 class Pipeline:
@@ -334,39 +330,21 @@ class Pipeline:
         job = item.job
         seq = self._seq[frame.source]
         self._seq[frame.source] = seq + 1
+        times = StageTimes(
+            frame.capture_mono_ns, job.pre_start_ns, job.pre_end_ns, item.inf_start_ns, item.inf_end_ns, post_end, track_end
+        )
         now_mono = time.perf_counter_ns()
-        latency = {
-            "wait": _ms(frame.capture_mono_ns, job.pre_start_ns),
-            "preprocess": _ms(job.pre_start_ns, job.pre_end_ns),
-            "queue": _ms(job.pre_end_ns, item.inf_start_ns),
-            "inference": _ms(item.inf_start_ns, item.inf_end_ns),
-            "postprocess": _ms(item.inf_end_ns, post_end),
-            **({"track": _ms(post_end, track_end)} if track_end is not None else {}),
-            "publish": _ms(track_end or post_end, now_mono),
-            "total": _ms(frame.capture_mono_ns, now_mono),
-        }
+        latency = times.latency_ms(now_mono)
         header = {"box": self.box, "session": self.session}
         names = self.engine.info.names
-        message = detections_message(
-            header,
-            frame,
-            seq,
-            detection_items(obj, names),
-            {
-                "model": self.model_name,
-                "batch_size": len(job.batch.frames),
-                "timestamps": {
-                    "capture_ns": frame.capture_ns,
-                    "batch_ns": job.batch.formed_ns,
-                    "inference_start_ns": item.inf_start_ns + self._wall_offset,
-                    "inference_end_ns": item.inf_end_ns + self._wall_offset,
-                    "publish_ns": now_mono + self._wall_offset,
-                },
-                "latency_ms": latency,
-            },
-        )
+        extra = {
+            "model": self.model_name,
+            "batch_size": len(job.batch.frames),
+            "timestamps": times.timestamps(frame.capture_ns, job.batch.formed_ns, now_mono, self._wall_offset),
+            "latency_ms": latency,
+        }
         topic = self._topic_prefix + frame.source
-        if self.sink.publish(topic, message):
+        if self.sink.publish(topic, detections_message(header, frame, seq, detection_items(obj, names), extra)):
             self.published[frame.source] += 1
         else:
             self.sink_refused += 1

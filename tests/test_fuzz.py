@@ -316,6 +316,8 @@ def _value_for(key: str) -> st.SearchStrategy[Any]:
         good = st.none() | st.floats(-1, 120) | st.floats() | st.integers(-1, 10**400)
     elif key == "sources":
         good = source_lists
+    elif key == "track":
+        good = st.none() | st.booleans() | st.fixed_dictionaries({}, optional={"lost_s": st.floats(-1, 10) | nasty, "low_conf": st.floats(-1, 2) | nasty})
     elif key == "collect_conf":
         good = st.sampled_from(["0.3,0.6", " 0.3 , 0.6 ", "0.9,0.2", "0.5", "nan,1", [0.3, 0.6]]) | st.lists(st.floats() | st.text(max_size=4), max_size=3)
     else:
@@ -331,10 +333,14 @@ SOURCE_URIS = [
 GOOD_URIS = ["0", "7", "/dev/video0", "rtsp://10.0.0.2:554/live", "http://h/x.mjpg", "synthetic://64x48?fps=10", "videotestsrc ! appsink", CLIP]
 source_uris = st.sampled_from(SOURCE_URIS) | st.text(max_size=16)
 source_strings = source_uris | st.tuples(source_names | st.text(max_size=6), source_uris).map("=".join)
+points = st.lists(st.lists(st.floats(-0.5, 1.5) | nasty, max_size=3) | nasty, max_size=5)
+region_body = points | st.fixed_dictionaries({"points": points}, optional={k: nasty for k in ("classes", "loiter_s", "anchor", "margin", "inertia")})
+regions = st.dictionaries(st.text(max_size=5) | st.integers(0, 3), region_body | nasty, max_size=3) | nasty
 source_dicts = st.fixed_dictionaries(
     {"uri": source_uris | st.integers(-1, 9) | nasty},
-    optional={"name": source_names | nasty, "fps": st.floats(0, 60) | nasty, "loop": st.booleans() | nasty},
-) | st.dictionaries(st.sampled_from(["uri", "name", "fps", "loop", "port", 1]), nasty, max_size=4)
+    optional={"name": source_names | nasty, "fps": st.floats(0, 60) | nasty, "loop": st.booleans() | nasty,
+              "track": st.booleans() | nasty, "zones": regions, "lines": regions},
+) | st.dictionaries(st.sampled_from(["uri", "name", "fps", "loop", "port", "zones", "lines", "track", 1]), nasty, max_size=4)
 source_entries = st.one_of(source_strings, source_strings, source_dicts, st.integers(-1, 9), nasty)
 source_lists = st.lists(source_entries, min_size=1, max_size=3) | source_entries
 good_sources = st.lists(
@@ -365,7 +371,7 @@ GOOD: dict[str, st.SearchStrategy[Any]] = {
     "fps": st.none() | st.floats(1, 120),
     "name": st.none() | box_names,
 }
-KNOWN = tuple(sorted(f.name for f in fields(RunConfig))) + ("fps", "loop")
+KNOWN = tuple(sorted(f.name for f in fields(RunConfig) if f.name != "tracking")) + ("fps", "loop", "track")
 
 
 @st.composite

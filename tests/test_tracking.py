@@ -195,3 +195,18 @@ def test_an_unknown_class_in_a_filter_is_named_with_what_the_model_has() -> None
     ):
         resolve("gate", zones, lines, NAMES)
     assert parse_track("track", True) == TrackConfig() and parse_track("track", {"lost_s": 2}) == TrackConfig(lost_s=2.0)
+
+
+def test_prometheus_shows_objects_in_zones_crossings_and_events() -> None:
+    from prometheus_client import generate_latest
+
+    from edge_rt.prometheus import PrometheusMetrics
+
+    stage = stage_for(zones={"left": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}, lines={"middle": [[0.5, 0.0], [0.5, 1.0]]})
+    feed(stage, [(float(x), 100.0) for x in range(260, 140, -5)])  # right to left: crosses `in`, enters `left`
+    metrics = PrometheusMetrics(lambda: {}, lambda: {}, objects=stage.counts)
+    text = generate_latest(metrics.registry).decode()
+    assert 'edge_rt_zone_objects{label="person",source="gate",zone="left"} 1.0' in text
+    assert 'edge_rt_line_crossings_total{direction="in",label="person",line="middle",source="gate"} 1.0' in text
+    assert 'edge_rt_events_total{event="enter",source="gate"} 1.0' in text
+    assert 'edge_rt_boxes_unconfirmed_total{source="gate"} 0.0' in text  # the first frame confirms at once

@@ -320,8 +320,8 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
 def _tracking(raw: list[Any] | tuple[Any, ...], sources: tuple[SourceSpec, ...], default: TrackConfig | None) -> tuple[SourceTracking, ...]:
     """Each source's tracker, zones and lines (`track:` globally or per source); () when nothing is tracked."""
     out = tuple(
-        source_tracking(i, spec.name, entry, default) if isinstance(entry, dict) else SourceTracking(spec.name, default)
-        for i, (entry, spec) in enumerate(zip(raw, sources))
+        source_tracking(spec.name, entry, default) if isinstance(entry, dict) else SourceTracking(spec.name, default)
+        for entry, spec in zip(raw, sources)
     )
     return out if any(t.track is not None for t in out) else ()
 

@@ -184,7 +184,7 @@ BAD = [
 @pytest.mark.parametrize(("entry", "message"), BAD)
 def test_config_mistakes_name_the_source_and_the_key(entry: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
-        source_tracking(0, "gate", entry, None)
+        source_tracking("gate", entry, None)
     assert "gate" in str(err.value)
 
 

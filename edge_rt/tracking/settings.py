@@ -52,14 +52,14 @@ def parse_track(key: str, value: Any, default: TrackConfig | None = None) -> Tra
     return TrackConfig(**out)
 
 
-def source_tracking(index: int, name: str, entry: Mapping[str, Any], default: TrackConfig | None) -> SourceTracking:
+def source_tracking(name: str, entry: Mapping[str, Any], default: TrackConfig | None) -> SourceTracking:
     """A source entry's track/zones/lines. Zones and lines need track ids, so they turn tracking on
     for their source (the run says so at start-up); `track: false` beside them is a contradiction."""
-    where = f"sources[{index}] ({name})"
-    track = parse_track(f"{where}.track", entry.get("track"), default)
+    key = f"source {name!r}: track"  # as zones.py names its keys
+    track = parse_track(key, entry.get("track"), default)
     zones, lines = parse_regions(name, entry.get("zones"), entry.get("lines"))
     if (zones or lines) and track is None:
         if entry.get("track") is False:
-            raise ConfigError(f"{where}.track: false, but zones and lines need tracking (their events follow track ids)")
+            raise ConfigError(f"{key}: false, but zones and lines need tracking (their events follow track ids)")
         track = default or TrackConfig()
     return SourceTracking(name, track, zones, lines)

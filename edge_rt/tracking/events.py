@@ -35,7 +35,7 @@ class Event:
     best_conf: float | None = None  # end: the best confidence the track reached
 
 
-def _box(row: np.ndarray) -> tuple[float, float, float, float]:
+def box_tuple(row: np.ndarray) -> tuple[float, float, float, float]:
     return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
@@ -158,14 +158,14 @@ class RegionEvents:
                         tid,
                         int(cls[k]),
                         float(conf[k]),
-                        _box(xyxy[k]),
+                        box_tuple(xyxy[k]),
                         zone=zone.name,
                         duration_s=t - float(self._since[i, j]),
                     )
                 )
                 self._inside[i, j] = self._loitered[i, j] = False
             else:
-                events.append(Event("enter", tid, int(cls[k]), float(conf[k]), _box(xyxy[k]), zone=zone.name))
+                events.append(Event("enter", tid, int(cls[k]), float(conf[k]), box_tuple(xyxy[k]), zone=zone.name))
                 self._inside[i, j], self._since[i, j] = True, t
         loiter_s = np.array([np.inf if z.loiter_s is None else z.loiter_s for z in self.regions.zones])
         due = self._inside[idx] & ~self._loitered[idx] & (t - self._since[idx] >= loiter_s)
@@ -178,7 +178,7 @@ class RegionEvents:
                     int(self._ids[i]),
                     int(cls[k]),
                     float(conf[k]),
-                    _box(xyxy[k]),
+                    box_tuple(xyxy[k]),
                     zone=self.regions.zones[j].name,
                     duration_s=t - float(self._since[i, j]),
                 )
@@ -206,7 +206,7 @@ class RegionEvents:
                             int(self._ids[i]),
                             int(cls[k]),
                             float(conf[k]),
-                            _box(xyxy[k]),
+                            box_tuple(xyxy[k]),
                             line=line.name,
                             direction=DIRECTIONS[0] if side[k] > 0 else DIRECTIONS[1],
                         )

@@ -16,7 +16,7 @@ import numpy as np
 from ..postprocess import Detections
 from ..sources import Frame
 from .bytetrack import ByteTracker, TrackerSettings
-from .events import Event, RegionEvents
+from .events import Event, RegionEvents, box_tuple
 from .settings import SourceTracking
 from .zones import Regions, resolve
 
@@ -50,7 +50,6 @@ class SourceObjects:
     def __init__(self, tracking: SourceTracking, regions: Regions, conf: float) -> None:
         track = tracking.track
         assert track is not None  # built only for tracked sources
-        self.tracking = tracking
         self.tracker = ByteTracker(TrackerSettings(conf=conf, low_conf=min(track.low_conf, conf), lost_s=track.lost_s))
         self.regions = RegionEvents(regions)
         self._has_regions = bool(regions)
@@ -77,7 +76,7 @@ class SourceObjects:
         events: list[Event] = []
         if res.started:
             for k in np.flatnonzero(np.isin(res.ids, list(res.started))):
-                events.append(Event("start", int(res.ids[k]), int(cls[k]), float(out.conf[k]), _box(out.xyxy[k])))
+                events.append(Event("start", int(res.ids[k]), int(cls[k]), float(out.conf[k]), box_tuple(out.xyxy[k])))
         zones: tuple[tuple[str, ...], ...] | None = None
         if self._has_regions:
             h, w = frame.image.shape[:2]
@@ -105,10 +104,6 @@ class SourceObjects:
                 )
             )
         return Objects(out, res.ids, zones, tuple(events))
-
-
-def _box(row: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,11 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(alone)
     busy_r = np.flatnonzero((row_n > 0) & ~alone.any(axis=1))
     busy_c = np.flatnonzero((col_n > 0) & ~alone.any(axis=0))
-    if len(busy_r) and len(busy_c):
+    if len(busy_r) == 1 or len(busy_c) == 1:  # one track with several boxes (or the reverse): the cheapest wins
+        sub = cost[np.ix_(busy_r, busy_c)]
+        r, c = np.unravel_index(int(np.argmin(sub)), sub.shape)
+        rows, cols = np.append(rows, busy_r[r]), np.append(cols, busy_c[c])
+    elif len(busy_r) and len(busy_c):
         contested = np.ascontiguousarray(cost[np.ix_(busy_r, busy_c)], dtype=np.float64)
         _, x, _ = lap.lapjv(contested, extend_cost=True, cost_limit=limit)
         hit = np.flatnonzero(x >= 0)

@@ -95,3 +95,29 @@ class NullMetrics(Metrics):
 
     def record_batch(self, size: int, engine_ms: float) -> None:
         pass
+
+
+class StatsLine:
+    """One log line per interval for long runs: rates and what was dropped since the last line."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._due = time.monotonic() + interval_s
+        self._last: dict[str, int] = {}
+
+    def due(self) -> bool:
+        return bool(self.interval_s) and time.monotonic() >= self._due
+
+    def line(self, counters: Mapping[str, Mapping[str, int]], metrics: Metrics) -> str:
+        interval = self.interval_s + (time.monotonic() - self._due)
+        self._due = time.monotonic() + self.interval_s
+        parts = []
+        for name, c in counters.items():
+            last = self._last
+            fps = (c["published"] - last.get(f"{name}.published", 0)) / interval
+            skipped = c["skipped"] - last.get(f"{name}.skipped", 0)
+            parts.append(f"{name} {fps:.1f} fps, skipped {skipped}, reconnects {c['reconnects']}")
+            last.update({f"{name}.{k}": v for k, v in c.items()})
+        total = metrics.percentiles("total")
+        p50 = f"; total latency p50 {total['p50']:.1f} ms p99 {total['p99']:.1f} ms" if total else ""
+        return "; ".join(parts) + p50

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,12 +26,13 @@ from .engines.base import Engine
 from .errors import EngineError
 from .health import HealthBoard, wants_health
 from .messages import StageTimes, detection_items, detections_message, eos_message, event_message
-from .metrics import Metrics, NullMetrics
+from .metrics import Metrics, NullMetrics, StatsLine
 from .postprocess import Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
 from .schema import HEALTH_TOPIC, events_topic
 from .security import redact_url
 from .sources import Frame
+from .tracking.events import Event
 from .tracking.stage import Objects, ObjectStage
 
 log = logging.getLogger("edge_rt.pipeline")
@@ -119,9 +120,7 @@ class Pipeline:
         self.events_published = 0  # subscriber sees no gaps
         self.published: dict[str, int] = {s.name: 0 for s in sources.specs}
         self.sink_refused = 0
-        self.stats_interval_s = stats_interval_s
-        self._stats_due = time.monotonic() + stats_interval_s
-        self._stats_last: dict[str, int] = {}
+        self.stats = StatsLine(stats_interval_s)  # --stats-interval: a line of rates and drops for long runs
         # Wall-clock stamps of internal events derive from the monotonic clock with one offset.
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
         self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s, box)
@@ -273,8 +272,8 @@ class Pipeline:
                 self._emit(item, frame, obj, post_end, track_end)
                 # After its message left; a copy per --collect-interval at most, of the boxes at --conf.
                 self.collector.offer(frame, self.objects.confident(frame_dets))
-            if self.stats_interval_s and time.monotonic() >= self._stats_due:
-                self._log_stats()
+            if self.stats.due():
+                log.info("stats: %s", self.stats.line(self.counters(), self.metrics))
         if not self._errors:
             self._end_of_streams()
 
@@ -349,38 +348,33 @@ class Pipeline:
         else:
             self.sink_refused += 1
         self.metrics.record_frame(frame.source, latency)
-        for event in obj.events:
+        self._publish_events(frame, obj.events)
+
+    def _publish_events(self, frame: Frame, events: Sequence[Event]) -> None:
+        """On `$events/` + the source's topic, with their own seq: a subscriber to detections sees no gaps."""
+        header, names = {"box": self.box, "session": self.session}, self.engine.info.names
+        topic = events_topic(self._topic_prefix + frame.source)
+        for event in events:
             seq = self._event_seq[frame.source]
             self._event_seq[frame.source] = seq + 1
-            if self.sink.publish(events_topic(topic), event_message(event, header, seq, frame, names, time.time_ns())):
+            if self.sink.publish(topic, event_message(event, header, seq, frame, names, time.time_ns())):
                 self.events_published += 1
             else:
                 self.sink_refused += 1
 
     def _end_of_streams(self) -> None:
-        """An explicit last message per source, so subscribers know the stream ended on purpose."""
+        """An explicit last message per source, so subscribers know the stream ended on purpose; first the
+        end of the objects still tracked, so every `start` a subscriber saw has its `end`."""
         header = {"box": self.box, "session": self.session}
         for spec, thread in zip(self.sources.specs, self.sources.threads):
+            last_frame, events = self.objects.finish(spec.name)
+            if last_frame is not None:
+                self._publish_events(last_frame, events)
             ended = any(e.state is CaptureState.ENDED for e in list(thread.events))
             seq = self._seq[spec.name]
             self._seq[spec.name] = seq + 1
             message = eos_message(header, spec.name, seq, self.published[spec.name], ended, time.time_ns())
             self.sink.publish(self._topic_prefix + spec.name, message)
-
-    def _log_stats(self) -> None:
-        """One line per interval for long runs: rates and what was dropped since the last line."""
-        interval = self.stats_interval_s + (time.monotonic() - self._stats_due)
-        self._stats_due = time.monotonic() + self.stats_interval_s
-        parts = []
-        for name, c in self.counters().items():
-            last = self._stats_last
-            fps = (c["published"] - last.get(f"{name}.published", 0)) / interval
-            skipped = c["skipped"] - last.get(f"{name}.skipped", 0)
-            parts.append(f"{name} {fps:.1f} fps, skipped {skipped}, reconnects {c['reconnects']}")
-            last.update({f"{name}.{k}": v for k, v in c.items()})
-        total = self.metrics.percentiles("total")
-        p50 = f"; total latency p50 {total['p50']:.1f} ms p99 {total['p99']:.1f} ms" if total else ""
-        log.info("stats: %s%s", "; ".join(parts), p50)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per-source counts for metrics and the end-of-run summary."""

@@ -158,6 +158,11 @@ def test_zone_enter_exit_debounced_loiter_once_and_exit_when_the_track_ends() ->
     flat = [(e.kind, e.zone) for batch in tail for e in batch]
     assert flat == [("exit", "dock"), ("end", None)]
     assert stage.counts().in_zone == {("gate", "dock", "person"): 0}
+    # A source that ends (a file, or shutdown) ends what it still tracks: it leaves its zone, then ends.
+    feed(stage, walk_in)
+    last, finished = stage.finish("gate")
+    assert last is not None and [(e.kind, e.zone) for e in finished] == [("exit", "dock"), ("end", None)]
+    assert stage.counts().in_zone == {("gate", "dock", "person"): 0} and stage.finish("gate")[1] == []
 
 
 def test_detections_list_the_zones_they_are_in_and_untracked_sources_pass_through() -> None:

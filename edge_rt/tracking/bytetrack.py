@@ -234,6 +234,10 @@ class ByteTracker:
             ended=tuple(ended),
         )
 
+    def finish(self) -> list[EndedTrack]:
+        """The source ended: every confirmed track ends now (a subscriber closes what it opened)."""
+        return self._drop(np.ones(len(self._ids), bool))
+
     def _merge_duplicates(
         self, det_track: np.ndarray, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, t: float
     ) -> np.ndarray:

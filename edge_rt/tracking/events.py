@@ -86,7 +86,7 @@ class RegionEvents:
             events += self._lines(idx, xyxy, cls, conf, size)
         return self._inside[idx], events
 
-    def end(self, t: float, ended: Iterable[EndedTrack]) -> list[Event]:
+    def end(self, ended: Iterable[EndedTrack]) -> list[Event]:
         """Tracks the tracker gave up on leave their zones (so zone counts return to zero) and are forgotten."""
         events: list[Event] = []
         gone = np.zeros(len(self._ids), bool)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..postprocess import Detections
 from ..sources import Frame
-from .bytetrack import ByteTracker, TrackerSettings
+from .bytetrack import ByteTracker, EndedTrack, TrackerSettings
 from .events import Event, RegionEvents, box_tuple
 from .settings import SourceTracking
 from .zones import Regions, resolve
@@ -55,6 +55,7 @@ class SourceObjects:
         self._has_regions = bool(regions)
         self._names_of: dict[int, tuple[str, ...]] = {}  # zone bit mask -> names, built as masks occur
         self._bits = 1 << np.arange(len(regions.zones), dtype=np.int64)
+        self.last_frame: Frame | None = None  # what the events of the source's end refer to
 
     def _zone_names(self, inside: np.ndarray) -> tuple[tuple[str, ...], ...]:
         """(N, Z) membership -> each box's zone names (through a bit mask: 200 boxes cost one matrix product)."""
@@ -68,6 +69,7 @@ class SourceObjects:
         return tuple(out)
 
     def __call__(self, frame: Frame, dets: Detections) -> Objects:
+        self.last_frame = frame
         t = frame_time(frame)
         res = self.tracker.update(dets, t)
         rows = res.rows
@@ -89,21 +91,20 @@ class SourceObjects:
             member = np.zeros((len(out), inside.shape[1]), bool)
             member[order] = inside  # after each zone's inertia
             events += zone_events
-            events += self.regions.end(t, res.ended)
             zones = self._zone_names(member)
-        for track in res.ended:
-            events.append(
-                Event(
-                    "end",
-                    track.track_id,
-                    track.cls,
-                    track.best_conf,
-                    track.box,
-                    duration_s=track.last_t - track.first_t,
-                    best_conf=track.best_conf,
-                )
-            )
-        return Objects(out, res.ids, zones, tuple(events))
+        return Objects(out, res.ids, zones, (*events, *self._ended(res.ended)))
+
+    def finish(self) -> list[Event]:
+        """The source ended: its objects leave their zones and end, as if lost."""
+        return self._ended(self.tracker.finish())
+
+    def _ended(self, ended: Sequence[EndedTrack]) -> list[Event]:
+        """Tracks given up: they leave the zones they were in, then end."""
+        events = self.regions.end(ended) if self._has_regions else []
+        for track in ended:
+            duration = track.last_t - track.first_t
+            events.append(Event("end", track.track_id, track.cls, track.best_conf, track.box, duration_s=duration, best_conf=track.best_conf))
+        return events
 
 
 @dataclass(frozen=True)
@@ -147,13 +148,26 @@ class ObjectStage:
             return Objects(self.confident(dets))
         with self._lock:
             objects = stage(frame, dets)
-            for e in objects.events:
-                key = (frame.source, e.kind)
-                self._events[key] = self._events.get(key, 0) + 1
-                if e.kind == "cross":
-                    cross = (frame.source, e.line or "", e.direction or "", self.names.get(e.cls, str(e.cls)))
-                    self._crossings[cross] = self._crossings.get(cross, 0) + 1
+            self._count(frame.source, objects.events)
         return objects
+
+    def finish(self, source: str) -> tuple[Frame | None, list[Event]]:
+        """At the end of a source's stream: the end of its objects, and the last frame they were seen in."""
+        stage = self.sources.get(source)
+        if stage is None or stage.last_frame is None:
+            return None, []
+        with self._lock:
+            events = stage.finish()
+            self._count(source, events)
+        return stage.last_frame, events
+
+    def _count(self, source: str, events: Sequence[Event]) -> None:
+        for e in events:
+            key = (source, e.kind)
+            self._events[key] = self._events.get(key, 0) + 1
+            if e.kind == "cross":
+                cross = (source, e.line or "", e.direction or "", self.names.get(e.cls, str(e.cls)))
+                self._crossings[cross] = self._crossings.get(cross, 0) + 1
 
     def confident(self, dets: Detections) -> Detections:
         """The boxes at or above --conf (postprocess ran lower for the tracker's second pass)."""

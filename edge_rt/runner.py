@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from .publish import Publisher
 from .schema import check_encoding, events_topic
 from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
 from .systemd import Notifier, ServiceWatch
+from .tracking.settings import SourceTracking
 from .tracking.stage import ObjectStage
 
 log = logging.getLogger("edge_rt.run")
@@ -87,19 +88,29 @@ def collect_settings(config: RunConfig) -> CollectSettings | None:
     return CollectSettings(Path(config.collect).expanduser(), lo, hi, config.collect_interval, config.collect_max)
 
 
-def build_pipeline(
-    config: RunConfig, engine: Engine, sink: object, metrics: Metrics, collector: CollectStage | None = None
-) -> Pipeline:
-    info = engine.info
+def detection_stages(
+    config: RunConfig, info: ModelInfo, tracking: Sequence[SourceTracking] | None = None
+) -> tuple[Postprocessor, ObjectStage]:
+    """Postprocess and the objects stage for this model, checked against it (--classes, graph NMS, the
+    classes zones and lines filter on) before any camera opens. `tracking` defaults to the config's."""
     if config.classes is not None:
         bad = [c for c in config.classes if c not in info.names]
         if bad:
             raise ConfigError(f"--classes {bad[0]}: the model has classes 0..{info.num_classes - 1}")
     check_graph_nms(info, config.conf, config.iou, config.agnostic_nms)
-    objects = ObjectStage(config.tracking, info.names, config.conf)  # an unknown class in a zone's filter fails here
+    objects = ObjectStage(config.tracking if tracking is None else tracking, info.names, config.conf)
     # With tracking, postprocess keeps the weak boxes ByteTrack's second pass may use; NMS inside the graph
     # already dropped what is under its own threshold.
     post_conf = max(objects.detection_conf(), info.graph_nms[0]) if info.graph_nms else objects.detection_conf()
+    settings = PostprocessSettings(post_conf, config.iou, config.max_det, config.classes, config.agnostic_nms)
+    return Postprocessor(info.num_classes, info.end2end, settings), objects
+
+
+def build_pipeline(
+    config: RunConfig, engine: Engine, sink: object, metrics: Metrics, collector: CollectStage | None = None
+) -> Pipeline:
+    info = engine.info
+    postprocessor, objects = detection_stages(config, info)
     max_batch = resolve_batch(engine, config.max_batch, len(config.sources))
     settings = CaptureSettings(
         open_timeout_s=config.open_timeout,
@@ -110,11 +121,7 @@ def build_pipeline(
         sources=SourceGroup(list(config.sources), settings),
         engine=engine,
         preprocessor=make_preprocessor(info, resolve_imgsz(engine, config.imgsz)),
-        postprocessor=Postprocessor(
-            info.num_classes,
-            info.end2end,
-            PostprocessSettings(post_conf, config.iou, config.max_det, config.classes, config.agnostic_nms),
-        ),
+        postprocessor=postprocessor,
         sink=sink,  # type: ignore[arg-type]
         max_batch=max_batch,
         max_wait_s=config.max_wait_ms / 1000,

@@ -225,11 +225,9 @@ def annotate_clip(config: RunConfig, spec: SourceSpec, tracking: SourceTracking,
 
     from ..draw import draw_counters, draw_events, draw_objects, draw_regions
     from ..engines import load_engine
-    from ..postprocess import Postprocessor, PostprocessSettings
     from ..preprocess import make_preprocessor
-    from ..runner import check_graph_nms, resolve_imgsz
+    from ..runner import detection_stages, resolve_imgsz
     from ..sources import Frame
-    from ..tracking.stage import ObjectStage
 
     cap = cv2.VideoCapture(spec.uri)
     if not cap.isOpened():
@@ -243,18 +241,8 @@ def annotate_clip(config: RunConfig, spec: SourceSpec, tracking: SourceTracking,
         engine = load_engine(config.model, config.device, config.threads)
         try:
             info = engine.info
-            if config.classes is not None and any(c not in info.names for c in config.classes):
-                raise ConfigError(f"classes {list(config.classes)}: the model has classes 0..{info.num_classes - 1}")
-            check_graph_nms(info, config.conf, config.iou, config.agnostic_nms)
-            stage = ObjectStage([tracking], info.names, config.conf)  # a class filter the model lacks fails here
-            low = stage.detection_conf()  # ByteTrack's second pass needs the weak boxes too
-            post_conf = max(low, info.graph_nms[0]) if info.graph_nms else low
+            post, stage = detection_stages(config, info, [tracking])  # as `edge-rt run` builds them
             pre = make_preprocessor(info, resolve_imgsz(engine, config.imgsz), ring=2)
-            post = Postprocessor(
-                info.num_classes,
-                info.end2end,
-                PostprocessSettings(post_conf, config.iou, config.max_det, config.classes, config.agnostic_nms),
-            )
             anchor = ([z.anchor for z in tracking.zones] + [ln.anchor for ln in tracking.lines] + ["bottom_center"])[0]
             kinds: Counter[str] = Counter()
             showing: list[tuple[int, Event]] = []  # (last frame to show it, event)

@@ -77,6 +77,10 @@ class TrackResult:
                 raise ValueError(f"TrackResult.{name}: expected shape ({k},), got {getattr(self, name).shape}")
 
 
+def box_tuple(row: np.ndarray) -> tuple[float, float, float, float]:
+    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) xyxy boxes -> (N, M) IoU (2-D temporaries only: 3-D ones cost 4x at 200 x 200)."""
     if len(a) == 0 or len(b) == 0:
@@ -294,7 +298,7 @@ class ByteTracker:
                 float(self._first_t[i]),
                 float(self._last_seen[i]),
                 float(self._best[i]),
-                (float(self._box[i, 0]), float(self._box[i, 1]), float(self._box[i, 2]), float(self._box[i, 3])),
+                box_tuple(self._box[i]),
             )
             for i in np.flatnonzero(mask & (self._state != TENTATIVE))
         ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bytetrack import EndedTrack
+from .bytetrack import EndedTrack, box_tuple
 from .zones import Regions, anchor_points, in_polygon, segment_hit, side_of_line
 
 EVENT_KINDS = ("start", "end", "enter", "exit", "cross", "loiter")
@@ -33,10 +33,6 @@ class Event:
     direction: str | None = None  # cross: one of DIRECTIONS
     duration_s: float | None = None  # end: the track's life; exit and loiter: time in the zone
     best_conf: float | None = None  # end: the best confidence the track reached
-
-
-def box_tuple(row: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
 class RegionEvents:

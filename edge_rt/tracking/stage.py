@@ -15,8 +15,8 @@ import numpy as np
 
 from ..postprocess import Detections
 from ..sources import Frame
-from .bytetrack import ByteTracker, EndedTrack, TrackerSettings
-from .events import Event, RegionEvents, box_tuple
+from .bytetrack import ByteTracker, EndedTrack, TrackerSettings, box_tuple
+from .events import Event, RegionEvents
 from .settings import SourceTracking
 from .zones import Regions, resolve
 

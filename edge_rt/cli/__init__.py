@@ -19,6 +19,8 @@ from . import bench, broker, dataset, export, health, keys, run, train
 from .common import Parser
 from .draw import add_draw
 from .eval import add_eval
+from .frigate import add_frigate
+from .mqtt import add_mqtt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_broker(sub)
     health.add_health(sub)
     add_draw(sub)
+    add_frigate(sub)
+    add_mqtt(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .recording.settings import SourceRecord, parse_record, source_records
 from .schema import BOX_NAME_MAX, is_box_name
 from .security import check_exposure, endpoint_host, split_publish
 from .sources import SourceKind, SourceSpec, parse_source
@@ -58,6 +59,7 @@ class RunConfig:
     collect_interval: float = 5.0  # per source: at most one collected frame every this many seconds
     collect_max: int = 1000  # frames the collect folder may hold (earlier runs' included); then collection stops
     tracking: tuple[SourceTracking, ...] = ()  # per source: tracker, zones, lines (`track:`, --track); empty: boxes only
+    recording: tuple[SourceRecord, ...] = ()  # per recorded source: clips around its events (`record:`, --record DIR)
 
     @property
     def box(self) -> str:
@@ -231,8 +233,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "collect_max": _number(int, 1),
 }
 # Keys that only make sense per source but may be given once for all of them.
-_SOURCE_DEFAULT_KEYS = {"fps", "loop", "track"}
-_SOURCE_KEYS = ("name", "uri", "fps", "loop", "track", "zones", "lines")
+_SOURCE_DEFAULT_KEYS = {"fps", "loop", "track", "record"}
+_SOURCE_KEYS = ("name", "uri", "fps", "loop", "track", "zones", "lines", "record")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -293,12 +295,15 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
 
 def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, Any], origin: str = "config") -> RunConfig:
     """Merge defaults <- file <- command line, validate every value, parse the sources."""
-    known = {f.name for f in fields(RunConfig) if f.name != "tracking"} | _SOURCE_DEFAULT_KEYS  # tracking: from track/zones/lines
+    # tracking and recording: from track/zones/lines and record
+    known = {f.name for f in fields(RunConfig) if f.name not in ("tracking", "recording")} | _SOURCE_DEFAULT_KEYS
     for key in file_values:
         if key not in known:
             raise ConfigError(f"{origin}: unknown key {_show(key)} (known: {', '.join(sorted(known))})")
     merged: dict[str, Any] = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None})
+    if isinstance(cli_values.get("record"), str) and isinstance(file_values.get("record"), Mapping):
+        merged["record"] = {**file_values["record"], "dir": cli_values["record"]}  # --record DIR keeps the file's times
     if "model" not in merged:
         raise ConfigError("no model: pass --model FILE.onnx or set 'model' in the config")
     raw_sources = merged.pop("sources", None)
@@ -309,21 +314,29 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     fps = _optional(_number(float, 0.0, lo_open=True))("fps", merged.pop("fps", None))
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
-    tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)))
+    recording = source_records(raw_sources, sources, parse_record("record", merged.pop("record", None)))
+    tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)), {r.source for r in recording})
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}
-    config = RunConfig(sources=sources, tracking=tracking, **values)
+    config = RunConfig(sources=sources, tracking=tracking, recording=recording, **values)
     _check_security(config)
     _check_collect(config)
     return config
 
 
-def _tracking(raw: list[Any] | tuple[Any, ...], sources: tuple[SourceSpec, ...], default: TrackConfig | None) -> tuple[SourceTracking, ...]:
-    """Each source's tracker, zones and lines (`track:` globally or per source); () when nothing is tracked."""
-    out = tuple(
-        source_tracking(spec.name, entry, default) if isinstance(entry, dict) else SourceTracking(spec.name, default)
-        for entry, spec in zip(raw, sources)
-    )
-    return out if any(t.track is not None for t in out) else ()
+def _tracking(
+    raw: list[Any] | tuple[Any, ...], sources: tuple[SourceSpec, ...], default: TrackConfig | None, recorded: set[str]
+) -> tuple[SourceTracking, ...]:
+    """Each source's tracker, zones and lines (`track:` globally or per source); () when nothing is tracked.
+    A recorded source is tracked: its clips follow its events."""
+    out = []
+    for entry, spec in zip(raw, sources):
+        t = source_tracking(spec.name, entry, default) if isinstance(entry, dict) else SourceTracking(spec.name, default)
+        if spec.name in recorded and t.track is None:
+            if isinstance(entry, dict) and entry.get("track") is False:
+                raise ConfigError(f"source {spec.name!r}: track: false, but record needs tracking (its clips follow events)")
+            t = replace(t, track=default or TrackConfig())
+        out.append(t)
+    return tuple(out) if any(t.track is not None for t in out) else ()
 
 
 def _check_collect(config: RunConfig) -> None:

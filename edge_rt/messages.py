@@ -77,7 +77,13 @@ def detection_items(objects: Objects, names: Mapping[int, str]) -> list[dict[str
 
 
 def event_message(
-    event: Event, header: Mapping[str, Any], seq: int, frame: Frame, names: Mapping[int, str], publish_ns: int
+    event: Event,
+    header: Mapping[str, Any],
+    seq: int,
+    frame: Frame,
+    names: Mapping[int, str],
+    publish_ns: int,
+    clip: str | None = None,
 ) -> dict[str, Any]:
     """One `edge_rt.event`; `header` holds box and session. `box` is the publishing box's name, as in
     every message; the object's own box is `object.box`, a detection item like those of the frame."""
@@ -113,6 +119,8 @@ def event_message(
         message["duration_s"] = round(event.duration_s, 3)
     if event.best_conf is not None:
         message["best_conf"] = round(event.best_conf, 4)
+    if clip is not None:
+        message["clip"] = clip
     return message
 
 

@@ -29,6 +29,7 @@ from .messages import StageTimes, detection_items, detections_message, eos_messa
 from .metrics import Metrics, NullMetrics, StatsLine
 from .postprocess import Postprocessor
 from .preprocess import FramePacker, Prepared, Preprocessor
+from .recording.recorder import Recorder
 from .schema import HEALTH_TOPIC, events_topic
 from .security import redact_url
 from .sources import Frame
@@ -94,6 +95,7 @@ class Pipeline:
         box: str = "edge-rt",
         box_topics: bool = False,
         objects: ObjectStage | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.sources = sources
         self.engine = engine
@@ -103,6 +105,7 @@ class Pipeline:
         self.metrics = metrics or NullMetrics()
         self.collector = collector or NullCollector()  # --collect: frames the model is unsure about, saved off-thread
         self.objects = objects or ObjectStage((), {}, 0.0)  # tracks, zones, events; without tracking: boxes pass through
+        self.recorder = recorder or Recorder((), ())  # --record: clips around events, written off this thread
         self.model_name = model_name
         self.box = box  # in every message; with box_topics also the topic prefix: two boxes' cam0 stay apart
         self._topic_prefix = f"{box}/" if box_topics else ""
@@ -334,8 +337,7 @@ class Pipeline:
         )
         now_mono = time.perf_counter_ns()
         latency = times.latency_ms(now_mono)
-        header = {"box": self.box, "session": self.session}
-        names = self.engine.info.names
+        header, names = {"box": self.box, "session": self.session}, self.engine.info.names
         extra = {
             "model": self.model_name,
             "batch_size": len(job.batch.frames),
@@ -348,6 +350,7 @@ class Pipeline:
         else:
             self.sink_refused += 1
         self.metrics.record_frame(frame.source, latency)
+        self.recorder.on_frame(frame)
         self._publish_events(frame, obj.events)
 
     def _publish_events(self, frame: Frame, events: Sequence[Event]) -> None:
@@ -357,7 +360,8 @@ class Pipeline:
         for event in events:
             seq = self._event_seq[frame.source]
             self._event_seq[frame.source] = seq + 1
-            if self.sink.publish(topic, event_message(event, header, seq, frame, names, time.time_ns())):
+            clip = self.recorder.on_event(frame, event)
+            if self.sink.publish(topic, event_message(event, header, seq, frame, names, time.time_ns(), clip)):
                 self.events_published += 1
             else:
                 self.sink_refused += 1
@@ -370,6 +374,7 @@ class Pipeline:
             last_frame, events = self.objects.finish(spec.name)
             if last_frame is not None:
                 self._publish_events(last_frame, events)
+            self.recorder.finish(spec.name)
             ended = any(e.state is CaptureState.ENDED for e in list(thread.events))
             seq = self._seq[spec.name]
             self._seq[spec.name] = seq + 1
@@ -390,5 +395,6 @@ class Pipeline:
                 "reconnects": c.reconnects,
                 "stalls": c.stalls,
                 **self.collector.counters(slot.name),
+                **self.recorder.source_counters(slot.name),
             }
         return out

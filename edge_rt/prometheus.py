@@ -28,6 +28,12 @@ COUNTERS = {
     "stalls": ("stalls", "Times the source sent nothing for --stall-timeout"),
     "collected": ("frames_collected", "Frames saved by --collect for relabelling (only with --collect)"),
     "collect_dropped": ("collect_dropped", "Frames --collect selected but could not queue or write (only with --collect)"),
+    "clips": ("clips_recorded", "Event clips written (only with --record)"),
+    "clip_failures": ("clip_failures", "Event clips that could not be written (only with --record)"),
+    "record_dropped": (
+        "record_packets_dropped",
+        "Encoded packets of a live stream dropped by the recorder's memory bound before a clip took them (only with --record)",
+    ),
 }
 
 CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]

@@ -101,6 +101,7 @@ class EventMessage:
     gap: int = 0
     restarted: bool = False
     box: str | None = None
+    clip: str | None = None  # with recording on: the clip this event is in (for end: the object's last clip)
 
 
 EVENT_KINDS = ("start", "end", "enter", "exit", "cross", "loiter")
@@ -207,6 +208,9 @@ def _event(obj: Mapping[str, Any], session: str, source: str, seq: int, box: str
     duration = obj.get("duration_s")
     if duration is not None and not _finite(duration):
         raise MalformedMessage("event duration_s: expected a number")
+    clip = obj.get("clip")
+    if clip is not None and (not isinstance(clip, str) or not clip):
+        raise MalformedMessage("event clip: expected a path")
     return EventMessage(
         session,
         source,
@@ -223,6 +227,7 @@ def _event(obj: Mapping[str, Any], session: str, source: str, seq: int, box: str
         where["direction"],
         None if duration is None else float(duration),
         box=box,
+        clip=clip,
     )
 
 

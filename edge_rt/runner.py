@@ -20,6 +20,8 @@ from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
 from .prometheus import CountersFn, LinkFn, ObjectsFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
+from .recording.recorder import Recorder
+from .recording.settings import RECORDABLE
 from .schema import check_encoding, events_topic
 from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
 from .systemd import Notifier, ServiceWatch
@@ -133,6 +135,7 @@ def build_pipeline(
         box=config.box,
         box_topics=config.box_topics,
         objects=objects,
+        recorder=Recorder(config.sources, config.recording),  # an unwritable folder fails here, before any camera opens
     )
 
 
@@ -210,6 +213,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
                     "".join(f", zone {z.name}" for z in t.zones) + "".join(f", line {ln.name}" for ln in t.lines),
                     events_topic(f"{pipeline.box}/{t.source}" if config.box_topics else t.source),
                 )
+        _log_recording(config)
         log.info(
             "publishing on %s (%s), box %s, topics %s, session %s",
             config.publish,
@@ -242,6 +246,8 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             collector.close(timeout_s=0.5 if pipeline is not None and pipeline.engine_hung else 2.0)  # no-op when closed
             if collector.summary():
                 log.info("%s", collector.summary())
+        if pipeline is not None:
+            pipeline.recorder.close(timeout_s=2.0 if pipeline.engine_hung else 10.0)  # the clips still open end here
         if watch is not None:
             watch.stopping()
             watch.notifier.close()
@@ -251,6 +257,25 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         if pipeline is None or not pipeline.engine_hung:  # closing a session stuck in a call could hang too
             engine.close()
     return 0
+
+
+def _log_recording(config: RunConfig) -> None:
+    recorded = {r.source: r.record for r in config.recording}
+    for spec in config.sources:
+        r = recorded.get(spec.name)
+        if r is not None:
+            log.info(
+                "source %s: clips of %s to %s (%gs before, %gs after; kept %g days, %g MB)",
+                spec.name,
+                "/".join(r.events),
+                Path(r.dir) / spec.name,
+                r.pre_s,
+                r.post_s,
+                r.keep_days,
+                r.keep_mb,
+            )
+        elif recorded and spec.kind not in RECORDABLE:
+            log.info("source %s: not recorded (a %s source cannot be opened twice)", spec.name, spec.kind.value)
 
 
 def service_watch(pipeline: Pipeline) -> ServiceWatch | None:

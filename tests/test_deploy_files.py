@@ -293,7 +293,8 @@ def test_image_requirements_follow_pyproject(target: str) -> None:
     def names(reqs: list[str]) -> set[str]:
         return {re.split(r"[<>=!~;\[ ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in reqs if r.strip()}
 
-    wanted = names(project["dependencies"]) | names(project["optional-dependencies"]["gpu" if target != "cpu" else "cpu"])
+    extras = project["optional-dependencies"]
+    wanted = names(project["dependencies"]) | names(extras["gpu" if target != "cpu" else "cpu"]) | names(extras["record"])
     wanted = {"opencv-python-headless" if n == "opencv-python" else n for n in wanted}
     if target == "jetson":  # JetPack's OpenCV (GStreamer) and TensorRT; NVIDIA's onnxruntime-gpu wheel (ORT_WHEEL)
         wanted -= {"opencv-python-headless", "tensorrt", "onnxruntime-gpu"}

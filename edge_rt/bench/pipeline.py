@@ -94,6 +94,7 @@ def bench_pipeline(
     synthetic: int = 0,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     track: bool = False,
+    record: str | None = None,
 ) -> PipelineResult:
     """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber."""
     from ..config import build_run_config
@@ -153,6 +154,7 @@ def bench_pipeline(
                 "stats_interval": 0.0,
                 "log_level": "warning",
                 "track": track or None,  # --track: the tracker is its own stage (latency_ms.track)
+                "record": record,  # --record DIR: clips around events, written beside the run (files only)
             },
         )
         with Collector(endpoint, tmp) as collector:

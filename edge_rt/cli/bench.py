@@ -54,6 +54,11 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
     pp.add_argument("--max-batch", type=int)
     pp.add_argument("--track", action="store_true", help="run with tracking on: the tracker's own stage shows as `track`")
+    pp.add_argument(
+        "--record",
+        metavar="DIR",
+        help="run with event clips written to DIR (as `run --record`; turns tracking on): compare with and without it",
+    )
     pp.add_argument("--json", metavar="FILE")
     pp.add_argument("--plot", metavar="FILE.png")
     c = bsub.add_parser("compare", help="the same clip through edge_rt and through Ultralytics' streaming predict")
@@ -150,8 +155,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             synthetic=args.synthetic,
             frame_size=bench_lib.parse_frame_size(args.frame_size),
             track=args.track,
+            record=args.record,
         )
         print(bench_lib.pipeline_table(out))
+        if args.record:
+            clips = sorted(Path(args.record).glob("*/*.mp4"))
+            size = sum(c.stat().st_size for c in clips) / 1e6
+            print(f"recorded {len(clips)} clip(s), {size:.1f} MB, in {args.record}")
         if args.plot:
             print(f"plot: {bench_lib.plot_pipeline(out, Path(args.plot))}")
     elif args.what == "compare":

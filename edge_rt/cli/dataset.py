@@ -53,6 +53,11 @@ def add_dataset(sub: Any) -> None:
         "format (OUT's stem + .gt.txt, and .seqinfo.ini), for `edge-rt bench track`",
     )
     v.add_argument("--objects", type=int, help="with --tracks: objects over the clip (default: one per 30 frames)")
+    v.add_argument(
+        "--h264",
+        action="store_true",
+        help="H.264 with a keyframe every 2 s, as a camera sends it (default MPEG-4 from OpenCV); needs PyAV (edge_rt[record])",
+    )
     sp = dsub.add_parser(
         "split",
         help="split a folder of images + YOLO labels into a data.yaml",
@@ -107,6 +112,20 @@ def _names(raw: str | None) -> list[str] | None:
     return names
 
 
+def _h264(path: Path, wanted: bool) -> Path:
+    """OpenCV's pip wheels cannot write H.264: the clip is written as MPEG-4, then re-encoded with PyAV."""
+    if not wanted:
+        return path
+    from ..recording.clip import encode_h264
+
+    mpeg4 = path.with_name(f".{path.name}.mpeg4.mp4")
+    path.replace(mpeg4)
+    try:
+        return encode_h264(mpeg4, path)
+    finally:
+        mpeg4.unlink(missing_ok=True)
+
+
 def _cmd_dataset(args: argparse.Namespace) -> int:
     if args.action == "clip":
         from ..training.synth import synth_clip
@@ -119,17 +138,23 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
             raise ConfigError("--frames and --fps must be >= 1, the size at least 32x32")
         if args.objects is not None and (not args.tracks or args.objects < 1):
             raise ConfigError("--objects goes with --tracks and must be >= 1")
+        if args.h264:
+            try:
+                import av  # noqa: F401
+            except ImportError:
+                raise ConfigError("--h264 needs PyAV, which is not installed: pip install 'edge_rt[record]'") from None
         if args.tracks:
             from ..training.synth_tracks import synth_track_clip
 
             made = synth_track_clip(
                 Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed, objects=args.objects
             )
+            _h264(made.video, args.h264)
             print(made.video)
             print(f"gt: {made.gt} ({made.objects} ids, MOTChallenge: frame,id,left,top,width,height,conf,class,visibility)")
             print(f"seqinfo: {made.seqinfo}")
             return 0
-        print(synth_clip(Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed))
+        print(_h264(synth_clip(Path(args.out), frames=args.frames, size=(w, h), fps=args.fps, seed=args.seed), args.h264))
         return 0
     if args.action == "synth":
         from ..training.synth import synth_dataset

@@ -146,6 +146,13 @@ def add_run(sub: Any) -> None:
         "seen and never reused in a session; start/end events on topic $events/SOURCE. Per source, zones and lines "
         "in --config (see the docs: Tracking, zones and events)",
     )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write an H.264 MP4 clip around each event to DIR/SOURCE/ (5 s before, 5 s after; turns tracking on), "
+        "from the camera's own stream: files and rtsp/http sources. Times, triggers and retention in --config "
+        "(record:); every event in a clip carries its path as 'clip'",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     p.add_argument("--log-format", choices=("text", "json"), help="text (default) or json: one object per line for log shippers")
     p.set_defaults(handler=_cmd_run)

@@ -1,0 +1,6 @@
+"""Event clips: `edge-rt run --record DIR` (config `record:`) keeps the camera's own video around events."""
+
+from .recorder import Recorder
+from .settings import RecordConfig, SourceRecord, parse_record, source_records
+
+__all__ = ["RecordConfig", "Recorder", "SourceRecord", "parse_record", "source_records"]

@@ -27,6 +27,7 @@ from .retention import sweep
 from .settings import RecordConfig, SourceRecord
 
 log = logging.getLogger("edge_rt.record")
+_NO_FRAMES_S = 5.0  # a live clip whose deadline passed this long ago on the wall clock, with no frame since, ends
 
 
 def frame_clock(frame: Frame) -> float:
@@ -81,6 +82,8 @@ class SourceRecorder:
         t = frame_clock(frame)
         with self._cond:
             clip = self.current
+            if clip is not None and clip.final:  # its writer finished it: no frame came while its objects lived
+                self.current = clip = None
             if clip is not None and t < self.progress - 1.0:  # a --loop file started over: its clock too
                 self._close(clip)
             elif clip is not None:
@@ -101,6 +104,8 @@ class SourceRecorder:
         t = frame_clock(frame)
         with self._cond:
             clip = self.current
+            if clip is not None and clip.final:
+                self.current = clip = None
             if event.kind in self.config.events:
                 if clip is None:
                     clip = self._open(frame, t, t - self.config.pre_s, name_id=event.track_id)
@@ -170,6 +175,9 @@ class SourceRecorder:
         """Wait while `item` lies past a deadline that may still move; False once the clip is complete."""
         with self._cond:
             while item.t > clip.deadline_s and not clip.final and not self.ended:
+                if self.packets.live and time.perf_counter() > clip.deadline_s + _NO_FRAMES_S:
+                    clip.final = True  # the camera streams but the detector gets no frames: the clip ends here
+                    break
                 self._cond.wait(0.1)
             if self.ended and self.packets.live and item.t > self.progress + 0.5:
                 return False  # stopping: not past the last frame the run saw

@@ -43,7 +43,7 @@ StatesFn = Callable[[], Mapping[str, str]]
 LinkFn = Callable[[], "tuple[bool, int, int] | None"]
 
 
-def _client() -> Any:
+def client_module() -> Any:
     try:
         import prometheus_client
     except ImportError:
@@ -64,7 +64,7 @@ class PrometheusMetrics(Metrics):
         objects: ObjectsFn | None = None,
     ) -> None:
         super().__init__(window)
-        prom = _client()
+        prom = client_module()
         self.registry = prom.CollectorRegistry()
         self._latency = prom.Histogram(
             f"{namespace}_stage_latency_ms",
@@ -90,7 +90,7 @@ class PrometheusMetrics(Metrics):
             self.registry.register(_LinkCollector(namespace, link))
         if objects is not None:
             self.registry.register(_ObjectsCollector(namespace, objects))
-        self._server: Any = None
+        self._endpoint = MetricsEndpoint(self.registry)
 
     def record_frame(self, source: str, latency_ms: Mapping[str, float]) -> None:
         super().record_frame(source, latency_ms)
@@ -103,8 +103,22 @@ class PrometheusMetrics(Metrics):
         self._engine.observe(engine_ms)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Start the HTTP endpoint (/metrics) in a daemon thread; returns the bound port."""
-        prom = _client()
+        return self._endpoint.serve(port, addr)
+
+    def close(self) -> None:
+        self._endpoint.close()
+
+
+class MetricsEndpoint:
+    """/metrics over HTTP for one registry, in a daemon thread (every command's --metrics-port)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._server: Any = None
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Start serving; returns the bound port (port 0: any free one)."""
+        prom = client_module()
         try:
             self._server, _thread = prom.start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:

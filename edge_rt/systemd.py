@@ -54,6 +54,21 @@ class Notifier:
             return False
         return True
 
+    def pinger(self) -> Callable[[], None] | None:
+        """For a service's main loop, called every turn: WATCHDOG=1 at half WatchdogSec (None without
+        one), so a loop that stops turning stops the pings and systemd restarts the service."""
+        if not self.watchdog_s:
+            return None
+        period, due = self.watchdog_s / 2, [0.0]
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now >= due[0]:
+                due[0] = now + period
+                self.send(watchdog="1")
+
+        return tick
+
     def close(self) -> None:
         self._sock.close()
 

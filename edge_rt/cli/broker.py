@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from ..systemd import Notifier
@@ -62,20 +60,6 @@ def add_broker(sub: Any) -> None:
     p.set_defaults(handler=_cmd_broker)
 
 
-def _watchdog(notifier: Notifier) -> Callable[[], None]:
-    """WATCHDOG=1 at half WatchdogSec, from the loop that also checks that the proxy thread lives."""
-    period = (notifier.watchdog_s or 10.0) / 2
-    due = [0.0]
-
-    def tick() -> None:
-        now = time.monotonic()
-        if now >= due[0]:
-            due[0] = now + period
-            notifier.send(watchdog="1")
-
-    return tick
-
-
 def _cmd_broker(args: argparse.Namespace) -> int:
     from ..broker import Broker, BrokerConfig, BrokerKeys, Endpoint
     from ..errors import ConfigError
@@ -106,7 +90,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         notifier = Notifier.from_env()
         if notifier is not None:  # Type=notify: READY once bound; WATCHDOG while the proxy loop lives
             notifier.send(ready="1", status=f"forwarding {frontends} -> {config.backend}")
-        stats = broker.run(_watchdog(notifier) if notifier is not None and notifier.watchdog_s else None)
+        stats = broker.run(notifier.pinger() if notifier is not None else None)
         if notifier is not None:
             notifier.send(stopping="1", status="stopping")
             notifier.close()

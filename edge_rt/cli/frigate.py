@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -169,16 +168,7 @@ def _notify_ready(status: str) -> Callable[[], None] | None:
     if notifier is None:
         return None
     notifier.send(ready="1", status=status)
-    period = (notifier.watchdog_s or 10.0) / 2
-    due = [0.0]
-
-    def tick() -> None:
-        now = time.monotonic()
-        if notifier.watchdog_s and now >= due[0]:
-            due[0] = now + period
-            notifier.send(watchdog="1")
-
-    return tick
+    return notifier.pinger()
 
 
 def frigate_yaml(model: Path, endpoint: str, pixel_format: str, detect: Any) -> str:

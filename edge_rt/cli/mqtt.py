@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,20 +117,6 @@ def _settings(args: argparse.Namespace) -> Any:
     ).check()
 
 
-def _watchdog(notifier: Any) -> Callable[[], None]:
-    """WATCHDOG=1 at half WatchdogSec, from the bridge's loop: a stuck loop stops the pings."""
-    period = (notifier.watchdog_s or 10.0) / 2
-    due = [0.0]
-
-    def tick() -> None:
-        now = time.monotonic()
-        if now >= due[0]:
-            due[0] = now + period
-            notifier.send(watchdog="1")
-
-    return tick
-
-
 def _cmd_mqtt(args: argparse.Namespace) -> int:
     from ..mqtt.bridge import Bridge
     from ..systemd import Notifier
@@ -159,7 +143,7 @@ def _cmd_mqtt(args: argparse.Namespace) -> int:
             notifier = Notifier.from_env()
             if notifier is not None:
                 notifier.send(ready="1", status=f"bridging {settings.endpoint} -> {settings.broker}")
-            stats = bridge.run(_watchdog(notifier) if notifier is not None and notifier.watchdog_s else None)
+            stats = bridge.run(notifier.pinger() if notifier is not None else None)
         finally:
             if notifier is not None:
                 notifier.send(stopping="1", status="stopping")

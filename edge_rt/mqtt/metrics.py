@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigError, MissingDependencyError
+from ..prometheus import MetricsEndpoint, client_module
 from .bridge import BridgeStats
 
 
@@ -40,28 +40,10 @@ class BridgeCollector:
         )
 
 
-class MetricsServer:
-    """The HTTP endpoint (/metrics) in a daemon thread, on its own registry."""
+class MetricsServer(MetricsEndpoint):
+    """The bridge's /metrics, on its own registry."""
 
     def __init__(self, stats: Callable[[], BridgeStats]) -> None:
-        try:
-            import prometheus_client
-        except ImportError:
-            raise MissingDependencyError("--metrics-port needs prometheus-client: pip install prometheus-client") from None
-        self._prom = prometheus_client
-        self.registry = prometheus_client.CollectorRegistry()
-        self.registry.register(BridgeCollector(stats))  # type: ignore[arg-type]
-        self._server: Any = None
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        try:
-            self._server, _thread = self._prom.start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            raise ConfigError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
-        return int(self._server.server_port)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        prom = client_module()  # a missing package is one line, before anything starts
+        super().__init__(prom.CollectorRegistry())
+        self.registry.register(BridgeCollector(stats))

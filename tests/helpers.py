@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,55 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+
+
+class CliProcess:
+    """An `edge-rt` command in its own process whose stderr a thread collects, so a test can wait for a log line."""
+
+    def __init__(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        self.args = cli(*args)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env() | (extra_env or {}))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        """The first stderr line containing `text`; fails at once if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            hit = next((line for line in self.lines if text in line), None)
+            if hit is not None:
+                return hit
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                hit = next((line for line in self.lines if text in line), None)
+                if hit is not None:
+                    return hit
+                raise AssertionError(f"exited {self.proc.returncode} before {text!r}:\n" + "\n".join(self.lines[-20:]))
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n" + "\n".join(self.lines[-20:])
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc.kill()
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 _validator = None

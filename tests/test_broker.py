@@ -26,50 +26,14 @@ from edge_rt.client import HealthMessage, Subscriber
 from edge_rt.security import create_keys
 
 from .conftest import free_port, write_clip
-from .helpers import ROOT, assert_clean_failure, cli, env, run_cli, validate
+from .helpers import ROOT, CliProcess, assert_clean_failure, cli, env, run_cli, validate
 
 pytestmark = pytest.mark.timeout(90)
 
 DEMO = ROOT / "models" / "demo" / "demo.onnx"
 
 
-class Proc:
-    """A CLI process whose stderr is read by a thread, so tests can wait for a log line."""
-
-    def __init__(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
-        e = env() | (extra_env or {})
-        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.proc.poll() is not None:
-                self._reader.join(2)
-                raise AssertionError(f"exited {self.proc.returncode} before {text!r}:\n" + "\n".join(self.lines[-20:]))
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n" + "\n".join(self.lines[-20:])
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        finally:
-            self.proc.kill()
-            self._reader.join(2)
-        return code
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+Proc = CliProcess
 
 
 def broker(frontends: list[str], backend: str, *extra: str) -> Proc:

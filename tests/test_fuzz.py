@@ -318,6 +318,25 @@ def _value_for(key: str) -> st.SearchStrategy[Any]:
         good = source_lists
     elif key == "track":
         good = st.none() | st.booleans() | st.fixed_dictionaries({}, optional={"lost_s": st.floats(-1, 10) | nasty, "low_conf": st.floats(-1, 2) | nasty})
+    elif key == "record":
+        times = st.floats(-1, 700) | nasty
+        good = (
+            st.none()
+            | st.booleans()
+            | st.sampled_from(["clips", ""])
+            | st.fixed_dictionaries(
+                {},
+                optional={
+                    "dir": st.sampled_from(["clips"]) | nasty,
+                    "pre_s": times,
+                    "post_s": times,
+                    "max_clip_s": times,
+                    "keep_days": times,
+                    "keep_mb": times,
+                    "events": st.lists(st.sampled_from(["start", "enter", "stop", ""]), max_size=3) | nasty,
+                },
+            )
+        )
     elif key == "collect_conf":
         good = st.sampled_from(["0.3,0.6", " 0.3 , 0.6 ", "0.9,0.2", "0.5", "nan,1", [0.3, 0.6]]) | st.lists(st.floats() | st.text(max_size=4), max_size=3)
     else:
@@ -371,7 +390,7 @@ GOOD: dict[str, st.SearchStrategy[Any]] = {
     "fps": st.none() | st.floats(1, 120),
     "name": st.none() | box_names,
 }
-KNOWN = tuple(sorted(f.name for f in fields(RunConfig) if f.name != "tracking")) + ("fps", "loop", "track")
+KNOWN = tuple(sorted(f.name for f in fields(RunConfig) if f.name not in ("tracking", "recording"))) + ("fps", "loop", "track", "record")
 
 
 @st.composite

@@ -34,7 +34,7 @@ from edge_rt.sources import Frame
 from edge_rt.tracking.events import Event
 
 from .conftest import free_port
-from .helpers import ROOT, assert_clean_failure, cli, env, run_cli
+from .helpers import ROOT, CliProcess, assert_clean_failure, cli, env, run_cli
 from .support.mosquitto import MOSQUITTO, MOSQUITTO_PASSWD, OPENSSL, Mosquitto, Recorder, make_tls
 
 pytestmark = [
@@ -129,41 +129,11 @@ class FakeBox:
         self.ctx.term()
 
 
-class BridgeProc:
-    """`edge-rt mqtt` in its own process; its stderr lines are collected as they come."""
+class BridgeProc(CliProcess):
+    """`edge-rt mqtt` in its own process."""
 
     def __init__(self, *args: str) -> None:
-        self.args = cli("mqtt", *args)
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_line(self, text: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hit = next((line for line in self.lines if text in line), None)
-            if hit is not None:
-                return hit
-            assert self.proc.poll() is None or self._reader.is_alive(), f"bridge exited {self.proc.returncode}: {self.stderr}"
-            time.sleep(0.02)
-        raise AssertionError(f"no line with {text!r} within {timeout}s: {self.stderr}")
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout)
-        self._reader.join(5)
-        return rc
+        super().__init__("mqtt", *args)
 
 
 @pytest.fixture
@@ -222,7 +192,7 @@ def test_events_counts_health_and_discovery_reach_mqtt_retained(mosquitto: Mosqu
         assert events[-1]["clip"] == "/var/lib/edge_rt/clips/gate-1.mp4"
 
         # Its counters in Prometheus, read at scrape time.
-        url = bridge.wait_line("metrics on http://").split("metrics on ")[1]
+        url = bridge.wait_for("metrics on http://").split("metrics on ")[1]
         scrape = urllib.request.urlopen(url, timeout=5).read().decode()
         assert 'edge_rt_mqtt_published_total{kind="event"} 4.0' in scrape and "edge_rt_mqtt_connected 1.0" in scrape, scrape
 
@@ -258,7 +228,7 @@ def test_events_counts_health_and_discovery_reach_mqtt_retained(mosquitto: Mosqu
         before = len(rec.on(disc.format("sensor", "gate_health")))
         rec.client.publish("homeassistant/status", "online", qos=1)
         rec.wait(lambda ms: len([m for m in ms if m.topic == disc.format("sensor", "gate_health")]) > before, what="configs re-sent")
-        bridge.wait_line("Home Assistant is online")
+        bridge.wait_for("Home Assistant is online")
 
         # Detections at most 5 per second: 40 frames in 0.8 s give 4 or 5 (the first goes at once).
         for _ in range(40):
@@ -305,17 +275,17 @@ def test_events_wait_through_a_broker_restart_and_a_full_queue_drops_the_oldest(
     bridge = _bridge(endpoint, broker, "--queue", str(queue))
     try:
         fake.wait_subscribers()
-        bridge.wait_line("connected to MQTT broker")
+        bridge.wait_for("connected to MQTT broker")
         fake.event("start", 1)
         rec.wait(lambda ms: len(ms) == 1, what="the first event")
         broker.stop()
-        bridge.wait_line("lost")
+        bridge.wait_for("lost")
         for tid in range(2, during + 2):  # while the broker is away: the queue keeps the newest 1000
             fake.event("start", tid)
-        bridge.wait_line(f"MQTT event queue full ({queue})")
+        bridge.wait_for(f"MQTT event queue full ({queue})")
         time.sleep(0.3)
         broker.start()
-        back = bridge.wait_line("back after", timeout=40)
+        back = bridge.wait_for("back after", timeout=40)
         assert f": {queue} queued events sent, {during - queue} dropped (the queue holds {queue})" in back, back
         msgs = rec.wait(lambda ms: len(ms) >= queue + 1, timeout=30, what="the queued events")
         time.sleep(0.3)
@@ -325,7 +295,7 @@ def test_events_wait_through_a_broker_restart_and_a_full_queue_drops_the_oldest(
         assert bridge.stop() == 0, bridge.stderr
         rec.close()
         broker.stop()
-    assert "1 reconnects" in bridge.wait_line("mqtt stopped:")
+    assert "1 reconnects" in bridge.wait_for("mqtt stopped:")
     flushed = msgs[1:]
     span_ms = (flushed[-1].at_ns - flushed[0].at_ns) / 1e6
     size = sum(len(m.payload) for m in flushed) / len(flushed)
@@ -354,16 +324,16 @@ def test_credentials_refused_at_start_is_one_line_and_the_password_never_shows(t
         good.chmod(0o644)  # readable by others: said once, as a warning
         bridge = _bridge(endpoint, broker, "--credentials", str(good))
         try:
-            bridge.wait_line("connected to MQTT broker")
+            bridge.wait_for("connected to MQTT broker")
             cmdline = Path(f"/proc/{bridge.proc.pid}/cmdline").read_bytes().decode()
             assert password not in cmdline and password not in " ".join(bridge.args)
             # Later the broker comes back with another password: not a start-up mistake any more, so the bridge
             # says so once and keeps trying with back-off (1, 2, 4 s ...), without exiting.
             broker.stop()
-            bridge.wait_line("lost")
+            bridge.wait_for("lost")
             broker.set_users({"bridge": "changed-" + password})
             broker.start()
-            assert "refused the connection: Not authorized; retrying with back-off" in bridge.wait_line("refused the connection", timeout=20)
+            assert "refused the connection: Not authorized; retrying with back-off" in bridge.wait_for("refused the connection", timeout=20)
             time.sleep(3.5)
             assert bridge.proc.poll() is None
             attempts = broker.log.read_text().split("mosquitto version")[-1].count("New connection from")
@@ -394,7 +364,7 @@ def test_tls_with_the_brokers_ca_and_refused_without_it(tmp_path: Path, box: tup
         assert "is a TLS port, add --tls or --tls-ca FILE, or use mqtts://" in proc.stderr and proc.returncode == 5
         bridge = _bridge(endpoint, broker, "--tls-ca", str(tls.ca))
         try:
-            assert "(TLS, no login)" in bridge.wait_line("connected to MQTT broker")
+            assert "(TLS, no login)" in bridge.wait_for("connected to MQTT broker")
             fake.wait_subscribers()
             fake.event("start", 1)
             got = threading.Event()  # the test's own client speaks TLS too
@@ -429,14 +399,14 @@ def test_an_unreachable_broker_at_start_is_said_once_then_retried(box: tuple[Fak
     broker = Mosquitto(tmp_path, port)
     try:
         fake.wait_subscribers()
-        assert "unreachable (Connection refused): retrying with back-off" in bridge.wait_line("unreachable")
+        assert "unreachable (Connection refused): retrying with back-off" in bridge.wait_for("unreachable")
         fake.health()
         fake.event("start", 1)  # queued until the broker is there
         time.sleep(0.3)
         broker.start()
         rec = Recorder(port, [f"{P}/#"])
         try:
-            bridge.wait_line("connected to MQTT broker", timeout=40)
+            bridge.wait_for("connected to MQTT broker", timeout=40)
             rec.wait(lambda ms: any(m.topic == f"{P}/person/count" and m.text() == "1" for m in ms), what="the count, retained")
         finally:
             rec.close()
@@ -453,7 +423,7 @@ def test_event_latency_zeromq_to_mqtt(mosquitto: Mosquitto, box: tuple[FakeBox, 
     bridge = _bridge(endpoint, mosquitto)
     try:
         fake.wait_subscribers()
-        bridge.wait_line("connected to MQTT broker")
+        bridge.wait_for("connected to MQTT broker")
         n = 300
         for tid in range(1, n + 1):
             fake.event("start", tid)
@@ -492,7 +462,7 @@ def test_a_real_run_with_tracking_reaches_mqtt(mosquitto: Mosquitto, tmp_path: P
     rec = Recorder(mosquitto.port, [f"edge_rt/{BOX}/#"])
     bridge = _bridge(endpoint, mosquitto)
     try:
-        bridge.wait_line("connected to MQTT broker")
+        bridge.wait_for("connected to MQTT broker")
         with Subscriber(endpoint, events=True) as sub:
             run = subprocess.Popen(cli("run", "--config", str(config)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
             events: list[EventMessage] = []

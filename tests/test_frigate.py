@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +44,7 @@ from edge_rt.postprocess import Postprocessor, PostprocessSettings
 from edge_rt.preprocess import make_preprocessor
 from edge_rt.training.synth import render_scene
 
-from .helpers import ROOT, assert_clean_failure, cli, env, run_cli
+from .helpers import ROOT, CliProcess, assert_clean_failure, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -283,43 +282,28 @@ def check_rows(rows: np.ndarray, expected: np.ndarray, atol: float = 1e-5) -> No
 # --- servers --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CliServer:
-    endpoint: str
-    proc: subprocess.Popen[str]
-    lines: list[str]
+class CliServer(CliProcess):
+    """`edge-rt frigate` in its own process, ready once it logs that it serves."""
+
+    def __init__(self, *args: str, ready: str = "serving Frigate's zmq detector", timeout: float = 30) -> None:
+        super().__init__("frigate", *args)
+        self.endpoint = args[args.index("--endpoint") + 1]
+        try:
+            self.wait_for(ready, timeout)
+        except AssertionError:
+            self.proc.kill()
+            raise
 
     def log(self) -> str:
-        return "\n".join(self.lines)
+        return self.stderr
 
 
 def start_cli_server(*args: str, ready: str = "serving Frigate's zmq detector", timeout: float = 30) -> CliServer:
-    proc = subprocess.Popen(cli("frigate", *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line.rstrip("\n"))
-
-    threading.Thread(target=read, daemon=True).start()
-    endpoint = args[args.index("--endpoint") + 1]
-    deadline = time.monotonic() + timeout
-    while not any(ready in line for line in lines):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"server not ready (exit {proc.poll()}):\n" + "\n".join(lines))
-        time.sleep(0.05)
-    return CliServer(endpoint, proc, lines)
+    return CliServer(*args, ready=ready, timeout=timeout)
 
 
 def stop_cli_server(server: CliServer, sig: int) -> int:
-    server.proc.send_signal(sig)
-    try:
-        return server.proc.wait(15)
-    finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+    return server.stop(sig, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -815,6 +799,18 @@ def test_second_server_on_the_same_endpoint_is_refused(cli_server: CliServer) ->
         assert client.ready
     finally:
         client.close()
+
+
+def test_a_model_too_slow_for_frigates_timeout_is_named_at_start(tmp_path: Path, cli_server: CliServer) -> None:
+    # The demo model's call takes ~7-10 ms here: a 1 ms budget stands for a YOLOv8s at 640 on a CPU (~150-300 ms
+    # against Frigate's 200). The fast server beside it says nothing.
+    slow = start_cli_server("--model", str(DEMO), "--endpoint", f"ipc://{tmp_path}/zmq_detector", "--request-timeout-ms", "1")
+    try:
+        line = slow.wait_for("Frigate gives up after 1 ms")
+        assert "WARNING" in line and "--threads 0" in line and "request_timeout_ms" in line
+    finally:
+        assert stop_cli_server(slow, signal.SIGTERM) == 0
+    assert "gives up after" not in cli_server.log()
 
 
 def test_sigint_exits_0_and_removes_its_socket(tmp_path: Path) -> None:

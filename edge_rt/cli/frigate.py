@@ -150,6 +150,15 @@ def _cmd_frigate(args: argparse.Namespace) -> int:
 def _log_start(host: Any, server: Any, store: Any) -> None:
     uploads = f"models Frigate sends are saved in {store.folder} (up to {store.max_bytes / 2**20:g} MiB)" if store.uploads else "uploads refused"
     log.info("serving Frigate's zmq detector on %s: model %s (%s); %s", server.endpoint, host.name, host.served.describe(), uploads)
+    call_ms = host.served.call_ms
+    if call_ms > server.request_timeout_ms / 2:
+        log.warning(
+            "one engine call takes %.0f ms here and Frigate gives up after %g ms: requests will time out, more so with "
+            "several detectors; use --threads 0 (all cores), a smaller input (Frigate's width/height 320), a GPU "
+            "(--device cuda or tensorrt), or raise Frigate's request_timeout_ms and --request-timeout-ms together",
+            call_ms,
+            server.request_timeout_ms,
+        )
     info = host.served.engine.info
     log.info(
         "Frigate's model section: width %d, height %d, input_pixel_format %s, labelmap %s (edge-rt frigate --print-config prints it)",

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from ..systemd import Notifier
-from .common import on_signals, setup_logging
+from .common import add_service_options, on_signals, setup_logging
 
 log = logging.getLogger("edge_rt.broker")
 
@@ -52,11 +52,7 @@ def add_broker(sub: Any) -> None:
         action="store_true",
         help="allow endpoints other machines can reach without CURVE (anyone could publish and read)",
     )
-    p.add_argument(
-        "--stats-interval", type=float, default=60.0, metavar="SEC", help="log message counts every SEC s (default 60, 0: off)"
-    )
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info")
-    p.add_argument("--log-format", choices=("text", "json"), default="text", help="text (default) or json: one object per line")
+    add_service_options(p, "message counts")
     p.set_defaults(handler=_cmd_broker)
 
 

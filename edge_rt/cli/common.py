@@ -19,6 +19,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def add_service_options(p: argparse.ArgumentParser, counts: str) -> None:
+    """--stats-interval, --log-level and --log-format, as every long-running service command has them."""
+    p.add_argument("--stats-interval", type=float, default=60.0, metavar="SEC", help=f"log {counts} every SEC s (default 60, 0: off)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="text (default) or json: one object per line")
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Text for a terminal or the journal; `json` (one object per line) for log shippers."""
     handler = logging.StreamHandler(sys.stderr)

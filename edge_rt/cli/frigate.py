@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .common import on_signals, setup_logging
+from .common import add_service_options, on_signals, setup_logging
 
 log = logging.getLogger("edge_rt.frigate")
 
@@ -70,7 +70,6 @@ def add_frigate(sub: Any) -> None:
         help="Frigate's request_timeout_ms (default 200): a request that waited longer here is not run, its client has given up",
     )
     p.add_argument("--insecure", action="store_true", help="allow a tcp endpoint other machines can reach (no encryption in this protocol)")
-    p.add_argument("--stats-interval", type=float, default=60.0, metavar="SEC", help="log counts and latency every SEC s (default 60, 0: off)")
     p.add_argument("--print-config", action="store_true", help="print the Frigate YAML (detectors: and model:) for --model and exit")
     p.add_argument(
         "--bench",
@@ -83,8 +82,7 @@ def add_frigate(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=2, help="with --bench: repeat the runs, interleaved, this many times (default 2)")
     p.add_argument("--input-tensor", choices=("nhwc", "nchw"), default="nhwc", help="with --bench: Frigate's model.input_tensor (default nhwc)")
     p.add_argument("--input-dtype", choices=("int", "float"), default="int", help="with --bench: Frigate's model.input_dtype (default int)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info")
-    p.add_argument("--log-format", choices=("text", "json"), default="text", help="text (default) or json: one object per line")
+    add_service_options(p, "counts and latency")
     p.set_defaults(handler=_cmd_frigate)
 
 

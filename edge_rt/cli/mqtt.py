@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import on_signals, setup_logging
+from .common import add_service_options, on_signals, setup_logging
 
 log = logging.getLogger("edge_rt.mqtt")
 
@@ -76,11 +76,7 @@ def add_mqtt(sub: Any) -> None:
     p.add_argument("--curve-secret-key", metavar="FILE", help="this bridge's NAME.key_secret (from `edge-rt keys`) for CURVE")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics (edge_rt_mqtt_*) on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port (default 127.0.0.1)")
-    p.add_argument(
-        "--stats-interval", type=float, default=60.0, metavar="SEC", help="log the counters every SEC s (default 60, 0: off)"
-    )
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="default info")
-    p.add_argument("--log-format", choices=("text", "json"), default="text", help="text (default) or json: one object per line")
+    add_service_options(p, "the counters")
     p.set_defaults(handler=_cmd_mqtt)
 
 

@@ -67,6 +67,21 @@ def test_letterbox_graph_equals_host_letterbox_within_one_level(size: tuple[int,
         np.testing.assert_allclose(graph[0, :, 0, 0], pad, atol=1e-6)
 
 
+@pytest.mark.parametrize("opset", [13, 14, 15, 18])
+def test_letterbox_graph_builds_and_runs_at_every_opset_it_accepts(opset: int) -> None:
+    """add_graph_preprocess takes models from opset 13: Shape's start/end (opset 15) failed the checker at 13 and 14."""
+    import onnxruntime as ort
+
+    frame = np.random.default_rng(opset).integers(0, 256, (270, 480, 3), dtype=np.uint8)
+    model = preprocess_graph(opset, 8, "out", "float32")
+    assert model.opset_import[0].version == opset
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    packed = FramePacker((320, 320), 32, True)([frame])
+    graph = session.run(None, {"frames": packed.tensor, "letterbox": packed.plan})[0]
+    host = Preprocessor((320, 320), 32, True)([frame]).tensor
+    assert graph.shape == host.shape and np.abs(graph - host).max() * 255 <= 1.0 + 1e-4
+
+
 def test_float16_graph_output(tmp_path: Path) -> None:
     import onnxruntime as ort
 

@@ -69,7 +69,9 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str,
         helper.make_node("Transpose", [n("f")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
         helper.make_node("Gather", [n("nchw_bgr"), n("rgb")], [n("nchw")], axis=1),
         # sizes = [B, 3, new_h, new_w]
-        helper.make_node("Shape", [n("nchw")], [n("bc")], start=0, end=2),
+        # Shape's start/end attributes came with opset 15; Shape + Slice reads the same at 13 and 14.
+        helper.make_node("Shape", [n("nchw")], [n("nchw_shape")]),
+        helper.make_node("Slice", [n("nchw_shape"), n("s0"), n("s2")], [n("bc")]),
         helper.make_node("Slice", [PLAN, n("s0"), n("s2")], [n("new_hw")]),
         helper.make_node("Concat", [n("bc"), n("new_hw")], [n("sizes")], axis=0),
         helper.make_node(

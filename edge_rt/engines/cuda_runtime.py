@@ -90,7 +90,7 @@ class DeviceBuffer:
         self._cudart = cudart
         self.nbytes = max(int(nbytes), 1)
         self.ptr = int(check(cudart.cudaMalloc(self.nbytes), "cudaMalloc"))
-        if stream is not None:  # padded batch rows then hold zeros, never stale or uninitialised data
+        if stream is not None:  # zeroed once: never uninitialised memory (later, padded rows hold an earlier batch's)
             check(cudart.cudaMemsetAsync(self.ptr, 0, self.nbytes, stream.handle), "cudaMemsetAsync")
 
     def free(self) -> None:

@@ -328,7 +328,8 @@ class TensorRTEngine:
         try:
             host_in = PinnedBuffer(cudart, nbytes[self._image])
             made.append(host_in)
-            dev_in = DeviceBuffer(cudart, nbytes[self._image], self._stream)  # zeroed: padded rows hold zeros
+            # Zeroed once; padded rows of a partial batch then hold an earlier batch's rows, whose outputs are dropped.
+            dev_in = DeviceBuffer(cudart, nbytes[self._image], self._stream)
             made.append(dev_in)
             outputs = {}
             for n in shapes:

@@ -300,3 +300,15 @@ def test_image_requirements_follow_pyproject(target: str) -> None:
         wanted -= {"opencv-python-headless", "tensorrt", "onnxruntime-gpu"}
     lines = [ln.split("#")[0] for ln in (DEPLOY / "requirements" / f"{target}.txt").read_text().splitlines()]
     assert names(lines) == wanted
+
+
+def test_gpu_extra_bounds_the_major_versions_a_jetson_and_the_int8_calibrator_need() -> None:
+    """cuda-python 13 links the CUDA 13 runtime (JetPack 6 has 12.6); TensorRT 11 has no INT8 calibrator API."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+    gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    spec = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]: r for r in gpu}
+    assert "<13" in spec["cuda-python"] and "<11" in spec["tensorrt"], gpu
+    for target in ("nvidia", "jetson"):
+        text = (DEPLOY / "requirements" / f"{target}.txt").read_text()
+        assert "cuda-python>=12,<13" in text, target
+    assert "'cuda-python>=12,<13'" in (ROOT / "README.md").read_text(), "the README's Jetson step pins it too"

@@ -249,6 +249,31 @@ def test_cuda_options_use_heuristic_search_and_cuda_graphs_only_for_fixed_shapes
     assert dict(provider_options(["CUDAExecutionProvider"], dynamic, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
 
 
+def test_cuda_graphs_stay_off_for_a_fixed_shape_model_with_nonzero_inside(tmp_path: Path, device_model: Path) -> None:
+    """Fixed outputs do not make a graph capturable: NonZero (NMS in the graph) syncs to the host mid-call."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, save
+
+    nodes = [
+        helper.make_node("NonZero", ["x"], ["nz"]),
+        helper.make_node("Cast", ["nz"], ["nzf"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["nzf"], ["count"], keepdims=0),
+        helper.make_node("Add", ["x", "count"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(tmp_path / "nz.onnx"))
+    facts = OnnxRuntimeEngine._facts(ort, tmp_path / "nz.onnx")
+    assert facts.fixed_shapes and facts.data_dependent and not facts.cuda_graph
+    options = dict(provider_options(["CUDAExecutionProvider", "TensorrtExecutionProvider"], facts, tmp_path, 8))
+    assert options["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
+    assert options["TensorrtExecutionProvider"]["trt_cuda_graph_enable"] == "False"
+    assert OnnxRuntimeEngine._facts(ort, device_model).data_dependent, "an export with NMS in its graph"
+    plain = OnnxRuntimeEngine._facts(ort, DEMO_DYNAMIC.with_name("demo.onnx"))
+    assert not plain.data_dependent and plain.cuda_graph, "the static demo model keeps its CUDA graphs"
+
+
 def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Path) -> None:
     facts = GraphFacts(False, True, True, "frames", ("batch", "height", "width", 3))
     cache = tmp_path / "trt"

@@ -61,6 +61,26 @@ class GraphFacts:
     fp16: bool
     image_input: str
     image_shape: tuple[object, ...]
+    data_dependent: bool = False  # NonZero / NonMaxSuppression inside (NMS in the graph): no CUDA graph can hold them
+
+    @property
+    def cuda_graph(self) -> bool:
+        """ORT captures a call as a CUDA graph only when nothing in it depends on the data: NonZero copies its
+        count to pageable host memory mid-call, and a node off the CUDA provider makes ORT refuse the session."""
+        return self.fixed_shapes and not self.cpu_side_inputs and not self.data_dependent
+
+
+DATA_DEPENDENT_OPS = (b"NonZero", b"NonMaxSuppression")
+
+
+def has_data_dependent_ops(path: Path) -> bool:
+    """Whether the graph holds an op whose output size depends on the data. Read from the file's bytes: op
+    types are plain strings in the protobuf, and the runtime does not depend on the onnx package."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return any(op in data for op in DATA_DEPENDENT_OPS)
 
 
 def provider_options(
@@ -68,7 +88,7 @@ def provider_options(
 ) -> list[tuple[str, dict[str, str]]]:
     """Options per provider, spelled out: each line is a default that costs latency when left alone."""
     out: list[tuple[str, dict[str, str]]] = []
-    cuda_graph = facts.fixed_shapes and not facts.cpu_side_inputs
+    cuda_graph = facts.cuda_graph
     for p in providers:
         if p == "CUDAExecutionProvider":
             out.append(
@@ -226,7 +246,7 @@ class OnnxRuntimeEngine:
         if io_binding if io_binding is not None else on_gpu:
             static_out = list(out.shape) if all(isinstance(d, int) for d in out.shape[1:]) else None
             out_dtype = _DTYPES.get(out.type, "float32")
-            cuda_graph = on_gpu and facts.fixed_shapes and not facts.cpu_side_inputs
+            cuda_graph = on_gpu and facts.cuda_graph
             self._binding = _Binding(ort, self._session, "cuda" if on_gpu else "cpu", out.name, static_out, out_dtype, cuda_graph)
         log.info(
             "loaded %s on %s (providers: %s)%s",
@@ -246,7 +266,7 @@ class OnnxRuntimeEngine:
         inputs, outputs = probe.get_inputs(), probe.get_outputs()
         fixed = all(isinstance(d, int) for t in [*inputs, *outputs] for d in t.shape)
         fp16 = "float16" in inputs[0].type or any("float16" in o.type for o in outputs)
-        return GraphFacts(fixed, len(inputs) > 1, fp16, inputs[0].name, tuple(inputs[0].shape))
+        return GraphFacts(fixed, len(inputs) > 1, fp16, inputs[0].name, tuple(inputs[0].shape), has_data_dependent_ops(path))
 
     def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
         if self.info.graph_preprocess and plan is None:

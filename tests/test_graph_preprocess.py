@@ -239,13 +239,13 @@ def test_run_refuses_settings_the_graph_nms_cannot_honour(device_model: Path, tm
 
 
 def test_cuda_options_use_heuristic_search_and_cuda_graphs_only_for_fixed_shapes(tmp_path: Path) -> None:
-    fixed = GraphFacts(True, False, False, "images", (1, 3, 640, 640))
+    fixed = GraphFacts(True, False, "images", (1, 3, 640, 640))
     opts = dict(provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"], fixed, tmp_path, 8))
     assert opts["CUDAExecutionProvider"]["cudnn_conv_algo_search"] == "HEURISTIC"
     assert opts["CUDAExecutionProvider"]["enable_cuda_graph"] == "1"
-    framed = GraphFacts(True, True, False, "frames", (1, 720, 1280, 3))  # the plan is read on the host
+    framed = GraphFacts(True, True, "frames", (1, 720, 1280, 3))  # the plan is read on the host
     assert dict(provider_options(["CUDAExecutionProvider"], framed, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
-    dynamic = GraphFacts(False, False, False, "images", ("batch", 3, "h", "w"))
+    dynamic = GraphFacts(False, False, "images", ("batch", 3, "h", "w"))
     assert dict(provider_options(["CUDAExecutionProvider"], dynamic, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
 
 
@@ -275,7 +275,7 @@ def test_cuda_graphs_stay_off_for_a_fixed_shape_model_with_nonzero_inside(tmp_pa
 
 
 def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Path) -> None:
-    facts = GraphFacts(False, True, True, "frames", ("batch", "height", "width", 3))
+    facts = GraphFacts(False, True, "frames", ("batch", "height", "width", 3))
     cache = tmp_path / "trt"
     trt = dict(provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider"], facts, cache, 16))["TensorrtExecutionProvider"]
     assert cache.is_dir()
@@ -285,9 +285,10 @@ def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Pat
     assert trt["trt_profile_min_shapes"] == "frames:1x32x32x3"
     assert trt["trt_profile_opt_shapes"] == "frames:16x720x1280x3"
     assert trt["trt_profile_max_shapes"] == "frames:16x2160x3840x3"
-    plain = GraphFacts(False, False, False, "images", ("batch", 3, 640, 640))
+    plain = GraphFacts(False, False, "images", ("batch", 3, 640, 640))
     trt = dict(provider_options(["TensorrtExecutionProvider"], plain, cache, 4))["TensorrtExecutionProvider"]
     assert trt["trt_profile_max_shapes"] == "images:4x3x640x640"
+    assert trt["trt_fp16_enable"] == "True", "an FP32 model gets FP16 kernels, as the native builder's default"
 
 
 def test_export_cli_flags_and_profiles(tmp_path: Path) -> None:

@@ -274,6 +274,23 @@ def test_cuda_graphs_stay_off_for_a_fixed_shape_model_with_nonzero_inside(tmp_pa
     assert not plain.data_dependent and plain.cuda_graph, "the static demo model keeps its CUDA graphs"
 
 
+def test_a_provider_onnx_runtime_fell_back_from_is_refused_or_said(caplog: pytest.LogCaptureFixture) -> None:
+    """ORT retries a failed TensorRT session on CUDA with default options; the run must not report TensorRT."""
+    from edge_rt.engines.onnxruntime import check_active_provider
+    from edge_rt.errors import EngineError
+
+    trt = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    check_active_provider("tensorrt", trt, trt, "m.onnx")  # what was asked for runs
+    with pytest.raises(EngineError, match="--device tensorrt: .*could not start TensorrtExecutionProvider and fell back to CUDAExecutionProvider"):
+        check_active_provider("tensorrt", trt, trt[1:], "m.onnx")
+    with pytest.raises(EngineError, match="--device cuda"):
+        check_active_provider("cuda", trt[1:], ["CPUExecutionProvider"], "m.onnx")
+    with caplog.at_level("WARNING", logger="edge_rt"):
+        check_active_provider("auto", trt[1:], ["CPUExecutionProvider"], "m.onnx")
+    assert "fell back to CPUExecutionProvider" in caplog.text
+    check_active_provider("cpu", ["CPUExecutionProvider"], ["CPUExecutionProvider"], "m.onnx")
+
+
 def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Path) -> None:
     facts = GraphFacts(False, True, "frames", ("batch", "height", "width", 3))
     cache = tmp_path / "trt"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ModelError
+from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
 
 log = logging.getLogger("edge_rt.engines.onnxruntime")
@@ -42,6 +42,21 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
             "install the GPU extra: pip install 'edge_rt[gpu]'"
         )
     return [p for p in wanted if p in available]
+
+
+def check_active_provider(device: str, requested: list[str], active: list[str], model: str) -> None:
+    """ORT's Python wrapper retries a session whose first provider failed (a TensorRT profile missing, a
+    library not found) on the next ones with default options, and says so only on its own log. A run
+    that asked for a device must run on it: refuse in one line; with `auto`, say it once."""
+    if not requested or not active or active[0] == requested[0]:
+        return
+    message = (
+        f"model {model!r}: ONNX Runtime could not start {requested[0]} and fell back to {active[0]} "
+        f"(its own log says why; run with ORT_LOGGING_LEVEL=0 to see it)"
+    )
+    if device != "auto":
+        raise EngineError(f"--device {device}: {message}")
+    log.warning("%s: running there", message)
 
 
 def default_cache_dir() -> Path:
@@ -228,6 +243,7 @@ class OnnxRuntimeEngine:
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first[:200]}") from None
+        check_active_provider(device, providers, self._session.get_providers(), str(path))
         inputs = self._session.get_inputs()
         out = self._session.get_outputs()[0]
         inp = inputs[0]

@@ -210,6 +210,9 @@ class _Binding:
         value.update_inplace(np.ascontiguousarray(tensor))  # the one host -> device copy of the batch
         if plan_name is not None and plan is not None:
             binding.bind_cpu_input(plan_name, plan)  # becomes Resize sizes / Pad pads: read on the host
+        # update_inplace copies on the legacy default stream, from pageable memory; ORT's kernels run on its own
+        # stream: wait for the copy, or a call may read part of the previous batch.
+        binding.synchronize_inputs()
         self._session.run_with_iobinding(binding, run_options)
         return binding.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]
 

@@ -19,7 +19,18 @@ import numpy as np
 import pytest
 
 from edge_rt.engines import load_engine
-from edge_rt.engines.cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, check, host_array, load_cudart
+from edge_rt.engines.cuda_runtime import (
+    DeviceBuffer,
+    Event,
+    Graph,
+    PinnedBuffer,
+    Stream,
+    capture,
+    check,
+    cuda_mismatch,
+    host_array,
+    load_cudart,
+)
 from edge_rt.engines.tensorrt import ProfileRange, SlotKey, TensorRTEngine, choose_profile, plan_problem
 from edge_rt.engines.tensorrt_sidecar import (
     check_sidecar,
@@ -69,6 +80,25 @@ def test_choose_profile(profiles: list[ProfileRange], batch: int, index: int, ru
 def test_choose_profile_refuses(batch: int, match: str) -> None:
     with pytest.raises(ModelError, match=match):
         choose_profile(batch, PER_BATCH)
+
+
+@pytest.mark.parametrize(
+    "driver, runtime, expected",
+    [
+        (12060, 13000, (True, "the NVIDIA driver offers CUDA 12.6, cuda-python's runtime needs CUDA 13.0: pip install 'cuda-python>=12,<13'")),
+        (12020, 12060, (False, "the NVIDIA driver offers CUDA 12.2, cuda-python's runtime needs CUDA 12.6")),
+        (13000, 12060, None),  # a newer driver runs older runtimes
+        (12060, 12060, None),
+        (0, 12060, None),  # no driver: the first real call says so
+    ],
+)
+def test_cuda_driver_against_the_bindings_runtime(driver: int, runtime: int, expected: tuple[bool, str] | None) -> None:
+    """JetPack 6 (CUDA 12.6) with cuda-python 13, which links the CUDA 13 runtime: one line at start, not every call failing."""
+    got = cuda_mismatch(driver, runtime)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got[0] == expected[0] and got[1].startswith(expected[1]), got
 
 
 def test_a_graph_and_its_buffers_belong_to_one_profile_shape_and_plan() -> None:

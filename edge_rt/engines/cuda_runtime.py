@@ -32,7 +32,31 @@ def load_cudart() -> Any:
             from cuda import cudart  # cuda-python < 12.6
         except ImportError:
             raise MissingDependencyError("TensorRT engines need cuda-python: pip install 'edge_rt[gpu]'") from None
+    driver, runtime = cudart.cudaDriverGetVersion(), cudart.cudaRuntimeGetVersion()
+    if int(driver[0]) == 0 and int(runtime[0]) == 0:
+        problem = cuda_mismatch(int(driver[1]), int(runtime[1]))
+        if problem is not None and problem[0]:
+            raise MissingDependencyError(problem[1])
+        if problem is not None:
+            log.warning("%s", problem[1])
     return cudart
+
+
+def _version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def cuda_mismatch(driver: int, runtime: int) -> tuple[bool, str] | None:
+    """(fatal, one line) when the NVIDIA driver's CUDA (cudaDriverGetVersion, e.g. 12060) is older than the
+    runtime cuda-python links (cudaRuntimeGetVersion): an older major fails every call with
+    cudaErrorInsufficientDriver (cuda-python 13 on JetPack 6's CUDA 12.6); an older minor mostly works."""
+    if driver <= 0 or driver >= runtime:
+        return None
+    line = (
+        f"the NVIDIA driver offers CUDA {_version(driver)}, cuda-python's runtime needs CUDA {_version(runtime)}: "
+        f"pip install 'cuda-python>={driver // 1000},<{driver // 1000 + 1}' (or update the driver)"
+    )
+    return (driver // 1000 < runtime // 1000, line)
 
 
 def check(result: Sequence[Any], what: str) -> Any:

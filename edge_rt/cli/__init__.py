@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import EdgeRtError
 from . import bench, broker, dataset, export, health, keys, run, train
 from .common import Parser
+from .doctor import add_doctor
 from .draw import add_draw
 from .eval import add_eval
 from .frigate import add_frigate
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_draw(sub)
     add_frigate(sub)
     add_mqtt(sub)
+    add_doctor(sub)
     return parser
 
 

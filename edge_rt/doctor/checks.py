@@ -1,0 +1,216 @@
+"""What `edge-rt doctor` looks at on a new box: each check says what it found and, when something is off,
+the one line that fixes it. Nothing here needs a GPU; on a box without one it says so and passes."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IDENTITY = Path(__file__).with_name("identity.onnx")  # a 78-byte model: a real session per provider
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"  # fail: the box cannot run edge_rt as it is
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    status: str
+    found: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def python_and_packages() -> Iterator[Check]:
+    ok = sys.version_info >= (3, 10)
+    yield Check("python", OK if ok else FAIL, platform.python_version(), "" if ok else "edge_rt needs Python 3.10 or newer")
+    needed = {"numpy": "numpy", "pyzmq": "pyzmq", "pyyaml": "pyyaml", "orjson": "orjson", "lap": "lap", "paho-mqtt": "paho-mqtt"}
+    for label, dist in needed.items():
+        v = _version(dist)
+        yield Check(f"package {label}", OK if v else FAIL, v or "missing", "" if v else f"pip install '{dist}' (or reinstall edge_rt)")
+    cv = _version("opencv-python") or _version("opencv-python-headless") or _version("opencv-contrib-python")
+    try:
+        import cv2
+
+        cv = cv or cv2.__version__  # JetPack's own build has no pip metadata
+    except ImportError:
+        cv = None
+    yield Check("package opencv", OK if cv else FAIL, cv or "missing", "" if cv else "pip install opencv-python-headless")
+    optional = {
+        "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+        "av (event clips)": ("av",),
+        "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+        "cuda-python": ("cuda-python", "cuda-bindings"),
+    }
+    for label, dists in optional.items():
+        v = next((x for x in map(_version, dists) if x), None)
+        yield Check(f"package {label}", OK if v else INFO, v or "not installed", "")
+
+
+def opencv_build() -> Iterator[Check]:
+    try:
+        import cv2
+    except ImportError:
+        return
+    info = {}
+    for line in cv2.getBuildInformation().splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and key in ("FFMPEG", "GStreamer"):
+            info[key] = value.strip().split()[0] if value.strip() else "NO"
+    ffmpeg = info.get("FFMPEG", "NO") == "YES"
+    yield Check("opencv FFmpeg", OK if ffmpeg else FAIL, "yes" if ffmpeg else "no", "" if ffmpeg else "files and RTSP need OpenCV with FFmpeg: pip install opencv-python-headless")
+    gst = info.get("GStreamer", "NO") == "YES"
+    yield Check("opencv GStreamer", OK if gst else INFO, "yes" if gst else "no (GStreamer pipelines and CSI cameras need JetPack's OpenCV)")
+    try:
+        n = cv2.cuda.getCudaEnabledDeviceCount()
+    except Exception:  # noqa: BLE001 - a build without the cuda module
+        n = 0
+    yield Check("opencv CUDA", INFO, f"{n} device(s)" if n else "no (edge_rt letterboxes on the CPU or in the model's graph)")
+
+
+def onnxruntime_providers() -> Iterator[Check]:
+    """Each provider ONNX Runtime lists, tried with a real session: a listed CUDA provider whose libraries
+    are missing only shows when a session falls back."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        yield Check("onnxruntime", WARN, "not installed", "pip install 'edge_rt[cpu]' (or [gpu]), unless you run TensorRT engines only")
+        return
+    ort.set_default_logger_severity(4)
+    for provider in ort.get_available_providers():
+        try:
+            session = ort.InferenceSession(str(IDENTITY), providers=[provider])
+            active = session.get_providers()[0]
+        except Exception as exc:  # noqa: BLE001 - whatever ORT raises, the provider does not load
+            active, detail = None, str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        name = provider.replace("ExecutionProvider", "")
+        if active == provider:
+            yield Check(f"onnxruntime {name}", OK, "loads")
+        else:
+            why = f"fell back to {active}" if active else detail
+            fix = "CUDA/cuDNN libraries of the versions onnxruntime-gpu was built for (see its release notes), or --device cpu"
+            yield Check(f"onnxruntime {name}", WARN, f"listed but does not load: {why}", fix)
+
+
+def _driver_cuda() -> int | None:
+    """The driver's CUDA version (e.g. 12060) through libcuda itself: None without an NVIDIA driver."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    v = ctypes.c_int()
+    return v.value if lib.cuDriverGetVersion(ctypes.byref(v)) == 0 else None
+
+
+def nvidia() -> Iterator[Check]:
+    driver = _driver_cuda()
+    if driver is None:
+        yield Check("NVIDIA GPU", INFO, "none: no NVIDIA driver (libcuda) on this box; edge_rt runs on the CPU")
+        return
+    yield Check("NVIDIA driver", OK, f"CUDA {driver // 1000}.{driver % 1000 // 10}")
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]
+        except ImportError:
+            yield Check("cuda-python", INFO, "not installed (TensorRT engines need it)", "pip install 'edge_rt[gpu]'")
+            return
+    from ..engines.cuda_runtime import cuda_mismatch
+
+    err, runtime = cudart.cudaRuntimeGetVersion()
+    problem = cuda_mismatch(driver, int(runtime)) if int(err) == 0 else None
+    if problem is not None:
+        yield Check("cuda-python runtime", FAIL if problem[0] else WARN, problem[1].split(":")[0], problem[1].split(": ", 1)[1])
+    else:
+        yield Check("cuda-python runtime", OK, f"CUDA {int(runtime) // 1000}.{int(runtime) % 1000 // 10}")
+        err, props = cudart.cudaGetDeviceProperties(0)
+        if int(err) == 0:
+            name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+            yield Check("GPU", OK, f"{name.rstrip(chr(0))}, compute capability {props.major}.{props.minor}")
+
+
+def jetson() -> Iterator[Check]:
+    release = Path("/etc/nv_tegra_release")
+    if not release.exists():
+        return
+    model = Path("/proc/device-tree/model")
+    name = model.read_text(errors="replace").rstrip("\x00") if model.exists() else "Jetson"
+    yield Check("Jetson", OK, f"{name}; {release.read_text(errors='replace').splitlines()[0][:80]}")
+    for tool, args, fix in (
+        ("nvpmodel", ["-q"], "sudo nvpmodel -m 0 (the maximum power mode) for the fastest inference"),
+        ("jetson_clocks", ["--show"], "sudo jetson_clocks pins the clocks at their maximum"),
+    ):
+        path = shutil.which(tool)
+        if path is None:
+            yield Check(tool, INFO, "not found")
+            continue
+        try:
+            out = subprocess.run([path, *args], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            yield Check(tool, INFO, f"could not run: {exc}")
+            continue
+        yield Check(tool, INFO, " ".join(out[:2])[:120] or "no output", fix)
+
+
+def zeromq() -> Iterator[Check]:
+    try:
+        import zmq
+    except ImportError:
+        return
+    curve = zmq.has("curve")
+    yield Check("ZeroMQ CURVE", OK if curve else WARN, f"libzmq {zmq.zmq_version()}, CURVE {'yes' if curve else 'no'}", "" if curve else "pip install --force-reinstall pyzmq (its wheels bundle libzmq with CURVE)")
+
+
+def cameras() -> Iterator[Check]:
+    devices = sorted(Path("/dev").glob("video*"))
+    if not devices:
+        yield Check("cameras", INFO, "no /dev/video* device (RTSP and files need none)")
+        return
+    for dev in devices:
+        ok = os.access(dev, os.R_OK | os.W_OK)
+        yield Check(f"camera {dev}", OK if ok else WARN, "readable" if ok else "no permission", "" if ok else "sudo usermod -aG video $USER (then log in again)")
+
+
+def disk() -> Iterator[Check]:
+    from ..engines.onnxruntime import default_cache_dir
+
+    cache = default_cache_dir()
+    probe = next((p for p in (cache, *cache.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    ok = free >= 2 << 30
+    yield Check("disk for engine caches", OK if ok else WARN, f"{free / 2**30:.1f} GB free at {probe}", "" if ok else "TensorRT engines and their caches take 0.1-1 GB per model: free some space")
+
+
+CHECKS: tuple[Callable[[], Iterator[Check]], ...] = (python_and_packages, opencv_build, onnxruntime_providers, nvidia, jetson, zeromq, cameras, disk)
+
+
+def run_checks() -> list[Check]:
+    out: list[Check] = []
+    for check in CHECKS:
+        try:
+            out.extend(check())
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is itself a finding, never a traceback
+            out.append(Check(check.__name__, WARN, f"the check failed: {type(exc).__name__}: {exc}"[:160]))
+    return out
+
+
+def healthy(checks: list[Check]) -> bool:
+    """The box can run edge_rt on what it has: nothing it needs is broken (a CPU box with no GPU is fine),
+    and it has an engine: ONNX Runtime's CPU provider, or TensorRT."""
+    if any(c.status == FAIL for c in checks):
+        return False
+    engines = [c for c in checks if c.area in ("onnxruntime CPU", "package tensorrt") and c.status == OK]
+    return bool(engines)

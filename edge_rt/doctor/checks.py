@@ -8,7 +8,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -143,26 +142,20 @@ def nvidia() -> Iterator[Check]:
 
 
 def jetson() -> Iterator[Check]:
-    release = Path("/etc/nv_tegra_release")
-    if not release.exists():
+    """Model, L4T, power mode and clocks, read as `bench` reads them for its host line (bench/hardware.py)."""
+    from ..bench.hardware import TEGRA_RELEASE, parse_jetson_clocks, parse_l4t, parse_nvpmodel, run_tool
+
+    if not TEGRA_RELEASE.exists():
         return
     model = Path("/proc/device-tree/model")
     name = model.read_text(errors="replace").rstrip("\x00") if model.exists() else "Jetson"
-    yield Check("Jetson", OK, f"{name}; {release.read_text(errors='replace').splitlines()[0][:80]}")
-    for tool, args, fix in (
-        ("nvpmodel", ["-q"], "sudo nvpmodel -m 0 (the maximum power mode) for the fastest inference"),
-        ("jetson_clocks", ["--show"], "sudo jetson_clocks pins the clocks at their maximum"),
-    ):
-        path = shutil.which(tool)
-        if path is None:
-            yield Check(tool, INFO, "not found")
-            continue
-        try:
-            out = subprocess.run([path, *args], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            yield Check(tool, INFO, f"could not run: {exc}")
-            continue
-        yield Check(tool, INFO, " ".join(out[:2])[:120] or "no output", fix)
+    yield Check("Jetson", OK, f"{name}, L4T {parse_l4t(TEGRA_RELEASE.read_text(errors='replace')) or 'unknown'}")
+    mode = parse_nvpmodel(run_tool(["nvpmodel", "-q"]) or "")
+    maxn = mode is not None and "MAXN" in mode.upper()
+    yield Check("nvpmodel", OK if maxn else WARN, mode or "unknown (nvpmodel -q failed)", "" if maxn else "sudo nvpmodel -m 0: the maximum power mode")
+    show = run_tool(["jetson_clocks", "--show"])
+    pinned = parse_jetson_clocks(show) if show is not None else "unknown (jetson_clocks --show needs root)"
+    yield Check("jetson_clocks", OK if pinned == "yes" else INFO, f"clocks pinned at their maximum: {pinned}", "" if pinned == "yes" else "sudo jetson_clocks, for steady latency")
 
 
 def zeromq() -> Iterator[Check]:

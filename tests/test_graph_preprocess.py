@@ -7,6 +7,7 @@ YOLO fixtures score many boxes near the threshold, where a one-level pixel chang
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,8 @@ def test_cuda_graphs_stay_off_for_a_fixed_shape_model_with_nonzero_inside(tmp_pa
     assert OnnxRuntimeEngine._facts(ort, device_model).data_dependent, "an export with NMS in its graph"
     plain = OnnxRuntimeEngine._facts(ort, DEMO_DYNAMIC.with_name("demo.onnx"))
     assert not plain.data_dependent and plain.cuda_graph, "the static demo model keeps its CUDA graphs"
+    refused = dataclasses.replace(plain, graphs_refused=True)  # what a session ORT refused with graphs is retried with
+    assert dict(provider_options(["CUDAExecutionProvider"], refused, tmp_path, 8))["CUDAExecutionProvider"]["enable_cuda_graph"] == "0"
 
 
 def test_a_provider_onnx_runtime_fell_back_from_is_refused_or_said(caplog: pytest.LogCaptureFixture) -> None:

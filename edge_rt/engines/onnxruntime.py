@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ def check_active_provider(device: str, requested: list[str], active: list[str], 
     log.warning("%s: running there", message)
 
 
+def _load_error(path: Path, exc: Exception) -> ModelError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first[:200]}")
+
+
 def default_cache_dir() -> Path:
     """Where the TensorRT provider keeps engines and timing caches, so a restart does not rebuild."""
     base = os.environ.get("EDGE_RT_CACHE") or os.path.join(
@@ -76,12 +81,13 @@ class GraphFacts:
     image_input: str
     image_shape: tuple[object, ...]
     data_dependent: bool = False  # NonZero / NonMaxSuppression inside (NMS in the graph): no CUDA graph can hold them
+    graphs_refused: bool = False  # ORT refused the session with CUDA graphs (a node they cannot hold)
 
     @property
     def cuda_graph(self) -> bool:
         """ORT captures a call as a CUDA graph only when nothing in it depends on the data: NonZero copies its
         count to pageable host memory mid-call, and a node off the CUDA provider makes ORT refuse the session."""
-        return self.fixed_shapes and not self.cpu_side_inputs and not self.data_dependent
+        return self.fixed_shapes and not self.cpu_side_inputs and not self.data_dependent and not self.graphs_refused
 
 
 DATA_DEPENDENT_OPS = (b"NonZero", b"NonMaxSuppression")
@@ -240,12 +246,21 @@ class OnnxRuntimeEngine:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         facts = self._facts(ort, path) if providers != ["CPUExecutionProvider"] else GraphFacts(False, False, "images", ())
-        options = provider_options(providers, facts, cache_dir or default_cache_dir(), max_batch)
+        cache = cache_dir or default_cache_dir()
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=options)
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_options(providers, facts, cache, max_batch))
+            refused = facts.cuda_graph and self._session.get_providers()[0] != providers[0]  # ORT fell back to the next
         except Exception as exc:  # ORT raises its own untyped errors for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first[:200]}") from None
+            if not facts.cuda_graph:
+                raise _load_error(path, exc) from None
+            refused = True
+        if refused:  # a node CUDA graphs cannot hold: the session again without them, said once
+            log.warning("%s: %s refused the session with CUDA graphs; running without them", path.name, providers[0])
+            facts = replace(facts, graphs_refused=True)
+            try:
+                self._session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_options(providers, facts, cache, max_batch))
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise _load_error(path, exc) from None
         check_active_provider(device, providers, self._session.get_providers(), str(path))
         inputs = self._session.get_inputs()
         out = self._session.get_outputs()[0]

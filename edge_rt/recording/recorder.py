@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..sources import Frame, SourceKind, SourceSpec
 from ..tracking.events import Event
+from ..tracking.stage import frame_time
 from .clip import ClipWriter
 from .packets import FilePackets, LivePackets, Packet
 from .retention import sweep
@@ -28,11 +29,6 @@ from .settings import RecordConfig, SourceRecord
 
 log = logging.getLogger("edge_rt.record")
 _NO_FRAMES_S = 5.0  # a live clip whose deadline passed this long ago on the wall clock, with no frame since, ends
-
-
-def frame_clock(frame: Frame) -> float:
-    """The clock packets are placed on (see packets.py): a file's position, else capture on perf_counter."""
-    return frame.media_s if frame.media_s is not None else frame.capture_mono_ns / 1e9
 
 
 @dataclass(eq=False)
@@ -52,8 +48,6 @@ class Clip:
 class RecordCounters:
     clips: int = 0
     failed: int = 0
-    bytes: int = 0
-    deleted: int = 0
 
 
 class SourceRecorder:
@@ -79,7 +73,7 @@ class SourceRecorder:
 
     # -- the publishing thread --------------------------------------------------------------------
     def on_frame(self, frame: Frame) -> None:
-        t = frame_clock(frame)
+        t = frame_time(frame)  # packets.py places packets on the same clock
         with self._cond:
             clip = self.current
             if clip is not None and clip.final:  # its writer finished it: no frame came while its objects lived
@@ -101,7 +95,7 @@ class SourceRecorder:
             self._cond.notify_all()
 
     def on_event(self, frame: Frame, event: Event) -> str | None:
-        t = frame_clock(frame)
+        t = frame_time(frame)  # packets.py places packets on the same clock
         with self._cond:
             clip = self.current
             if clip is not None and clip.final:
@@ -209,7 +203,6 @@ class SourceRecorder:
             stop.set()
         if writer is not None and writer.close():
             self.counters.clips += 1
-            self.counters.bytes += clip.path.stat().st_size
             log.info(
                 "record %s: clip %s (%.1f s, %d packets%s)",
                 self.spec.name,
@@ -222,7 +215,7 @@ class SourceRecorder:
             log.warning("record %s: clip %s: no video between its times; nothing written", self.spec.name, clip.path.name)
 
     def _sweep(self) -> None:
-        self.counters.deleted += sweep(self.folder, self.config.keep_days, self.config.keep_mb)
+        sweep(self.folder, self.config.keep_days, self.config.keep_mb)
 
     def close(self, timeout_s: float) -> bool:
         """Finish what is open; True when every clip was written within `timeout_s`."""
@@ -251,7 +244,7 @@ class Recorder:
         except Exception:
             self.close(0.5)
             raise
-        for rec in self.sources.values():
+        for rec in {rec.folder: rec for rec in self.sources.values()}.values():  # once per folder, not per source
             rec._sweep()
 
     @property

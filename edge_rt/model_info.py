@@ -152,10 +152,16 @@ def _graph_preprocess_info(
         raise ModelError(f"{source}: a graph-preprocess model takes frames [B, H, W, 3], got shape {list(input_shape)}")
     inner = dict(graph)
     h, w = (int(v) for v in inner["inner_hw"])
+    batch = input_shape[0]
+    args = _literal(meta.get("args"), "args")
+    exported = _literal(meta.get("batch"), "batch")
+    if _dim(batch) is None and isinstance(args, dict) and args.get("dynamic") is False and _dim(exported):
+        # written before the frames input stated a static export's batch: its inner reshapes hold that batch
+        batch = exported
     base = info_from_metadata(
         {k: v for k, v in meta.items() if k != GRAPH_PREPROCESS_KEY},
         input_name,
-        [input_shape[0], 3, None if inner.get("dynamic") else h, None if inner.get("dynamic") else w],
+        [batch, 3, None if inner.get("dynamic") else h, None if inner.get("dynamic") else w],
         str(inner.get("dtype", "float32")),
         output_shape,
         source,

@@ -479,3 +479,53 @@ def test_graph_preprocess_engine_takes_camera_frames_and_a_plan(
             engine.infer(batch)
     finally:
         engine.close()
+
+
+# --- one activation buffer for every profile's context (an 8 GB Orin) -----------------------------------
+
+
+class _FakeContext:
+    def __init__(self, strategy: object) -> None:
+        self.strategy, self.memory = strategy, None
+
+    def set_device_memory(self, ptr: int, size: int) -> None:
+        self.memory = (ptr, size)
+
+
+class _FakeEngine:
+    def __init__(self, profiles: int) -> None:
+        self.num_optimization_profiles = profiles
+        self.device_memory_size_v2 = 96 << 20  # the largest profile's activations
+
+    def create_execution_context(self, strategy: object = "default") -> _FakeContext:
+        return _FakeContext(strategy)
+
+
+class _FakeBuffer:
+    made: list[_FakeBuffer] = []
+
+    def __init__(self, nbytes: int) -> None:
+        self.ptr, self.nbytes, self.freed = 0x7000_0000 + 256 * len(self.made), nbytes, False
+        self.made.append(self)
+
+    def free(self) -> None:
+        self.freed = True
+
+
+def test_every_profile_context_draws_on_one_buffer_of_the_largest_size() -> None:
+    """Before, each profile's context had its own activations (ON_PROFILE_CHANGE): ~1.9x one context for 1, 2, 4, 8."""
+    from types import SimpleNamespace
+
+    from edge_rt.engines.tensorrt_memory import SharedActivations
+
+    trt = SimpleNamespace(ExecutionContextAllocationStrategy=SimpleNamespace(USER_MANAGED="user", ON_PROFILE_CHANGE="profile"))
+    _FakeBuffer.made.clear()
+    shared = SharedActivations(trt, _FakeEngine(4), _FakeBuffer)
+    contexts = [shared.context() for _ in range(4)]
+    assert len(_FakeBuffer.made) == 1 and _FakeBuffer.made[0].nbytes == 96 << 20
+    assert {c.strategy for c in contexts} == {"user"}
+    assert {c.memory for c in contexts} == {(_FakeBuffer.made[0].ptr, 96 << 20)}
+    shared.free()
+    assert _FakeBuffer.made[0].freed
+    single = SharedActivations(trt, _FakeEngine(1), _FakeBuffer)  # one profile: TensorRT's own memory, nothing to share
+    assert single.context().strategy == "default" and len(_FakeBuffer.made) == 1

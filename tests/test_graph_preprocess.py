@@ -311,6 +311,24 @@ def test_tensorrt_provider_caches_engines_on_disk_with_one_profile(tmp_path: Pat
     assert trt["trt_fp16_enable"] == "True", "an FP32 model gets FP16 kernels, as the native builder's default"
 
 
+def test_tensorrt_provider_profile_names_every_dynamic_input_of_a_letterbox_model(device_model: Path, tmp_path: Path) -> None:
+    """The provider refuses a profile that leaves a dynamic input out ("has no associated shape profiles
+    provided: letterbox") and ORT then ran on CUDA: the plan, a shape tensor, gets its value range."""
+    import onnxruntime as ort
+
+    from edge_rt.exporters.tensorrt_profiles import plan_frames_profile
+
+    facts = OnnxRuntimeEngine._facts(ort, device_model)
+    trt = dict(provider_options(["TensorrtExecutionProvider"], facts, tmp_path, 4))["TensorrtExecutionProvider"]
+    expected = plan_frames_profile([-1, -1, -1, 3], (320, 320), 32, True, 1, 4, 4)
+    assert expected.plan is not None
+    for key, shape, plan in zip(("min", "opt", "max"), (expected.min, expected.opt, expected.max), expected.plan):
+        entries = dict(e.split(":") for e in trt[f"trt_profile_{key}_shapes"].split(","))
+        assert set(entries) == {"frames", "letterbox"}
+        assert entries["frames"] == "x".join(map(str, shape)) and entries["letterbox"] == "x".join(map(str, plan))
+    assert trt["trt_profile_max_shapes"].endswith("letterbox:320x320x16x16x16x16")  # pads bounded: TensorRT sizes memory by them
+
+
 def test_export_cli_flags_and_profiles(tmp_path: Path) -> None:
     from edge_rt.exporters import resolve_options
 
@@ -338,3 +356,67 @@ def test_static_model_with_the_letterbox_in_its_graph(hd_frames: list[np.ndarray
     ref = [d for f in hd_frames[::2] for d in _detect(host, [f])]
     matched, total = _match_rate(ref, got)
     assert total > 200 and matched >= 0.98 * total, f"{matched}/{total}"
+
+
+# --- what a newcomer's exports hit (issue 20) and what the graph costs in memory ------------------------
+
+
+def test_resize_runs_before_any_other_full_resolution_float_tensor() -> None:
+    """Only the Cast makes a float copy of the camera frame; Transpose and Gather run after the resize.
+
+    Before, Cast -> Transpose -> Gather -> Resize held three full-resolution float tensors: on ONNX
+    Runtime's CPU provider, 4K frames at batch 4 into a 640 model peaked 1,679 MB above its inputs;
+    with the resize first, 513 MB (and 5x faster).
+    """
+    model = preprocess_graph(18, 10, "out", "float32")
+    order = [node.op_type for node in model.graph.node]
+    resize = order.index("Resize")
+    assert order.index("Transpose") > resize and order.index("Gather") > resize
+    assert [n.op_type for n in model.graph.node if "f" in [x.split("/")[-1] for x in n.input]] == ["Shape", "Resize"]
+
+
+def test_static_export_states_its_batch_and_runs_two_sources(tmp_path: Path) -> None:
+    """`export --graph-preprocess` without --dynamic: the frames input says batch 1, and `run` with two
+    cameras batches what the model takes (it failed on the first batch of two: a Reshape held 1)."""
+    out = tmp_path / "static_g.onnx"
+    proc = run_cli("export", "--weights", str(DEMO_PT), "--imgsz", "320", "--graph-preprocess", "--output", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = load_engine(out, "cpu").info
+    assert info.graph_preprocess and info.batch == 1
+    clip = synth_clip(tmp_path / "c.mp4", frames=6, size=(640, 360), fps=30, seed=2)
+    proc = run_cli("run", "--model", str(out), "-s", f"a={clip}", "-s", f"b={clip}", "--device", "cpu",
+                   "--publish", f"tcp://127.0.0.1:{free_port()}", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "batch 1" in proc.stderr and "published 6" in proc.stderr
+
+
+def test_a_file_from_before_the_stated_batch_is_read_as_its_export_batch(tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "static_g.onnx"
+    static = DEMO_DYNAMIC.with_name("demo.onnx")  # exported without --dynamic, batch 1
+    add_graph_preprocess(static, out)
+    model = onnx.load(str(out))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # as add_graph_preprocess wrote it before
+    onnx.save(model, str(out))
+    assert load_engine(out, "cpu").info.batch == 1
+
+
+@pytest.mark.parametrize("flags", [["--half", "--graph-preprocess", "--imgsz", "320"], ["--target", "cuda-fp16", "--imgsz", "320"]])
+def test_fp16_export_with_the_letterbox_in_its_graph(flags: list[str], hd_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """Ultralytics' fp16 export on a CPU lists its input Cast last; the merge refused the unsorted graph
+    (a ValidationError traceback). The README's first GPU export is the second one."""
+    out = tmp_path / "fp16_g.onnx"
+    proc = run_cli("export", "--weights", str(DEMO_PT), *flags, "--output", str(out), timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    graph = load_engine(out, "cpu")
+    assert graph.info.graph_preprocess and graph.info.input_dtype == "float32"  # Ultralytics keeps a float32 input on CPU
+    got = [d for f in hd_frames[:40:4] for d in _detect(graph, [f])]
+    assert sum(len(d) for d in got) > 20
+    if "--half" in flags:  # the same fp16 weights letterboxed on the host: the graph adds at most a level per pixel
+        from edge_rt.exporters import ExportOptions, export
+
+        host = export(DEMO_PT, tmp_path / "fp16.onnx", ExportOptions(imgsz=320, precision="fp16").check()).path
+        ref = [d for f in hd_frames[:40:4] for d in _detect(load_engine(host, "cpu"), [f])]
+        matched, total = _match_rate(ref, got)
+        assert matched >= 0.95 * total, f"{matched}/{total}"

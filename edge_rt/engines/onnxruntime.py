@@ -82,6 +82,7 @@ class GraphFacts:
     image_shape: tuple[object, ...]
     data_dependent: bool = False  # NonZero / NonMaxSuppression inside (NMS in the graph): no CUDA graph can hold them
     graphs_refused: bool = False  # ORT refused the session with CUDA graphs (a node they cannot hold)
+    info: ModelInfo | None = None  # a graph-preprocess model's letterbox: its plan input needs a TensorRT profile too
 
     @property
     def cuda_graph(self) -> bool:
@@ -147,10 +148,29 @@ def provider_options(
 
 
 def trt_profile_shapes(facts: GraphFacts, max_batch: int) -> dict[str, str] | None:
-    """One explicit profile for a dynamic image input, so the TensorRT provider builds once, not per shape."""
+    """One explicit profile for a dynamic image input, so the TensorRT provider builds once, not per shape.
+
+    The provider wants a profile for every dynamic input once any is given: a graph-preprocess model's
+    letterbox plan is a shape tensor, whose profile holds its values (new_h, new_w and the pads), as the
+    native builder sets them (`tensorrt_profiles.plan_frames_profile`). Without it the provider refused
+    the session and ORT ran the model on CUDA while the run said TensorRT.
+    """
     dims = facts.image_shape
     if all(isinstance(d, int) for d in dims):
         return None
+    info = facts.info
+    if info is not None and info.graph_preprocess and info.plan_input:
+        from ..exporters.tensorrt_profiles import plan_frames_profile  # shape arithmetic only: no onnx, no TensorRT
+
+        shape = [d if isinstance(d, int) else -1 for d in dims]
+        batch = None if shape[0] > 0 else max_batch
+        p = plan_frames_profile(shape, info.imgsz, info.stride, info.dynamic_shape, 1 if batch else None, batch, batch)
+        assert p.plan is not None
+        keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
+        return {
+            key: f"{facts.image_input}:{_dims(shape_)},{info.plan_input}:{_dims(values)}"
+            for key, shape_, values in zip(keys, (p.min, p.opt, p.max), p.plan)
+        }
     nhwc = len(dims) == 4 and dims[3] == 3
     if nhwc:  # camera frames: anything from 32x32 to 4K
         lo, opt, hi = (1, 32, 32, 3), (max_batch, 720, 1280, 3), (max_batch, 2160, 3840, 3)
@@ -160,9 +180,13 @@ def trt_profile_shapes(facts: GraphFacts, max_batch: int) -> dict[str, str] | No
         lo, opt, hi = (1, 3, 32, 32), (max_batch, 3, h, w), (max_batch, 3, max(h, w), max(h, w))
 
     def fmt(shape: tuple[int, ...]) -> str:
-        return f"{facts.image_input}:" + "x".join(str(d) for d in shape)
+        return f"{facts.image_input}:{_dims(shape)}"
 
     return {"trt_profile_min_shapes": fmt(lo), "trt_profile_opt_shapes": fmt(opt), "trt_profile_max_shapes": fmt(hi)}
+
+
+def _dims(values: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in values)
 
 
 class _Binding:
@@ -300,7 +324,12 @@ class OnnxRuntimeEngine:
             return GraphFacts(False, False, "images", ())  # the real load below reports the problem
         inputs, outputs = probe.get_inputs(), probe.get_outputs()
         fixed = all(isinstance(d, int) for t in [*inputs, *outputs] for d in t.shape)
-        return GraphFacts(fixed, len(inputs) > 1, inputs[0].name, tuple(inputs[0].shape), has_data_dependent_ops(path))
+        try:
+            meta = probe.get_modelmeta().custom_metadata_map
+            info = info_from_metadata(meta, inputs[0].name, inputs[0].shape, "float32", outputs[0].shape, str(path))
+        except ModelError:
+            info = None  # the real load below says what is wrong with it
+        return GraphFacts(fixed, len(inputs) > 1, inputs[0].name, tuple(inputs[0].shape), has_data_dependent_ops(path), info=info)
 
     def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
         if self.info.graph_preprocess and plan is None:

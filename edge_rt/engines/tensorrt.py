@@ -8,7 +8,7 @@ A call: pick the optimization profile for the batch (the builder makes one per b
 the batch into pinned memory and from there, async, into device buffers kept per (profile, shape),
 run, copy back only the detection output, and wait on an event. From the second call with the
 same batch, shape and letterbox plan on, the run is a replayed CUDA graph. Each profile has its own
-execution context, so switching batch sizes never re-selects a profile on a context: TensorRT
+execution context (all drawing on one activation buffer: `tensorrt_memory.py`), so switching batch sizes never re-selects a profile on a context: TensorRT
 defers "layer resource updates" after setOptimizationProfileAsync to the next enqueue
 (NvInferRuntime.h), which a captured graph would not replay.
 """
@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
 from .cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, gpu_name, load_cudart
+from .tensorrt_memory import SharedActivations
 from .tensorrt_sidecar import check_sidecar, plan_input_name, read_sidecar, rebuild_command, sidecar_metadata, sidecar_path
 
 log = logging.getLogger("edge_rt.engines.tensorrt")
@@ -181,6 +182,7 @@ class TensorRTEngine:
         self.device = "tensorrt"
         self._name = path.name
         self._stream, self._done = Stream(cudart), Event(cudart)
+        self._activations = SharedActivations(trt, engine, lambda n: DeviceBuffer(cudart, n))
         log.info(
             "loaded %s: TensorRT %s on %s, batch profiles %s, CUDA graphs %s",
             path.name,
@@ -248,12 +250,8 @@ class TensorRTEngine:
         ctx = self._contexts.get(index)
         if ctx is not None:
             return ctx
-        trt, engine = self._trt, self._engine
-        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
-        if strategy is not None and engine.num_optimization_profiles > 1:
-            context = engine.create_execution_context(strategy.ON_PROFILE_CHANGE)  # memory for this profile only
-        else:
-            context = engine.create_execution_context()
+        engine = self._engine
+        context = self._activations.context()  # one activation buffer for every profile's context
         if context is None:
             raise ModelError(f"engine {self._name}: TensorRT could not create an execution context (GPU memory?)")
         if index or engine.num_optimization_profiles > 1:
@@ -374,7 +372,8 @@ class TensorRTEngine:
                 for buf in (ctx.plan_host, ctx.plan_device):
                     if buf is not None:
                         buf.free()
-            self._contexts.clear()  # contexts go before the engine
+            self._contexts.clear()  # contexts go before the engine, and before the memory they run in
+            self._activations.free()
             self._done.destroy()
             self._stream.destroy()
             self._engine = None

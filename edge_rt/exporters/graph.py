@@ -11,8 +11,13 @@ host letterbox (`tests/test_graph_preprocess.py`).
 The graph in front of the model, for frames [B, H, W, 3] uint8 BGR and plan [6] int64
 (new_h, new_w, top, left, bottom, right) from `preprocess.plan_vector`:
 
-    Cast(float) -> Transpose(NCHW) -> Gather(BGR->RGB) -> Resize(linear, half_pixel) -> Round
+    Cast(float) -> Resize(linear, half_pixel, NHWC) -> Round -> Transpose(NCHW) -> Gather(BGR->RGB)
       -> Pad(114) -> Div(255) [-> Cast(float16)] -> the model's image input
+
+Resize comes first, on the frame's own NHWC layout, so the only full-resolution float tensor is the
+Cast's: a 4K batch of 8 is 800 MB as float, and transposing and reordering it before the resize
+made two more of those (an 8 GB Orin shares that memory with the CPU). Everything after the resize
+works on the model-sized tensor.
 
 Resize with `half_pixel` and no antialias is OpenCV's INTER_LINEAR; Round brings it to the uint8
 values OpenCV's resize produces (within one level: OpenCV interpolates in fixed point).
@@ -40,11 +45,19 @@ def _onnx():  # type: ignore[no-untyped-def]
     return onnx
 
 
-def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str, fixed_hw: tuple[int, int] | None = None):  # type: ignore[no-untyped-def]
+def preprocess_graph(  # type: ignore[no-untyped-def]
+    opset: int,
+    ir_version: int,
+    out_name: str,
+    out_dtype: str,
+    fixed_hw: tuple[int, int] | None = None,
+    batch: int | None = None,
+):
     """The letterbox as an ONNX model whose single output feeds the detector's image input.
 
     `fixed_hw`: the model's static input size; a final Reshape states it, so TensorRT sizes its
-    buffers from the shape instead of from the plan's value range.
+    buffers from the shape instead of from the plan's value range. `batch`: the model's fixed batch,
+    stated on the frames input, so a runtime reads from the file which batch the model takes.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -56,6 +69,8 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str,
         "rgb": np.array([2, 1, 0], np.int64),
         "zero2": np.zeros(2, np.int64),
         "s0": np.array([0], np.int64),
+        "s1": np.array([1], np.int64),
+        "c3": np.array([3], np.int64),
         "s2": np.array([2], np.int64),
         "s4": np.array([4], np.int64),
         "s6": np.array([6], np.int64),
@@ -66,31 +81,31 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str,
     n = name
     nodes = [
         helper.make_node("Cast", [FRAMES], [n("f")], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", [n("f")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
-        helper.make_node("Gather", [n("nchw_bgr"), n("rgb")], [n("nchw")], axis=1),
-        # sizes = [B, 3, new_h, new_w]
+        # sizes = [B, new_h, new_w, 3]
         # Shape's start/end attributes came with opset 15; Shape + Slice reads the same at 13 and 14.
-        helper.make_node("Shape", [n("nchw")], [n("nchw_shape")]),
-        helper.make_node("Slice", [n("nchw_shape"), n("s0"), n("s2")], [n("bc")]),
+        helper.make_node("Shape", [n("f")], [n("nhwc_shape")]),
+        helper.make_node("Slice", [n("nhwc_shape"), n("s0"), n("s1")], [n("b")]),
         helper.make_node("Slice", [PLAN, n("s0"), n("s2")], [n("new_hw")]),
-        helper.make_node("Concat", [n("bc"), n("new_hw")], [n("sizes")], axis=0),
+        helper.make_node("Concat", [n("b"), n("new_hw"), n("c3")], [n("sizes")], axis=0),
         helper.make_node(
             "Resize",
-            [n("nchw"), "", "", n("sizes")],
+            [n("f"), "", "", n("sizes")],
             [n("resized_f")],
             mode="linear",
             coordinate_transformation_mode="half_pixel",
         ),
         helper.make_node("Round", [n("resized_f")], [n("resized")]),
+        helper.make_node("Transpose", [n("resized")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
+        helper.make_node("Gather", [n("nchw_bgr"), n("rgb")], [n("nchw")], axis=1),
         # pads = [0, 0, top, left, 0, 0, bottom, right]
         helper.make_node("Slice", [PLAN, n("s2"), n("s4")], [n("begin")]),
         helper.make_node("Slice", [PLAN, n("s4"), n("s6")], [n("end")]),
         helper.make_node("Concat", [n("zero2"), n("begin"), n("zero2"), n("end")], [n("pads")], axis=0),
-        helper.make_node("Pad", [n("resized"), n("pads"), n("pad_value")], [n("padded")], mode="constant"),
+        helper.make_node("Pad", [n("nchw"), n("pads"), n("pad_value")], [n("padded")], mode="constant"),
     ]
     last = n("padded")
     if fixed_hw is not None:
-        init.append(numpy_helper.from_array(np.array([-1, 3, *fixed_hw], np.int64), n("static_shape")))
+        init.append(numpy_helper.from_array(np.array([batch or -1, 3, *fixed_hw], np.int64), n("static_shape")))
         nodes.append(helper.make_node("Reshape", [last, n("static_shape")], [n("static")]))
         last = n("static")
     if out_dtype == "float16":
@@ -103,10 +118,10 @@ def preprocess_graph(opset: int, ir_version: int, out_name: str, out_dtype: str,
         nodes,
         "edge_rt_letterbox",
         [
-            helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, ["batch", "height", "width", 3]),
+            helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, [batch or "batch", "height", "width", 3]),
             helper.make_tensor_value_info(PLAN, TensorProto.INT64, [6]),
         ],
-        [helper.make_tensor_value_info(out_name, out_type, ["batch", 3, *(fixed_hw or ("in_h", "in_w"))])],
+        [helper.make_tensor_value_info(out_name, out_type, [batch or "batch", 3, *(fixed_hw or ("in_h", "in_w"))])],
         initializer=init,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -136,7 +151,10 @@ def add_graph_preprocess(model_path: Path, output: Path) -> Path:
     if opset is None or opset < 13:
         raise ModelError(f"{model_path}: opset {opset} is too old for the letterbox graph (13 or newer)")
     fixed_hw = (dims[2], dims[3]) if dims[2] and dims[3] else None
-    pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype, fixed_hw)
+    # A static export is static in its batch too (its reshapes say 1): the frames input says the same,
+    # so `run` batches what the model takes instead of failing on the first batch of two.
+    pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype, fixed_hw, dims[0] or None)
+    sort_topologically(model.graph)
     merged = compose.merge_models(pre, model, io_map=[(_PREFIX + "image", image.name)])
     from ..model_info import _literal
 
@@ -154,3 +172,44 @@ def add_graph_preprocess(model_path: Path, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(merged, str(output))
     return output
+
+
+def sort_topologically(graph) -> None:  # type: ignore[no-untyped-def]
+    """Order `graph`'s nodes so each comes after the nodes it reads from, in place.
+
+    Ultralytics' fp16 export on a CPU appends the Casts of its float32 input and output at the end of
+    the node list: ONNX Runtime runs such a file, but onnx's checker (and so `compose.merge_models`)
+    refuses it. Names a subgraph (If/Loop) reads from the outer graph count as that node's inputs.
+    """
+    nodes = list(graph.node)
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    needs = [{x for x in _reads(node) if x in producer and x not in ready} for node in nodes]
+    done: list[int] = []
+    placed = [False] * len(nodes)
+    available = set(ready)
+    progress = True
+    while progress and len(done) < len(nodes):
+        progress = False
+        for i, node in enumerate(nodes):
+            if not placed[i] and needs[i] <= available:
+                placed[i] = True
+                done.append(i)
+                available.update(node.output)
+                progress = True
+    if len(done) < len(nodes):
+        raise ModelError("the model's graph has a cycle: it cannot be ordered for the letterbox graph")
+    if done != list(range(len(nodes))):
+        ordered = [nodes[i] for i in done]
+        del graph.node[:]
+        graph.node.extend(ordered)
+
+
+def _reads(node) -> set[str]:  # type: ignore[no-untyped-def]
+    """The tensors a node reads, its subgraphs' reads from the outer scope included."""
+    names = set(node.input)
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            inner = {o for n in sub.node for o in n.output} | {i.name for i in sub.input} | {t.name for t in sub.initializer}
+            names |= {x for n in sub.node for x in _reads(n)} - inner
+    return names

@@ -15,15 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
 
 from .errors import ConfigError, SourceError
 from .memory import trim_heap
+from .readers import VideoReader, gstreamer_supported, open_capture
+from .reconnect import CaptureSettings
 from .security import redact_url
 from .sources import Frame, FrameSlot, SourceKind, SourceSpec
-from .synthetic import SyntheticReader
 
 log = logging.getLogger("edge_rt.sources")
 
@@ -52,41 +50,6 @@ _ALLOWED = {
 }
 
 
-class ReconnectSchedule:
-    """When to reopen a lost source: about once a second for the first `fast_window_s` of an outage
-    (a camera that blinks is back within seconds), then exponential back-off to `max_s` with +-20%
-    jitter, so a site whose cameras all drop at once does not reopen them in lock-step."""
-
-    def __init__(
-        self,
-        fast_window_s: float = 10.0,
-        fast_interval_s: float = 1.0,
-        max_s: float = 30.0,
-        jitter: float = 0.2,
-        seed: int | None = None,
-    ) -> None:
-        import random
-
-        self.fast_window_s = fast_window_s
-        self.fast_interval_s = fast_interval_s
-        self.max_s = max_s
-        self.jitter = jitter
-        self._rng = random.Random(seed)
-        self._slow_step = 0
-
-    def reset(self) -> None:
-        self._slow_step = 0
-
-    def delay(self, outage_s: float) -> float:
-        """Seconds to wait before the next try, `outage_s` into the outage."""
-        if outage_s < self.fast_window_s:
-            base = self.fast_interval_s
-        else:
-            base = min(self.fast_interval_s * 2 ** (self._slow_step + 1), self.max_s)
-            self._slow_step += 1
-        return float(min(base * (1 + self._rng.uniform(-self.jitter, self.jitter)), self.max_s * (1 + self.jitter)))
-
-
 @dataclass(frozen=True)
 class HealthEvent:
     """A capture state change, for logs and metrics."""
@@ -96,61 +59,6 @@ class HealthEvent:
     state: CaptureState
     reason: str
     time_ns: int
-
-
-class VideoReader(Protocol):
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
-
-    def release(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    """Timeouts that keep OpenCV from blocking forever, and the reconnect back-off."""
-
-    open_timeout_s: float = 5.0
-    stall_timeout_s: float = 5.0  # no new frame for this long: reopen (OpenCV's read timeout is half of it)
-    fast_retry_window_s: float = 10.0  # reopen about once a second for this long into an outage
-    fast_retry_s: float = 1.0
-    backoff_max_s: float = 30.0  # then exponential back-off up to this
-
-    def schedule(self) -> ReconnectSchedule:
-        return ReconnectSchedule(self.fast_retry_window_s, self.fast_retry_s, self.backoff_max_s)
-
-
-def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
-    """Open with OpenCV; timeouts can only be set at open time, so they go in here."""
-    if spec.kind is SourceKind.SYNTHETIC:
-        return SyntheticReader(spec)
-    import cv2
-
-    params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-        int(settings.open_timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-        int(settings.stall_timeout_s * 500),  # well under the stall timeout (a frozen camera returns late frames)
-    ]
-    if spec.kind is SourceKind.CAMERA:
-        cap = cv2.VideoCapture(int(spec.uri), cv2.CAP_ANY)
-    elif spec.kind is SourceKind.GSTREAMER:
-        cap = cv2.VideoCapture(spec.uri, cv2.CAP_GSTREAMER)
-    elif spec.kind is SourceKind.DEVICE:
-        cap = cv2.VideoCapture(spec.uri, cv2.CAP_ANY)
-    else:
-        cap = cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
-    if not cap.isOpened():
-        cap.release()
-        raise SourceError(f"source {spec.name!r}: cannot open {redact_url(spec.uri)!r}")
-    return cap
-
-
-def gstreamer_supported() -> bool:
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line
-    return False
 
 
 Opener = Callable[[SourceSpec, CaptureSettings], VideoReader]
@@ -241,7 +149,8 @@ class CaptureThread(threading.Thread):
                         self._transition(CaptureState.ENDED, str(exc))
                         return
                     self.slot.counters.read_failures += 1
-                    outcome = "open failed"
+                    why = str(exc).split(": ", 1)[-1]  # without the "source 'name'" the log line already has
+                    outcome = f"open failed: {why}"
                 else:
                     self._streamed = False
                     self._stalled.clear()

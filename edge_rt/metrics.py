@@ -71,11 +71,9 @@ class Metrics:
     def summary(self, counters: Mapping[str, Mapping[str, int]] | None = None) -> str:
         """A short table: per-stage p50/p95/p99, then frames/s and counters per source."""
         elapsed = max(time.monotonic() - (self.started or time.monotonic()), 1e-9)
-        lines = [f"{'stage (ms)':<12} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"]
-        for stage in STAGES:
-            p = self.percentiles(stage)
-            if p:
-                lines.append(f"{stage:<12} {p['p50']:>8.2f} {p['p95']:>8.2f} {p['p99']:>8.2f} {p['max']:>8.2f}")
+        rows = [(stage, p) for stage in STAGES if (p := self.percentiles(stage))]
+        lines = [f"{'stage (ms)':<12} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"] if rows else ["no frames processed: no latencies"]
+        lines += [f"{stage:<12} {p['p50']:>8.2f} {p['p95']:>8.2f} {p['p99']:>8.2f} {p['max']:>8.2f}" for stage, p in rows]
         frames = self.frames()
         for source in sorted(set(frames) | set(counters or {})):
             n = frames.get(source, 0)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from .capture import CaptureSettings, SourceGroup
+from .capture import SourceGroup
 from .collect import CollectSettings, CollectStage, make_collector
 from .config import RunConfig
 from .engines import Engine, load_engine
@@ -20,6 +20,7 @@ from .postprocess import Postprocessor, PostprocessSettings
 from .preprocess import make_preprocessor
 from .prometheus import CountersFn, LinkFn, ObjectsFn, PrometheusMetrics, StatesFn
 from .publish import Publisher
+from .reconnect import CaptureSettings
 from .recording.recorder import Recorder
 from .recording.settings import RECORDABLE
 from .schema import check_encoding, events_topic
@@ -196,8 +197,8 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             "model %s: %d classes, input %s%s, batch %s, %s head, on %s",
             Path(config.model).name,
             info.num_classes,
-            info.imgsz,
-            " (dynamic)" if info.dynamic_shape else "",
+            resolve_imgsz(engine, config.imgsz),  # what frames are letterboxed to: --imgsz on a dynamic model
+            f" (dynamic; exported at {info.imgsz})" if info.dynamic_shape and config.imgsz else " (dynamic)" if info.dynamic_shape else "",
             info.batch or f"dynamic (max {pipeline.batcher.max_batch})",
             "end-to-end" if info.end2end else "NMS",
             engine.device,

@@ -214,17 +214,14 @@ class FrameSlot:
 # here, lazily, for callers that look for them where they used to be.
 _MOVED = {
     "capture": (
-        "CaptureSettings",
         "CaptureState",
         "CaptureThread",
         "HealthEvent",
         "Opener",
-        "ReconnectSchedule",
         "SourceGroup",
-        "VideoReader",
-        "gstreamer_supported",
-        "open_capture",
     ),
+    "reconnect": ("CaptureSettings", "ReconnectSchedule"),
+    "readers": ("VideoReader", "gstreamer_supported", "open_capture"),
     "synthetic": ("SYNTHETIC_DEFAULT_FPS", "SyntheticReader", "SyntheticSettings", "render_synthetic"),
 }
 

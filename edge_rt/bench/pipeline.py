@@ -72,7 +72,8 @@ def synthetic_uris(count: int, frame_size: tuple[int, int], fps: float | None) -
 
 def _frame_hw(source: str) -> tuple[int, int] | None:
     """The first frame's size, read through the runtime's own opener (files, cameras, synthetic)."""
-    from ..capture import CaptureSettings, open_capture
+    from ..readers import open_capture
+    from ..reconnect import CaptureSettings
     from ..sources import parse_source
 
     reader = open_capture(parse_source(source, 0), CaptureSettings())

@@ -197,7 +197,8 @@ def grab_frame(spec: SourceSpec, index: int, open_timeout_s: float) -> np.ndarra
     """Frame `index` of a source (0: the first it delivers), opened with bounded open and read timeouts."""
     import cv2
 
-    from ..capture import CaptureSettings, open_capture
+    from ..readers import open_capture
+    from ..reconnect import CaptureSettings
     from ..sources import SourceKind
 
     cap = open_capture(spec, CaptureSettings(open_timeout_s=open_timeout_s, stall_timeout_s=2 * open_timeout_s))

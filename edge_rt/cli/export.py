@@ -89,7 +89,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         source = args.verify_source or args.calibration
         if source is None:
             raise ConfigError("--verify needs frames: --verify-source DIR|VIDEO (or --calibration)")
-        verify_frames = FrameSource(source, args.verify_frames).checked()  # decoded as compared, never all held
+        flag = "--verify-source" if args.verify_source else "--calibration"
+        verify_frames = FrameSource(source, args.verify_frames, flag).checked()  # decoded as compared, never all held
     result = export(
         weights,
         output,

@@ -67,6 +67,13 @@ class ExportOptions:
             raise ConfigError(f"workspace_gb {self.workspace_gb}: must be > 0")
         if self.calibration_frames < 1:
             raise ConfigError(f"calibration_frames {self.calibration_frames}: must be >= 1")
+        from .calibration import MIN_CALIBRATION_FRAMES
+
+        if self.precision == "int8" and self.calibration_frames < MIN_CALIBRATION_FRAMES:
+            raise ConfigError(
+                f"--calibration-frames {self.calibration_frames}: INT8 needs at least {MIN_CALIBRATION_FRAMES} "
+                "(ranges from fewer frames are not worth trusting)"
+            )
         if not 0 <= self.nms_conf < 1 or not 0 < self.nms_iou <= 1:
             raise ConfigError(f"nms_conf {self.nms_conf} / nms_iou {self.nms_iou}: need 0 <= conf < 1 and 0 < iou <= 1")
         return replace(self, imgsz=imgsz) if imgsz != self.imgsz else self

@@ -16,18 +16,18 @@ import numpy as np
 from ..errors import ConfigError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-# Fewer usable frames than this (or than asked for, when fewer are asked for) calibrates ranges on
-# too little data to trust: the export stops with one line instead of writing a doubtful model.
+# Fewer usable frames than this calibrates ranges on too little data to trust: the export stops with
+# one line instead of writing a doubtful model (ExportOptions.check refuses asking for fewer).
 MIN_CALIBRATION_FRAMES = 8
 # A frame whose pixels barely vary (a black frame from a camera starting up, a blank slide) says
 # nothing about activation ranges; it is skipped and not counted as usable.
 _FLAT_STD = 2.0
 
 
-def _image_files(path: Path) -> list[Path]:
+def _image_files(path: Path, what: str) -> list[Path]:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ConfigError(f"calibration {str(path)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        raise ConfigError(f"{what} {str(path)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
     return files
 
 
@@ -36,13 +36,14 @@ def _spread(total: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, max(total - 1, 0), min(count, max(total, 1))).round().astype(int).tolist()))
 
 
-def iter_frames(source: str | Path, count: int = 64) -> Iterator[np.ndarray]:
-    """Up to `count` BGR frames spread evenly over the source, decoded one at a time."""
+def iter_frames(source: str | Path, count: int = 64, what: str = "--calibration") -> Iterator[np.ndarray]:
+    """Up to `count` BGR frames spread evenly over the source, decoded one at a time; `what` names the
+    source in errors (the flag it came from: --calibration or --verify-source)."""
     path = Path(source)
     if count < 1:
         raise ConfigError(f"calibration frame count must be >= 1, got {count}")
     if path.is_dir():
-        files = _image_files(path)
+        files = _image_files(path, what)
         for i in _spread(len(files), count):
             im = cv2.imread(str(files[i]))
             if im is not None:
@@ -50,7 +51,7 @@ def iter_frames(source: str | Path, count: int = 64) -> Iterator[np.ndarray]:
     elif path.is_file():
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise ConfigError(f"calibration {str(path)!r}: not a readable video or image folder")
+            raise ConfigError(f"{what} {str(path)!r}: not a readable video or image folder")
         try:
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or count
             wanted = _spread(total, count)
@@ -68,7 +69,7 @@ def iter_frames(source: str | Path, count: int = 64) -> Iterator[np.ndarray]:
         finally:
             cap.release()
     else:
-        raise ConfigError(f"calibration {str(path)!r}: no such file or folder")
+        raise ConfigError(f"{what} {str(path)!r}: no such file or folder")
 
 
 def load_frames(source: str | Path, count: int = 64) -> list[np.ndarray]:
@@ -88,17 +89,18 @@ def usable(frame: np.ndarray) -> bool:
 class FrameSource:
     """Up to `count` frames of a source, decoded again on every pass and never all held (verification)."""
 
-    def __init__(self, source: str | Path, count: int = 64) -> None:
+    def __init__(self, source: str | Path, count: int = 64, what: str = "--verify-source") -> None:
         self.source = Path(source)
         self.count = count
+        self.what = what
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return iter_frames(self.source, self.count)
+        return iter_frames(self.source, self.count, self.what)
 
     def checked(self) -> FrameSource:
         """Fails in one line now, before an export, when the source holds no readable frame."""
         if next(iter(self), None) is None:
-            raise ConfigError(f"{str(self.source)!r}: no readable frames")
+            raise ConfigError(f"{self.what} {str(self.source)!r}: no readable frames")
         return self
 
 
@@ -127,7 +129,7 @@ class CalibrationFrames:
         if self.usable_frames < need:
             blank = f" ({flat} blank)" if flat else ""
             raise ConfigError(
-                f"calibration {str(self.source)!r}: only {self.usable_frames} usable frames of {read} read{blank}; "
+                f"--calibration {str(self.source)!r}: only {self.usable_frames} usable frames of {read} read{blank}; "
                 f"INT8 needs at least {need}: give a longer clip or more images"
             )
         return self

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..capture import ReconnectSchedule
+from ..reconnect import ReconnectSchedule
 from ..security import redact_url
 from ..sources import SourceSpec
 

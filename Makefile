@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-gpu test test-gpu test-deploy demo bench lint soak clean
+.PHONY: install install-gpu test test-gpu test-deploy demo bench lint soak clean docs docs-serve
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,train,dev,record]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,train,dev,record,docs]'
 	touch $(STAMP)
 
 test: install
@@ -96,6 +96,17 @@ DURATION ?= 1800
 SOAK := $(BENCH)/soak
 soak: install
 	$(BIN)/python tests/soak.py --duration $(DURATION) --out $(SOAK)
+
+# The documentation site (mkdocs.yml, pages in docs/): the CLI reference written again from the parser, then a strict
+# build into site/ (a broken link, a missing page or a bad anchor fails it). docs-serve: http://127.0.0.1:8000.
+# NO_MKDOCS_2_WARNING: Material's banner about its successor (Zensical), printed on every build, is not a build warning.
+docs: install
+	$(BIN)/python -m edge_rt.cli.reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
+docs-serve: install
+	$(BIN)/python -m edge_rt.cli.reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

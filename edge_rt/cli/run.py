@@ -356,8 +356,8 @@ def add_schema(sub: Any) -> None:
 def add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="offline demo: synthetic camera -> demo model -> ZeroMQ -> subscriber, then latencies")
     p.add_argument("--model", help="default models/demo/demo.onnx")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--frames", type=int, default=300, help="frames of the synthetic camera (default 300)")
+    p.add_argument("--fps", type=float, default=30.0, help="the synthetic camera's frame rate (default 30)")
     p.set_defaults(handler=_cmd_demo)
 
 

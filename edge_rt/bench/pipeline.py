@@ -96,8 +96,10 @@ def bench_pipeline(
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     track: bool = False,
     record: str | None = None,
+    engine_budget_s: float | None = None,
 ) -> PipelineResult:
-    """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber."""
+    """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber.
+    `engine_budget_s` bounds the bare-engine measurement on a slow box (bench_engine's `budget_s`)."""
     from ..config import build_run_config
     from ..engines import load_engine
     from ..preprocess import plan_letterbox
@@ -132,6 +134,7 @@ def bench_pipeline(
         warmup=10,
         shape=None if info.graph_preprocess else shape,
         frame_size=(frame_hw[1], frame_hw[0]),
+        budget_s=engine_budget_s,
     )[0]
     synthetic_fps = fps
     if synthetic and fps is None:

@@ -1,4 +1,4 @@
-"""`edge-rt bench engine|pipeline|compare|publish|track|objects`."""
+"""`edge-rt bench engine|pipeline|compare|publish|track|objects|report`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def add_bench(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="measure: the engine alone, the whole pipeline, edge_rt vs Ultralytics, the publisher, trackers against ground truth, "
-        "tracking's cost",
+        "tracking's cost, and one report of all of it to send",
     )
     bsub = p.add_subparsers(dest="what", metavar="<what>", parser_class=Parser, required=True)
     e = bsub.add_parser("engine", help="the engine alone, like trtexec: latency per call and per image, throughput")
@@ -34,12 +34,12 @@ def add_bench(sub: Any) -> None:
         default="1280x720",
         help="camera frames fed to models that letterbox in their graph (exported with --graph-preprocess); default 1280x720",
     )
-    e.add_argument("--iters", type=int, default=200)
-    e.add_argument("--warmup", type=int, default=20)
+    e.add_argument("--iters", type=int, default=200, help="timed calls per batch size (default 200)")
+    e.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
     e.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all cores)")
-    e.add_argument("--json", metavar="FILE")
+    e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     pp = bsub.add_parser("pipeline", help="the whole runtime, measured at a real ZeroMQ subscriber")
-    pp.add_argument("--model", "-m", required=True)
+    pp.add_argument("--model", "-m", required=True, help="the model the pipeline runs (.onnx or a TensorRT .engine)")
     pp.add_argument("--source", "-s", action="append", default=[], help="files loop; repeat for several (or use --synthetic)")
     pp.add_argument(
         "--synthetic",
@@ -51,16 +51,16 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--frame-size", metavar="WxH", default="1280x720", help="size of the synthetic frames (default 1280x720)")
     pp.add_argument("--fps", type=float, help="pace sources like cameras (default: as fast as the pipeline goes)")
     pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
-    pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
-    pp.add_argument("--max-batch", type=int)
+    pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the engine runs (default cpu)")
+    pp.add_argument("--max-batch", type=int, help="largest batch per engine call (default: the model's, or one frame per source)")
     pp.add_argument("--track", action="store_true", help="run with tracking on: the tracker's own stage shows as `track`")
     pp.add_argument(
         "--record",
         metavar="DIR",
         help="run with event clips written to DIR (as `run --record`; turns tracking on): compare with and without it",
     )
-    pp.add_argument("--json", metavar="FILE")
-    pp.add_argument("--plot", metavar="FILE.png")
+    pp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    pp.add_argument("--plot", metavar="FILE.png", help="plot capture -> subscriber latency over the run")
     c = bsub.add_parser("compare", help="the same clip through edge_rt and through Ultralytics' streaming predict")
     c.add_argument("--model", "-m", required=True, help="the model edge_rt runs")
     c.add_argument("--source", "-s", required=True, help="a video file")
@@ -71,9 +71,9 @@ def add_bench(sub: Any) -> None:
         choices=("auto", "cpu", "cuda", "tensorrt"),
         help="where both run: on a GPU, edge_rt's CUDA/TensorRT path and Ultralytics with PyTorch on device 0 (default cpu)",
     )
-    c.add_argument("--imgsz", type=int)
+    c.add_argument("--imgsz", type=int, help="Ultralytics' input size (default: the model's)")
     c.add_argument("--rounds", type=int, default=1, help="run both this many times, alternating; report the medians (default 1)")
-    c.add_argument("--json", metavar="FILE")
+    c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     t = bsub.add_parser(
         "track",
         help="trackers against ground truth: edge_rt's ByteTracker, Ultralytics' ByteTrack and BoT-SORT on the same detections",
@@ -95,7 +95,7 @@ def add_bench(sub: Any) -> None:
     t.add_argument("--messages", help="also score a recorded run: `edge-rt subscribe` output of `edge-rt run --track`")
     t.add_argument("--imgsz", type=int, help="model input size (dynamic-shape models only)")
     t.add_argument("--conf", type=float, default=0.1, help="detector threshold (default 0.1, as Ultralytics' track mode)")
-    t.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"))
+    t.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the detector runs (default cpu)")
     t.add_argument("--fps", type=float, help="the clip's frame rate, where the file does not say")
     t.add_argument(
         "--min-visibility",
@@ -103,18 +103,39 @@ def add_bench(sub: Any) -> None:
         default=0.0,
         help="ignore ground-truth boxes less visible than this (0..1), and tracker boxes on them (default 0: score all)",
     )
-    t.add_argument("--json", metavar="FILE")
+    t.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     o = bsub.add_parser(
         "objects",
         help="what tracking costs per frame: tracker, a zone, a line and events on N moving objects (no model)",
     )
     o.add_argument("--objects", default="20,200", help="objects per frame, comma-separated (default 20,200)")
     o.add_argument("--frames", type=int, default=600, help="frames measured per count, after 60 of warm-up (default 600)")
-    o.add_argument("--json", metavar="FILE")
+    o.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     pub = bsub.add_parser("publish", help="publisher throughput and publish-to-subscriber latency over tcp loopback")
-    pub.add_argument("--count", type=int, default=100_000)
+    pub.add_argument("--count", type=int, default=100_000, help="messages for the throughput part (default 100000, at least 1000)")
     pub.add_argument("--rate", type=float, default=2000.0, help="paced rate for the latency part (messages/s)")
-    pub.add_argument("--json", metavar="FILE")
+    pub.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    r = bsub.add_parser(
+        "report",
+        help="one report to send: doctor, parity with Ultralytics, engine, pipeline with 1/8/16 cameras, edge_rt vs "
+        "Ultralytics; writes NAME.md and NAME.json",
+        description="Runs `edge-rt doctor`, the parity check on the images Ultralytics ships (bus.jpg, zidane.jpg), "
+        "`bench engine` at batch 1,4,8, `bench pipeline` with 1, 8 and 16 synthetic cameras and `bench compare` on a "
+        "synthetic clip, and writes one Markdown and one JSON file with the box's hardware, versions and each section's "
+        "figures. A section that cannot run here (no Ultralytics) is skipped with the reason; one that fails is recorded "
+        "with its error and the next still runs. Exit 0 when every section ran or was skipped, 1 when the doctor found "
+        "the box broken or a section failed; a missing model or an unknown device is one line before anything runs.",
+    )
+    r.add_argument("--model", "-m", help="the model to measure (default: the demo model, models/demo/demo_dynamic.onnx in a checkout)")
+    r.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"), help="where edge_rt runs (default auto: the fastest here)"
+    )
+    r.add_argument("--quick", action="store_true", help="smoke-test sizes: the whole report in under a minute on a small CPU")
+    r.add_argument("--duration", type=float, metavar="SEC", help="seconds measured per pipeline run (default 10; 1 with --quick)")
+    r.add_argument(
+        "--output", "-o", metavar="NAME", help="write NAME.md and NAME.json (default edge-rt-report-<hostname>-<date>-<time>)"
+    )
+    r.add_argument("--json", metavar="FILE", help="write the JSON here instead of NAME.json")
     p.set_defaults(handler=_cmd_bench)
 
 
@@ -122,6 +143,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .. import bench as bench_lib
 
     setup_logging("warning")
+    if args.what == "report":
+        return _cmd_report(args)
     if args.what == "engine":
         try:
             batches = [int(b) for b in args.batch.split(",")]
@@ -204,3 +227,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bench_lib.write_json(out, Path(args.json))
         print(f"json: {args.json}")
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..bench.report import ReportSettings, report_paths, run_report, write_report
+    from ..demo import default_model
+    from ..errors import ModelError
+
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration {args.duration:g}: must be > 0")
+    # the dynamic-batch demo model: the engine and pipeline sections then measure batches, not batch 1 only
+    model = Path(args.model) if args.model else default_model().with_name("demo_dynamic.onnx")
+    if not args.model and not model.is_file():
+        raise ModelError(f"the demo model {model} is not here (it ships in the repository, not in the package): pass --model FILE.onnx")
+    md, js = report_paths(args.output, args.json)
+    settings = ReportSettings.make(model, args.device, args.quick, args.duration)
+    report = run_report(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    write_report(report, md, js)
+    print(f"report: {md}\njson: {js}")
+    for problem in report.problems:
+        print(f"edge-rt bench report: {problem}", file=sys.stderr)
+    return report.exit_code

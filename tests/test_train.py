@@ -114,3 +114,59 @@ def test_format_metrics_is_an_aligned_table() -> None:
     assert "0.9123" in lines[2]
     assert len({ln.index(ln.split()[1]) for ln in lines[2:]}) == 1, "values start in one column"
     assert format_metrics({}) == "(no metrics)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"lr0": 0.005}, {"optimizer": "AdamW"}),  # auto would replace it: an explicit optimizer, logged
+        ({"momentum": 0.8, "mosaic": 0}, {"optimizer": "AdamW"}),
+        ({"lr0": 0.005, "optimizer": "SGD"}, {}),
+        ({"mosaic": 0}, {}),  # auto may pick its own lr0: none was asked for
+        ({"lr0": None}, {}),
+        ({"lr0": 0.005, "optimizer": "auto"}, "optimizer=auto with lr0=0.005: Ultralytics' auto picks its own"),
+    ],
+)
+def test_lr0_and_momentum_get_an_optimizer_that_uses_them(settings: dict[str, object], expected: object) -> None:
+    from edge_rt.training.train import explicit_optimizer
+
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            explicit_optimizer(settings)
+    else:
+        assert explicit_optimizer(settings) == expected
+
+
+def test_augment_line_names_the_preset_its_settings_and_transforms() -> None:
+    from edge_rt.training.train import augment_line
+
+    line = augment_line("weather", {"hsv_s": 0.3, "hsv_v": 0.5})
+    assert line.startswith("augment preset weather: hsv_s=0.3, hsv_v=0.5; adds Fog, Rain, Blur to the training pipeline (")
+    assert augment_line("default", {}).startswith("augment preset default: Ultralytics' defaults (")
+
+
+@needs_ultralytics
+def test_ultralytics_log_off_a_terminal_keeps_warnings_only_without_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from ultralytics.utils import LOGGER, colorstr
+
+    from edge_rt.training.yolo_io import ultralytics_log
+
+    out = io.StringIO()  # not a terminal
+    handler = logging.StreamHandler(out)
+    monkeypatch.setattr(LOGGER, "handlers", [handler])
+    monkeypatch.delenv("YOLO_VERBOSE", raising=False)
+    level, filters = LOGGER.level, list(LOGGER.filters)
+    with ultralytics_log():
+        LOGGER.info(f"{colorstr('train:')} Scanning ...")
+        LOGGER.warning(f"{colorstr('optimizer:')} something to know")
+        assert os.environ["YOLO_VERBOSE"] == "False", "the tuner's `yolo train` subprocesses are quiet too"
+    assert out.getvalue() == "optimizer: something to know\n"
+    assert (LOGGER.level, LOGGER.filters) == (level, filters), "restored: nothing leaks into the next command"
+    assert "YOLO_VERBOSE" not in os.environ
+    monkeypatch.setenv("YOLO_VERBOSE", "true")  # Ultralytics' own switch: the full log, still without colour
+    with ultralytics_log():
+        LOGGER.info(f"{colorstr('train:')} Scanning ...")
+    assert out.getvalue().endswith("\ntrain: Scanning ...\n")

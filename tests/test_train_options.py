@@ -44,7 +44,8 @@ def frozen_run(data: Path) -> Path:
     """The demo model fine-tuned 1 epoch, backbone frozen, AdamW at lr0=0.01 from the first step.
 
     Settings come from all three places: a --cfg file (epochs, imgsz, mosaic, lr0), options, and
-    KEY=VALUE (lr0 again, which wins over the file).
+    KEY=VALUE (lr0 again, which wins over the file). No optimizer is named: with lr0 set, edge_rt
+    chooses AdamW instead of Ultralytics' optimizer=auto, which would ignore lr0.
     """
     runs = data.parent / "runs"
     cfg = data.parent / "hyp.yaml"
@@ -52,7 +53,7 @@ def frozen_run(data: Path) -> Path:
     code = _run(
         data.parent / "frozen.log",
         *("train", "--data", str(data), "--model", str(DEMO_PT), "--batch", "8", "--cfg", str(cfg), "--patience", "3"),
-        *("--freeze", "backbone", "--project", str(runs), "--name", "frozen", "optimizer=AdamW", "lr0=0.01", "cos_lr=true"),
+        *("--freeze", "backbone", "--project", str(runs), "--name", "frozen", "lr0=0.01", "cos_lr=true"),
     )
     assert code == 0, (data.parent / "frozen.log").read_text()
     return runs / "frozen"
@@ -79,7 +80,7 @@ def test_freeze_keeps_the_backbone_and_trains_the_rest(frozen_run: Path) -> None
 
 def test_overrides_and_cfg_file_reach_ultralytics(frozen_run: Path) -> None:
     args = yaml.safe_load((frozen_run / "args.yaml").read_text())
-    assert (args["optimizer"], args["cos_lr"], args["patience"]) == ("AdamW", True, 3)
+    assert (args["optimizer"], args["cos_lr"], args["patience"]) == ("AdamW", True, 3), "AdamW chosen: lr0 is set"
     assert (args["epochs"], args["imgsz"], args["mosaic"], args["warmup_epochs"]) == (1, 64, 0.25, 0), "from --cfg"
     assert args["lr0"] == 0.01, "KEY=VALUE wins over the --cfg file"
     assert args["amp"] is False and args["plots"] is False, "offline defaults kept"

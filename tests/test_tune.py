@@ -107,13 +107,30 @@ def test_a_second_search_with_the_same_seed_starts_with_the_same_fitness(search:
     assert again["hyperparameters"] == first["hyperparameters"] and again["datasets"] == first["datasets"]
 
 
-def test_best_yaml_round_trips_through_train_cfg(search: dict[str, object], tmp_path: Path) -> None:
+def test_best_yaml_round_trips_through_train_cfg(
+    search: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tuned lr0 and momentum reach the optimizer train builds: the file names the optimizer the search used,
+    so Ultralytics' optimizer=auto (which picks its own lr0 and momentum) does not apply."""
+    from ultralytics.engine.trainer import BaseTrainer
+
     tune_dir = Path(str(search["dir"]))
     best_yaml = tune_dir / "best_hyperparameters.yaml"
     best = yaml.safe_load(best_yaml.read_text())
     records = _records(tune_dir)
     winner = max(records, key=lambda r: float(r["fitness"]))  # type: ignore[arg-type]
+    assert best.pop("optimizer", None) == "AdamW", "the optimizer every iteration trained with"
     assert best == pytest.approx(winner["hyperparameters"])
+    built: list[tuple[str, float, tuple[float, float]]] = []
+    build = BaseTrainer.build_optimizer
+
+    def spy(self: BaseTrainer, *args: object, **kwargs: object) -> object:
+        optimizer = build(self, *args, **kwargs)  # type: ignore[arg-type]
+        group = optimizer.param_groups[0]
+        built.append((type(optimizer).__name__, group["lr"], group["betas"]))
+        return optimizer
+
+    monkeypatch.setattr(BaseTrainer, "build_optimizer", spy)
     data = Path(str(search["data"]))
     code = _run(
         tmp_path / "log",
@@ -122,7 +139,8 @@ def test_best_yaml_round_trips_through_train_cfg(search: dict[str, object], tmp_
     )
     assert code == 0, (tmp_path / "log").read_text()
     args = yaml.safe_load((tmp_path / "tuned" / "args.yaml").read_text())
-    assert {k: args[k] for k in best} == pytest.approx(best)
+    assert {k: args[k] for k in best} == pytest.approx(best) and args["optimizer"] == "AdamW"
+    assert built == [("AdamW", pytest.approx(best["lr0"]), pytest.approx((best["momentum"], 0.999)))], built
 
 
 def test_resuming_with_other_settings_is_refused(search: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:

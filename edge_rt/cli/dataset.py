@@ -127,6 +127,23 @@ def _h264(path: Path, wanted: bool) -> Path:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
+    try:
+        return _action(args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a folder that cannot be written (a file on the way, no permission, a full disk)
+        target = str(args.dir if args.action == "split" else getattr(args, "out", "") or "")
+        name = str(exc.filename or "")
+        detail = f"{exc.strerror or exc}: {name}" if name else str(exc.strerror or exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            blocking = next((p for p in (Path(name or target), *Path(name or target).parents) if p.is_file()), None)
+            detail = f"{blocking} is a file, not a folder" if blocking else detail
+        if target and (not name or name.startswith(target) or target.startswith(name)):
+            raise ConfigError(f"cannot write {target} ({detail}); choose a folder you can write to") from None
+        raise ConfigError(f"cannot read {name or 'an input'} ({exc.strerror or exc})") from None
+
+
+def _action(args: argparse.Namespace) -> int:
     if args.action == "clip":
         from ..training.synth import synth_clip
 
@@ -214,6 +231,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     problems = check_dataset(Path(args.data))
     report = dataset_report(Path(args.data))
+    if report is None and len(problems) == 1:  # the YAML itself is missing or unreadable: nothing else to list
+        raise ConfigError(problems[0])
     if report is not None:
         print(report.format())
     for problem in problems:

@@ -9,7 +9,6 @@ its own, parsed and checked as the ``yolo`` CLI would, before any training start
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,20 +122,22 @@ def add_tune(sub: Any) -> None:
     p.add_argument("--model", default="yolo11n.yaml", help="a .pt checkpoint or a model YAML (default yolo11n.yaml)")
     p.add_argument("--iterations", type=int, required=True, help="total iterations; a second call with the same --name continues")
     p.add_argument("--epochs", type=int, default=10, help="epochs per iteration (default 10)")
-    p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--imgsz", type=int, default=640, help="training image size of every iteration (default 640)")
+    p.add_argument("--batch", type=int, default=16, help="batch size of every iteration (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu, 0, 0,1 ... (default cpu)")
     p.add_argument("--space", help="YAML of 'key: [min, max]' or '[min, max, gain]' (default: Ultralytics' space)")
-    p.add_argument("--project", default="runs/tune")
+    p.add_argument("--project", default="runs/tune", help="the folder of searches (default runs/tune)")
     p.add_argument("--name", default="tune", help="the search's directory under --project; reuse it to continue (default tune)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every iteration (default 0)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fixed Ultralytics settings for every iteration")
     p.set_defaults(handler=_cmd_tune)
 
 
-def _check_offline_model(model: str) -> None:
-    if model.endswith(".pt") and not Path(model).is_file() and os.environ.get("YOLO_OFFLINE"):
-        raise ConfigError(f"--model {model}: no such file, and YOLO_OFFLINE is set so Ultralytics cannot fetch it")
+def _check_model(model: str) -> None:
+    """A missing model file, or weights Ultralytics would download while offline: one line before any work."""
+    from ..training.yolo_io import check_model
+
+    check_model(model)
 
 
 def _option_value(key: str, value: Any, source: str) -> Any:
@@ -191,7 +192,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options, settings = _resolve(args)
     if options["data"] is None:
         raise ConfigError("--data is required: the dataset YAML to train on")
-    _check_offline_model(str(options["model"]))
+    _check_model(str(options["model"]))
     common = {
         "freeze": options["freeze"],
         "patience": options["patience"],
@@ -296,7 +297,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for flag in ("iterations", "epochs", "imgsz", "batch"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    _check_offline_model(args.model)
+    _check_model(args.model)
     try:
         space = load_space(Path(args.space)) if args.space else None
         result = tune(

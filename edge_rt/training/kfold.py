@@ -175,10 +175,13 @@ def kfold(
     Raises:
         ValueError: a bad dataset, or too few images for ``k`` folds.
     """
-    from edge_rt.training.train import train
+    from edge_rt.training.train import make_folder, train
+    from edge_rt.training.yolo_io import check_model
 
     data = Path(data)
     require_valid(data)
+    check_model(model)
+    make_folder(Path(project).resolve(), "--project")
     root = _fresh_dir(Path(project).resolve() / name)
     fold_yamls = write_folds(data, root / "splits", k, seed)
     _, names, _ = pooled_images(data)

@@ -98,6 +98,8 @@ def check_keys(settings: Mapping[str, Any], source: str) -> None:
     Raises:
         ValueError: one line naming every bad key in ``source`` and what to write instead.
     """
+    if not settings:
+        return  # nothing to check: Ultralytics (seconds to import) is not needed yet
     for key, why in REFUSED_KEYS.items():
         if key in settings and not (key in _ACCEPTED_AS_IS and settings[key] == _ACCEPTED_AS_IS[key]):
             raise ValueError(f"'{key}={settings[key]}' in {source}: {why}")
@@ -127,6 +129,8 @@ def check_values(settings: Mapping[str, Any], source: str) -> None:
     Raises:
         ValueError: the first bad value, in Ultralytics' words.
     """
+    if not settings:
+        return
     from ultralytics.cfg import check_cfg
 
     try:

@@ -100,9 +100,9 @@ def preview(data_yaml: Path, preset: str, out: Path, n: int = 16, seed: int = 0,
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: write a .png file")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work: a folder that cannot be made fails at once
     samples = augmented_samples(data_yaml, preset, n=n, seed=seed, imgsz=imgsz)
     names = class_names(yaml.safe_load(Path(data_yaml).read_text())) or ()
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid([draw_sample(s, names) for s in samples]), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise ConfigError(f"--out {out}: cannot write the PNG there; check the folder exists and is writable")
     return out

@@ -13,6 +13,8 @@ fails as fast as DNS does, and it is skipped when an Arial.ttf sits in the Ultra
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,9 @@ from typing import Any
 from edge_rt.progress import Progress
 from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
+from edge_rt.training.yolo_io import check_model, load_model, ultralytics_log
+
+log = logging.getLogger("edge_rt.train")
 
 METRIC_KEYS: tuple[str, ...] = ("mAP50", "mAP50-95", "precision", "recall")
 
@@ -69,10 +74,15 @@ def train(
 
     ``freeze`` keeps the first N layers (or ``"backbone"``: the model YAML's backbone) at their
     starting weights, BatchNorm statistics included; ``overrides`` are any other Ultralytics
-    settings (checked against its keys), applied over the ``augment`` preset's.
+    settings (checked against its keys), applied over the ``augment`` preset's. With lr0 or momentum
+    among them and no optimizer, AdamW is named (see :func:`explicit_optimizer`); the preset and that
+    choice are logged in one line each. Off a terminal, Ultralytics' own log is cut to its warnings
+    (:func:`~edge_rt.training.yolo_io.ultralytics_log`).
 
     Raises:
-        ValueError: the dataset has problems (one per line in the message), or an argument is bad.
+        ValueError: the dataset has problems (one per line in the message), an argument is bad, or
+            the run folder cannot be written.
+        ModelError: ``model`` is missing, or official weights that cannot be fetched.
     """
     data = Path(data)
     for arg, value in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch)):
@@ -92,6 +102,7 @@ def train(
     if mapped:
         raise ValueError(f"overrides {mapped}: pass these as train() arguments, not overrides")
     preset = _augment_kwargs(augment) if augment is not None else {}
+    chosen = explicit_optimizer(overrides)
 
     # Ultralytics puts a relative project under its global runs_dir setting; anchor it here instead.
     project = Path(project).resolve()
@@ -110,24 +121,89 @@ def train(
         "verbose": False,
         **preset,
         **overrides,
+        **chosen,
     }
     if patience is not None:
         kwargs["patience"] = patience
-    check_values({k: v for k, v in kwargs.items() if k != "augmentations"}, "overrides")
     require_valid(data)
+    check_values({k: v for k, v in kwargs.items() if k != "augmentations"}, "overrides")
+    check_model(model)
 
-    from ultralytics import YOLO  # heavy; only when training
+    with ultralytics_log():
+        yolo = load_model(model)
+        if freeze is not None:
+            kwargs["freeze"] = _freeze_layers(yolo, freeze)
+        make_folder(project, "--project")
+        if chosen:
+            log.info(
+                "optimizer=%s: Ultralytics' default optimizer=auto would replace %s with its own choice; "
+                "give optimizer=SGD (or another) to choose",
+                chosen["optimizer"],
+                " and ".join(f"{k}={kwargs[k]}" for k in ("lr0", "momentum") if overrides.get(k) is not None),
+            )
+        if augment is not None:
+            from edge_rt.training.augment import register
 
-    yolo = YOLO(model)
-    if freeze is not None:
-        kwargs["freeze"] = _freeze_layers(yolo, freeze)
-    if augment is not None:
-        from edge_rt.training.augment import register
+            log.info("%s", augment_line(augment, kwargs))
+            register(yolo, augment)
+        with _epoch_progress(yolo, epochs, progress):
+            yolo.train(**kwargs)
+        return _finish(yolo, data, imgsz, batch, device, workers, export_onnx)
 
-        register(yolo, augment)
-    with _epoch_progress(yolo, epochs, progress):
-        yolo.train(**kwargs)
-    return _finish(yolo, data, imgsz, batch, device, workers, export_onnx)
+
+def make_folder(folder: Path, option: str) -> None:
+    """Create the folder runs go in, so a path that cannot be written is one line, not Ultralytics' traceback.
+
+    Raises:
+        ValueError: the folder cannot be created (a file on the way, no permission, a read-only disk).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".edge_rt_write_test_{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            blocking = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+            why = f"{blocking} is a file, not a folder" if blocking else why
+        raise ValueError(f"{option} {folder}: cannot write there ({why}); choose another folder") from None
+
+
+def explicit_optimizer(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"optimizer": "AdamW"}`` where lr0 or momentum is set and no optimizer is named, else ``{}``.
+
+    Ultralytics' default ``optimizer=auto`` picks its own optimizer, lr0 and momentum and ignores
+    the ones given (it says so in its log, which is easy to miss): a tuned or hand-set lr0 would do
+    nothing. AdamW is what ``auto`` picks for runs shorter than 10k iterations, and what tune trains with.
+
+    Raises:
+        ValueError: ``optimizer=auto`` named together with lr0 or momentum.
+    """
+    given = [k for k in ("lr0", "momentum") if settings.get(k) is not None]
+    if not given:
+        return {}
+    optimizer = settings.get("optimizer")
+    if optimizer is None:
+        return {"optimizer": "AdamW"}
+    if str(optimizer).lower() == "auto":
+        values = ", ".join(f"{k}={settings[k]}" for k in given)
+        raise ValueError(
+            f"optimizer=auto with {values}: Ultralytics' auto picks its own lr0 and momentum and would ignore "
+            f"{' and '.join(given)}; name an optimizer (optimizer=AdamW, SGD ...) or drop {' and '.join(given)}"
+        )
+    return {}
+
+
+def augment_line(preset: str, kwargs: Mapping[str, Any]) -> str:
+    """One line for the log: the preset, the settings it leads to (after overrides) and its transforms."""
+    from edge_rt.training import augment
+
+    chosen = augment.get_preset(preset)
+    hyp = ", ".join(f"{k}={kwargs[k]}" for k in chosen.hyp) or "Ultralytics' defaults"
+    ops = ", ".join(type(op).__name__ for op in chosen.ops)
+    extra = f"; adds {ops} to the training pipeline" if ops else ""
+    return f"augment preset {preset}: {hyp}{extra} ({chosen.purpose})"
 
 
 def _augment_kwargs(preset: str) -> dict[str, Any]:
@@ -245,11 +321,12 @@ def resume_training(
         kwargs["batch"] = batch
     kwargs["workers"] = workers
     check_values({k: v for k, v in kwargs.items() if k != "resume"}, "overrides")
-    yolo = YOLO(str(checkpoint))
-    with _epoch_progress(yolo, int(args["epochs"]), progress, start=epoch + 1):
-        yolo.train(**kwargs)
-    ran: dict[str, Any] = {**args, **vars(yolo.trainer.args)} if yolo.trainer is not None else args
-    return _finish(yolo, data, int(ran["imgsz"]), int(ran["batch"]), str(ran["device"] or "cpu"), workers, export_onnx)
+    with ultralytics_log():
+        yolo = YOLO(str(checkpoint))
+        with _epoch_progress(yolo, int(args["epochs"]), progress, start=epoch + 1):
+            yolo.train(**kwargs)
+        ran: dict[str, Any] = {**args, **vars(yolo.trainer.args)} if yolo.trainer is not None else args
+        return _finish(yolo, data, int(ran["imgsz"]), int(ran["batch"]), str(ran["device"] or "cpu"), workers, export_onnx)
 
 
 def _finish(yolo: Any, data: Path, imgsz: int, batch: int, device: str, workers: int, export_onnx: bool) -> TrainResult:

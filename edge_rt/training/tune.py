@@ -2,7 +2,8 @@
 
 ``ultralytics.engine.tuner.Tuner`` (8.4) mutates the best results so far, trains one model per
 iteration (in a subprocess: ``python -m ultralytics.cfg.__init__ train ...``), appends one JSON line
-per iteration to ``<tune dir>/tune_results.ndjson`` and rewrites ``best_hyperparameters.yaml``. It
+per iteration to ``<tune dir>/tune_results.ndjson`` and rewrites ``best_hyperparameters.yaml``
+(searched values only: we add the optimizer, see :func:`carry_optimizer`). It
 resumes by itself when that file exists and it is built with ``resume=True`` (which also keeps the
 directory name instead of making ``name2``): calling it with ``iterations=n`` runs only the
 iterations past those already recorded. We call it one iteration at a time, so progress can be shown
@@ -34,6 +35,8 @@ import yaml
 from edge_rt.progress import Progress
 from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
+from edge_rt.training.train import make_folder
+from edge_rt.training.yolo_io import check_model, load_model, ultralytics_log
 
 RESULTS = "tune_results.ndjson"
 BEST_YAML = "best_hyperparameters.yaml"
@@ -102,7 +105,9 @@ def tune(
     """Run the search up to ``iterations`` in ``project/name``, continuing a previous call there.
 
     Raises:
-        ValueError: a bad dataset or argument, or a directory holding a search with other settings.
+        ValueError: a bad dataset or argument (``optimizer=auto`` included: it would ignore the tuned
+            lr0 and momentum), a folder that cannot be written, or one holding a search with other settings.
+        ModelError: ``model`` is missing, or official weights that cannot be fetched.
     """
     data = Path(data)
     for arg, value in (("iterations", iterations), ("epochs", epochs), ("imgsz", imgsz), ("batch", batch)):
@@ -115,7 +120,13 @@ def tune(
     mapped = sorted(k for k in overrides if k in MAPPED_KEYS)
     if mapped:
         raise ValueError(f"{', '.join(f'{k}=' for k in mapped)}: use the tune options (--data, --model, --epochs...) instead")
+    if str(overrides.get("optimizer", "")).lower() == "auto":
+        raise ValueError(
+            "optimizer=auto: Ultralytics' auto picks its own lr0 and momentum, so tuning them would change nothing; "
+            "name an optimizer (AdamW, the default here, SGD ...)"
+        )
     require_valid(data)
+    check_model(model)
 
     tune_dir = Path(project).resolve() / name
     settings = {
@@ -148,17 +159,31 @@ def tune(
     }
     check_values(args, "overrides")
     if done >= iterations:
+        carry_optimizer(tune_dir / BEST_YAML, str(args["optimizer"]))
         return _result(tune_dir, done)
+    make_folder(tune_dir, "--project/--name")
+    with ultralytics_log():
+        _search(tune_dir, model, seed, iterations, done, args, space, settings)
+    return _result(tune_dir, done)
 
+
+def _search(
+    tune_dir: Path,
+    model: str,
+    seed: int,
+    iterations: int,
+    done: int,
+    args: dict[str, Any],
+    space: Mapping[str, tuple[float, ...]] | None,
+    settings: Mapping[str, Any],
+) -> None:
     import torch
-    from ultralytics import YOLO
     from ultralytics.engine.tuner import Tuner
 
     # Every iteration starts from these weights; seeded, so a model YAML gives the same start when resumed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        base = YOLO(model).model
-    tune_dir.mkdir(parents=True, exist_ok=True)
+        base = load_model(model).model
     (tune_dir / SETTINGS).write_text(yaml.safe_dump(settings, sort_keys=False))
     # resume=True: the tuner keeps project/name as it is (no name2) and continues its NDJSON.
     tuner = Tuner({**args, "resume": True, **({"space": dict(space)} if space else {})}, model=base)
@@ -171,12 +196,28 @@ def tune(
             # next free "multitrain-N", which reuses a deleted loser's name and leaves two records on one run.
             tuner.args.project = str(tune_dir / "iterations" / str(n))
             tuner(iterations=n)
+            carry_optimizer(tune_dir / BEST_YAML, str(args["optimizer"]))
             records = _records(tune_dir)
             _keep_best_runs(tune_dir, records)
             plot_fitness(tune_dir / RESULTS, tune_dir / PLOT)
             best = max(records, key=lambda r: r.get("fitness") or 0.0)
             bar.update(note=f"iteration {n}: fitness {records[-1].get('fitness', 0.0):.4f}, best {best.get('fitness', 0.0):.4f}")
-    return _result(tune_dir, done)
+
+
+def carry_optimizer(best_yaml: Path, optimizer: str) -> None:
+    """Add the optimizer the search trained with to its ``best_hyperparameters.yaml`` (rewritten each iteration).
+
+    Ultralytics writes only the searched values; ``train --cfg`` with that file would run with
+    ``optimizer=auto``, which replaces lr0 and momentum with its own: the search would change nothing.
+    """
+    if not best_yaml.is_file():
+        return
+    text = best_yaml.read_text()
+    if "optimizer" in (yaml.safe_load(text) or {}):
+        return
+    line = yaml.safe_dump({"optimizer": optimizer}, sort_keys=False)
+    note = "# edge_rt: the optimizer every iteration trained with (optimizer=auto would ignore lr0 and momentum)\n"
+    best_yaml.write_text(text + ("" if text.endswith("\n") else "\n") + note + line)
 
 
 def _plain(value: Any) -> Any:

@@ -98,7 +98,7 @@ def run_demo(
     install_signals: Callable[[Callable[[], None]], None] | None = None,
     every: int = 10,
 ) -> int:
-    from .training.synth import synth_clip
+    from .training.synth_video import synth_clip
 
     with tempfile.TemporaryDirectory(prefix="edge-rt-demo-") as tmp:
         clip = synth_clip(Path(tmp) / "shapes.mp4", frames=frames, size=(640, 360), fps=int(fps), seed=7)

@@ -206,7 +206,7 @@ def hd_frames(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
     A one-level pixel difference flips the odd box that sits right at the threshold, so the rate is
     pooled over many frames (measured over 8 clips x 60 frames: 99.5%, per clip 98.9% to 100%).
     """
-    from edge_rt.training.synth import synth_clip
+    from edge_rt.training.synth_video import synth_clip
 
     folder = tmp_path_factory.mktemp("clips")
     return [f for seed in range(1, 5) for f in _read_frames(synth_clip(folder / f"hd{seed}.mp4", frames=40, size=(1280, 720), fps=30, seed=seed))]

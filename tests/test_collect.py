@@ -17,7 +17,7 @@ from edge_rt.config import build_run_config, load_yaml
 from edge_rt.errors import ConfigError
 from edge_rt.postprocess import Detections
 from edge_rt.sources import Frame
-from edge_rt.training.synth import synth_clip
+from edge_rt.training.synth_video import synth_clip
 
 from .helpers import ROOT, assert_clean_failure, collect, detections_of, run_cli, start_cli
 

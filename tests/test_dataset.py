@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from edge_rt.training.dataset import check_dataset
-from edge_rt.training.synth import CLASS_NAMES, iter_clip, render_scene, synth_clip, synth_dataset
+from edge_rt.training.synth import CLASS_NAMES, render_scene, synth_dataset
+from edge_rt.training.synth_video import iter_clip, synth_clip
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = 12

@@ -13,7 +13,7 @@ import yaml
 from edge_rt.cli import main
 from edge_rt.draw import anchor_note, draw_regions, in_direction, to_pixels, zone_label
 from edge_rt.tracking.zones import LineSpec, ZoneSpec, side_of_line
-from edge_rt.training.synth import synth_clip
+from edge_rt.training.synth_video import synth_clip
 
 from .helpers import ROOT, read_frames, run_cli
 

@@ -19,7 +19,7 @@ from edge_rt.exporters.graph import add_graph_preprocess, preprocess_graph
 from edge_rt.exporters.verify import match
 from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
 from edge_rt.preprocess import FramePacker, Preprocessor, make_preprocessor
-from edge_rt.training.synth import synth_clip
+from edge_rt.training.synth_video import synth_clip
 
 from .conftest import DEMO_DYNAMIC, DEMO_PT, free_port
 from .helpers import assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli

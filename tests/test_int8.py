@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def cal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16:9 calibration frames: the clip the demo model's shapes drift in, one image per frame."""
-    from edge_rt.training.synth import iter_clip
+    from edge_rt.training.synth_video import iter_clip
 
     folder = tmp_path_factory.mktemp("cal16x9")
     for i, (im, _) in enumerate(iter_clip(frames=32, size=(640, 360), seed=11)):

@@ -260,7 +260,7 @@ def run_pipeline(s: ReportSettings, model: dict[str, Any]) -> tuple[dict[str, An
 
 
 def run_compare(s: ReportSettings, model: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    from ..training.synth import synth_clip
+    from ..training.synth_video import synth_clip
     from .compare import bench_compare
 
     _reference_runs(s, model)

@@ -145,7 +145,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 def _action(args: argparse.Namespace) -> int:
     if args.action == "clip":
-        from ..training.synth import synth_clip
+        from ..training.synth_video import synth_clip
 
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))

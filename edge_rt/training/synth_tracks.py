@@ -1,6 +1,6 @@
 """Synthetic clips with true identities, for scoring trackers against ground truth.
 
-`iter_clip` (synth.py) keeps its shapes apart so that detector scores stay fair; a tracker needs the
+`iter_clip` (synth_video.py) keeps its shapes apart so that detector scores stay fair; a tracker needs the
 opposite: objects that enter from the edges, cross each other's paths, pass in front of each other
 and leave, with the true id of every box. The shapes, sizes and backgrounds are those the demo model
 was trained on (`synth.py`), so the detections a tracker gets are realistic for it.

@@ -174,7 +174,7 @@ def image(base_image: str) -> str:
 
 
 def test_cpu_image_publishes_detections_turns_healthy_and_stops_with_exit_0(image: str, tmp_path: Path) -> None:
-    from edge_rt.training.synth import synth_clip
+    from edge_rt.training.synth_video import synth_clip
 
     clips = tmp_path / "clips"
     synth_clip(clips / "clip.mp4", frames=60, size=(640, 360), fps=30, seed=3)

@@ -29,7 +29,8 @@ from edge_rt.engines.tensorrt_sidecar import (
     sidecar_path,
 )
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
-from edge_rt.exporters.tensorrt import build_engine, fp16_onnx_bytes, make_sidecar, read_onnx
+from edge_rt.exporters.engine_sidecar import make_sidecar, read_onnx
+from edge_rt.exporters.tensorrt import build_engine, fp16_onnx_bytes
 from edge_rt.exporters.tensorrt_int8 import calibration_batches, head_layers, head_prefix, model_index
 from edge_rt.exporters.tensorrt_profiles import (
     FRAME_MAX,

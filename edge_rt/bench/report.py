@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import importlib.util
+import os
 import re
 import socket
 import tempfile
@@ -213,14 +214,16 @@ def run_parity(s: ReportSettings, model: dict[str, Any]) -> tuple[dict[str, Any]
 def run_engine(s: ReportSettings, model: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from .engine import bench_engine
 
-    rows = bench_engine(s.model, s.device, s.batches, s.iters, s.warmup, budget_s=s.engine_budget_s)
+    # a fixed-batch model runs only its own batch: measure that one whatever the list says
+    batches = s.batches if model["batch"] is None else tuple(sorted({*s.batches, model["batch"]}))
+    rows = bench_engine(s.model, s.device, batches, s.iters, s.warmup, budget_s=s.engine_budget_s)
     ran = [r.batch for r in rows]
     result = {
         "iters": s.iters,
         "warmup": s.warmup,
         "budget_s": s.engine_budget_s,
         "results": [{k: v for k, v in asdict(r).items() if k != "host"} for r in rows],
-        "batches_not_run": [b for b in s.batches if b not in ran],
+        "batches_not_run": [b for b in batches if b not in ran],
     }
     if result["batches_not_run"]:
         fixed = model["batch"] is not None
@@ -332,7 +335,7 @@ def run_report(settings: ReportSettings, progress: Callable[[str], None] = lambd
     for k, name in enumerate(SECTIONS, 1):
         sec = run_section(name, settings, model)
         sections.append(sec)
-        if name == "engine" and sec.status == OK:
+        if name == "engine" and sec.status == OK and sec.result["results"]:
             settings = settings.sized_by(sec.result["results"][0]["images_per_s"])
         what = sec.headline if sec.status == OK else f"{sec.status}: {sec.reason}"
         progress(f"bench report [{k}/{len(SECTIONS)}] {name}: {what} ({sec.seconds:.1f} s)")
@@ -361,13 +364,19 @@ def report_paths(output: str | None, json_file: str | None) -> tuple[Path, Path]
     for p in (md, js):
         if not p.parent.is_dir():
             raise ConfigError(f"{p}: the folder {str(p.parent)!r} does not exist")
+        if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise ConfigError(f"{p}: cannot write there; choose another --output")
     return md, js
 
 
 def write_report(report: Report, md: Path, js: Path) -> None:
     import json
 
+    from ..errors import ConfigError
     from .report_md import render_markdown
 
-    md.write_text(render_markdown(report))
-    js.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+    try:
+        md.write_text(render_markdown(report))
+        js.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+    except OSError as exc:  # a disk that filled up while the report ran: one line, not a traceback
+        raise ConfigError(f"cannot write the report to {md} / {js}: {exc.strerror or exc}") from None

@@ -163,7 +163,10 @@ def trt_profile_shapes(facts: GraphFacts, max_batch: int) -> dict[str, str] | No
         from ..exporters.tensorrt_profiles import plan_frames_profile  # shape arithmetic only: no onnx, no TensorRT
 
         shape = [d if isinstance(d, int) else -1 for d in dims]
-        batch = None if shape[0] > 0 else max_batch
+        # a file from before the frames input stated a static export's batch: its metadata says it (info.batch)
+        shape[0] = info.batch or shape[0]
+        # a dynamic batch up to what the runtime batches, and never past an in-graph NMS's exported batch
+        batch = None if shape[0] > 0 else min(max_batch, info.max_batch or max_batch)
         p = plan_frames_profile(shape, info.imgsz, info.stride, info.dynamic_shape, 1 if batch else None, batch, batch)
         assert p.plan is not None
         keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")

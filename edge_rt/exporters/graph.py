@@ -11,13 +11,14 @@ host letterbox (`tests/test_graph_preprocess.py`).
 The graph in front of the model, for frames [B, H, W, 3] uint8 BGR and plan [6] int64
 (new_h, new_w, top, left, bottom, right) from `preprocess.plan_vector`:
 
-    Cast(float) -> Resize(linear, half_pixel, NHWC) -> Round -> Transpose(NCHW) -> Gather(BGR->RGB)
+    Cast(float) -> Transpose(NCHW) -> Resize(linear, half_pixel) -> Round -> Gather(BGR->RGB)
       -> Pad(114) -> Div(255) [-> Cast(float16)] -> the model's image input
 
-Resize comes first, on the frame's own NHWC layout, so the only full-resolution float tensor is the
-Cast's: a 4K batch of 8 is 800 MB as float, and transposing and reordering it before the resize
-made two more of those (an 8 GB Orin shares that memory with the CPU). Everything after the resize
-works on the model-sized tensor.
+The resize runs on NCHW, the one layout every runtime resizes alike: ONNX Runtime's CUDA kernel
+takes the last two axes as height and width whatever the scales say (an NHWC resize, which its CPU
+kernel does run, would resize width and channels there). TensorRT takes UINT8 only at the network's
+inputs and outputs, so the Cast comes first. The channel flip waits until after the resize, on the
+model-sized tensor.
 
 Resize with `half_pixel` and no antialias is OpenCV's INTER_LINEAR; Round brings it to the uint8
 values OpenCV's resize produces (within one level: OpenCV interpolates in fixed point).
@@ -69,8 +70,6 @@ def preprocess_graph(  # type: ignore[no-untyped-def]
         "rgb": np.array([2, 1, 0], np.int64),
         "zero2": np.zeros(2, np.int64),
         "s0": np.array([0], np.int64),
-        "s1": np.array([1], np.int64),
-        "c3": np.array([3], np.int64),
         "s2": np.array([2], np.int64),
         "s4": np.array([4], np.int64),
         "s6": np.array([6], np.int64),
@@ -81,22 +80,22 @@ def preprocess_graph(  # type: ignore[no-untyped-def]
     n = name
     nodes = [
         helper.make_node("Cast", [FRAMES], [n("f")], to=TensorProto.FLOAT),
-        # sizes = [B, new_h, new_w, 3]
+        helper.make_node("Transpose", [n("f")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
+        # sizes = [B, 3, new_h, new_w]
         # Shape's start/end attributes came with opset 15; Shape + Slice reads the same at 13 and 14.
-        helper.make_node("Shape", [n("f")], [n("nhwc_shape")]),
-        helper.make_node("Slice", [n("nhwc_shape"), n("s0"), n("s1")], [n("b")]),
+        helper.make_node("Shape", [n("nchw_bgr")], [n("nchw_shape")]),
+        helper.make_node("Slice", [n("nchw_shape"), n("s0"), n("s2")], [n("bc")]),
         helper.make_node("Slice", [PLAN, n("s0"), n("s2")], [n("new_hw")]),
-        helper.make_node("Concat", [n("b"), n("new_hw"), n("c3")], [n("sizes")], axis=0),
+        helper.make_node("Concat", [n("bc"), n("new_hw")], [n("sizes")], axis=0),
         helper.make_node(
             "Resize",
-            [n("f"), "", "", n("sizes")],
+            [n("nchw_bgr"), "", "", n("sizes")],
             [n("resized_f")],
             mode="linear",
             coordinate_transformation_mode="half_pixel",
         ),
         helper.make_node("Round", [n("resized_f")], [n("resized")]),
-        helper.make_node("Transpose", [n("resized")], [n("nchw_bgr")], perm=[0, 3, 1, 2]),
-        helper.make_node("Gather", [n("nchw_bgr"), n("rgb")], [n("nchw")], axis=1),
+        helper.make_node("Gather", [n("resized"), n("rgb")], [n("nchw")], axis=1),
         # pads = [0, 0, top, left, 0, 0, bottom, right]
         helper.make_node("Slice", [PLAN, n("s2"), n("s4")], [n("begin")]),
         helper.make_node("Slice", [PLAN, n("s4"), n("s6")], [n("end")]),

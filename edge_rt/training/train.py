@@ -23,7 +23,7 @@ from typing import Any
 from edge_rt.progress import Progress
 from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
-from edge_rt.training.yolo_io import check_model, load_model, ultralytics_log
+from edge_rt.training.yolo_io import load_model, ultralytics_log
 
 log = logging.getLogger("edge_rt.train")
 
@@ -127,10 +127,9 @@ def train(
         kwargs["patience"] = patience
     require_valid(data)
     check_values({k: v for k, v in kwargs.items() if k != "augmentations"}, "overrides")
-    check_model(model)
 
     with ultralytics_log():
-        yolo = load_model(model)
+        yolo = load_model(model)  # check_model first: a missing or unfetchable model is one line
         if freeze is not None:
             kwargs["freeze"] = _freeze_layers(yolo, freeze)
         make_folder(project, "--project")

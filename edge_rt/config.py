@@ -34,6 +34,7 @@ class RunConfig:
     insecure: bool = False  # allow a non-loopback endpoint without CURVE
     encoding: str = "json"
     device: str = "auto"
+    engine_hint: str = "auto"  # OpenVINO: latency (one request) or throughput (several in flight); auto by the sources
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
@@ -193,6 +194,15 @@ def _window(key: str, value: Any) -> tuple[float, float]:
     return (lo, hi)
 
 
+def _device(key: str, value: Any) -> str:
+    from .engines import DEVICES, OPENVINO_DEVICES, check_device  # the list lives with the backends; loads none of them
+
+    try:
+        return check_device(_string(key, value))
+    except ConfigError:
+        raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(DEVICES + OPENVINO_DEVICES)}") from None
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda key, value: None if value is None else check(key, value)
 
@@ -206,7 +216,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "curve_server_key": _optional(_string),
     "insecure": _boolean,
     "encoding": _choice("json", "msgpack"),
-    "device": _choice("auto", "cpu", "cuda", "tensorrt"),
+    "device": _device,
+    "engine_hint": _choice("auto", "latency", "throughput"),
     "conf": _number(float, 0.0, 1.0),
     "iou": _number(float, 0.0, 1.0),
     "max_det": _number(int, 1),

@@ -31,6 +31,9 @@ class ModelInfo:
     # Largest batch a dynamic-batch graph handles: Ultralytics unrolls its NMS per image, so frames
     # past the exported batch would silently get no boxes.
     max_batch: int | None = None
+    # "nhwc": the engine takes the letterboxed frames as uint8 BGR [B, H, W, 3] and converts them itself
+    # (OpenVINO's pre-processing); "nchw": float RGB [B, 3, H, W] from the host.
+    input_layout: str = "nchw"
 
     @property
     def num_classes(self) -> int:

@@ -14,21 +14,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
-from .batching import Batch, Batcher
+from .batching import Batcher
 from .capture import CaptureState, SourceGroup
 from .collect import CollectStage, NullCollector
 from .engines.base import Engine
 from .errors import EngineError
 from .health import HealthBoard, wants_health
+from .inference import InferenceStage, Inferred, Job, Started
 from .messages import StageTimes, detection_items, detections_message, eos_message, event_message
 from .metrics import Metrics, NullMetrics, StatsLine
 from .postprocess import Postprocessor
-from .preprocess import FramePacker, Prepared, Preprocessor
+from .preprocess import FramePacker, Preprocessor
 from .recording.recorder import Recorder
 from .schema import HEALTH_TOPIC, events_topic
 from .security import redact_url
@@ -52,26 +51,6 @@ class Subscribable(Protocol):
     """A sink that tells who subscribed (the XPUB publisher): late `$health` subscribers get answered."""
 
     def take_new_subscriptions(self) -> list[bytes]: ...
-
-
-@dataclass(frozen=True, eq=False)
-class Job:
-    """A preprocessed batch on its way to the engine."""
-
-    batch: Batch
-    prepared: Prepared
-    pre_start_ns: int
-    pre_end_ns: int
-
-
-@dataclass(frozen=True, eq=False)
-class Inferred:
-    """A batch's raw engine output."""
-
-    job: Job
-    output: np.ndarray
-    inf_start_ns: int
-    inf_end_ns: int
 
 
 class Pipeline:
@@ -128,12 +107,9 @@ class Pipeline:
         self._wall_offset = time.time_ns() - time.perf_counter_ns()
         self.health = HealthBoard([s.name for s in sources.specs], self.session, heartbeat_s, box)
         sources.listeners.append(self.health.on_event)
-        # The engine watchdog: a call past its bound ends the run. The first call with a new input shape
-        # may build a TensorRT engine or tune kernels (dynamic batch, letterbox sizes): ten times as long.
+        # The engine watchdog: a call past its bound ends the run.
         self.engine_timeout_s = engine_timeout_s
-        self._infer_since: float | None = None  # time.monotonic() when the running engine call began
-        self._infer_bound = engine_timeout_s
-        self._shapes_seen: set[tuple[int, ...]] = set()
+        self.inference = InferenceStage(engine, engine_timeout_s)
         self.engine_hung = False  # a call never returned: its thread is stuck (the CLI exits hard)
         self.drain_timeout_s = 5.0  # after stop(), what is in flight gets this long, then we leave without it
         self._stop_deadline: float | None = None
@@ -154,8 +130,7 @@ class Pipeline:
 
     def engine_busy_s(self) -> float:
         """How long the running engine call has taken so far (0 when none runs)."""
-        since = self._infer_since
-        return 0.0 if since is None else time.monotonic() - since
+        return self.inference.busy_s()
 
     def run(self) -> None:
         threads = [
@@ -233,26 +208,48 @@ class Pipeline:
                 self._put(self._to_engine, _DONE)
 
     def _infer_loop(self) -> None:
+        if self.inference.depth > 1:
+            self._overlapped_infer_loop()
+            return
         while True:
             job = self._to_engine.get()
             self._ticket.release()
             if job is _DONE:
                 self._put(self._to_publish, _DONE)
                 return
-            t0 = time.perf_counter_ns()
-            shape = tuple(job.prepared.tensor.shape)
-            self._infer_bound = self.engine_timeout_s * (1 if shape in self._shapes_seen else 10)
-            self._infer_since = time.monotonic()
-            try:
-                output = self.engine.infer(job.prepared.tensor, job.prepared.plan)
-            except Exception as exc:  # noqa: BLE001 - any engine failure ends the run with one line
-                raise EngineError(
-                    f"engine ({self.engine.device}) failed on a batch of {len(job.batch.frames)}: {type(exc).__name__}: {exc}"
-                ) from exc
-            finally:
-                self._infer_since = None
-            self._shapes_seen.add(shape)
-            self._put(self._to_publish, Inferred(job, output, t0, time.perf_counter_ns()))
+            self._put(self._to_publish, self.inference.run(job))
+
+    def _overlapped_infer_loop(self) -> None:
+        """Several calls in flight (OpenVINO's streams): this thread starts them, a second collects them in order.
+        A slot is taken before a job, so no batch waits here while the engine is full: it stays in the one-item
+        queue, and the ticket keeps the batcher from forming another (no stale frames)."""
+        running: queue.Queue[Started | object] = queue.Queue()  # holds at most depth items: the slots bound it
+        slots = threading.Semaphore(self.inference.depth)
+        threading.Thread(
+            target=self._guard, args=(partial(self._collect_loop, running, slots),), name="edge_rt-collect", daemon=True
+        ).start()
+        try:
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if self._errors:
+                        return
+                job = self._to_engine.get()
+                self._ticket.release()
+                if job is _DONE:
+                    return
+                running.put(self.inference.submit(job))
+        finally:
+            running.put(_DONE)  # after the calls in flight: the collector ends once they are out
+
+    def _collect_loop(self, running: queue.Queue[Started | object], slots: threading.Semaphore) -> None:
+        while True:
+            started = running.get()
+            if not isinstance(started, Started):
+                self._put(self._to_publish, _DONE)
+                return
+            inferred = self.inference.collect(started)
+            slots.release()
+            self._put(self._to_publish, inferred)
 
     def _publish_loop(self) -> None:
         while True:
@@ -286,11 +283,11 @@ class Pipeline:
         if now < self._housekeeping_due:
             return
         self._housekeeping_due = now + 0.05
-        since, bound = self._infer_since, self._infer_bound
-        if since is not None and now - since > bound:
+        overdue = self.inference.overdue(now)
+        if overdue is not None:
             self.engine_hung = True
             raise EngineError(
-                f"engine ({self.engine.device}) call has not returned after {now - since:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted"
+                f"engine ({self.engine.device}) call has not returned after {overdue:.0f}s (--engine-timeout {self.engine_timeout_s:g}s): ending the run so it can be restarted"
             )
         snapshot = isinstance(self.sink, Subscribable) and any(wants_health(t) for t in self.sink.take_new_subscriptions())
         for message in self.health.messages(self.counters(), snapshot=snapshot):
@@ -303,7 +300,7 @@ class Pipeline:
         up past the drain timeout: systemd and Kubernetes kill a service that ignores SIGTERM."""
         if self._stop_deadline is None or time.monotonic() < self._stop_deadline:
             return False
-        self.engine_hung = self._infer_since is not None
+        self.engine_hung = self.inference.since is not None
         log.warning(
             "stopping without what is still in flight: %s",
             f"the engine call has run {self.engine_busy_s():.0f}s" if self.engine_hung else "a stage did not finish",

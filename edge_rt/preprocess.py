@@ -123,11 +123,13 @@ class Preprocessor:
         dtype: str = "float32",
         fixed_batch: int | None = None,
         ring: int = 4,
+        nhwc: bool = False,
     ) -> None:
         self.imgsz = imgsz
         self.stride = stride
         self.auto = auto
-        self.dtype = np.dtype(dtype)
+        self.nhwc = nhwc  # uint8 BGR [B, H, W, 3] for an engine that converts itself; else float RGB [B, 3, H, W]
+        self.dtype = np.dtype(np.uint8 if nhwc else dtype)
         self.fixed_batch = fixed_batch
         self._ring = BufferRing(self.dtype, ring)
         self._canvas: dict[tuple[int, int], np.ndarray] = {}
@@ -138,6 +140,11 @@ class Preprocessor:
         auto = self.auto and len({im.shape for im in images}) == 1
         plans = [plan_letterbox(im.shape[:2], self.imgsz, self.stride, auto) for im in images]
         out_h, out_w = plans[0][1] if auto else self.imgsz
+        if self.nhwc:  # the engine converts (OpenVINO's pre-processing): letterbox straight into the uint8 batch
+            tensor = self._ring.take((batch, out_h, out_w, 3))
+            for i, (im, (lb, _)) in enumerate(zip(images, plans)):
+                letterbox_into(tensor[i], im, lb)
+            return Prepared(tensor, tuple(lb for lb, _ in plans))
         tensor = self._ring.take((batch, 3, out_h, out_w))
         boxes = []
         for i, (im, (lb, _)) in enumerate(zip(images, plans)):
@@ -210,4 +217,5 @@ def make_preprocessor(info: ModelInfo, imgsz: tuple[int, int] | None = None, rin
     size = imgsz or info.imgsz
     if info.graph_preprocess:
         return FramePacker(size, info.stride, auto=info.dynamic_shape, fixed_batch=info.batch, ring=ring)
-    return Preprocessor(size, info.stride, auto=info.dynamic_shape, dtype=info.input_dtype, fixed_batch=info.batch, ring=ring)
+    nhwc = info.input_layout == "nhwc"
+    return Preprocessor(size, info.stride, info.dynamic_shape, info.input_dtype, info.batch, ring, nhwc)

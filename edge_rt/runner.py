@@ -12,6 +12,7 @@ from .collect import CollectSettings, CollectStage, make_collector
 from .config import RunConfig
 from .engines import Engine, load_engine
 from .errors import ConfigError
+from .inference import in_flight
 from .memory import cap_malloc_arenas
 from .metrics import Metrics
 from .model_info import ModelInfo
@@ -25,6 +26,7 @@ from .recording.recorder import Recorder
 from .recording.settings import RECORDABLE
 from .schema import check_encoding, events_topic
 from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
+from .sources import SourceKind
 from .systemd import Notifier, ServiceWatch
 from .tracking.settings import SourceTracking
 from .tracking.stage import ObjectStage
@@ -61,6 +63,15 @@ def resolve_imgsz(engine: Engine, requested: int | None) -> tuple[int, int]:
     if requested % stride:
         raise ConfigError(f"--imgsz {requested}: must be a multiple of the model stride {stride}")
     return (requested, requested)
+
+
+def engine_hint(config: RunConfig) -> str:
+    """OpenVINO's hint: files read at full speed want every frame soonest (throughput: a request per stream,
+    overlapped); a camera wants each frame's own latency (one request on every core)."""
+    if config.engine_hint != "auto":
+        return config.engine_hint
+    files = all(s.kind is SourceKind.FILE and s.fps is None for s in config.sources)
+    return "throughput" if files else "latency"
 
 
 def check_graph_nms(info: ModelInfo, conf: float, iou: float, agnostic: bool) -> None:
@@ -123,7 +134,8 @@ def build_pipeline(
     return Pipeline(
         sources=SourceGroup(list(config.sources), settings),
         engine=engine,
-        preprocessor=make_preprocessor(info, resolve_imgsz(engine, config.imgsz)),
+        # the ring outlives the batches in flight: one being formed, one queued, the engine's
+        preprocessor=make_preprocessor(info, resolve_imgsz(engine, config.imgsz), ring=max(4, in_flight(engine) + 2)),
         postprocessor=postprocessor,
         sink=sink,  # type: ignore[arg-type]
         max_batch=max_batch,
@@ -170,7 +182,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
     check_encoding(config.encoding)
     publisher = open_publisher(config)  # first: a busy port or a bad key fails fast
     try:
-        engine = load_engine(config.model, config.device, config.threads)
+        engine = load_engine(config.model, config.device, config.threads, hint=engine_hint(config))
     except BaseException:
         publisher.close()
         raise

@@ -194,7 +194,7 @@ def test_cli_engine_failure_is_one_line_and_exit_8(onnx_static: Path, tmp_path: 
     from edge_rt import cli, runner
 
     clip = write_clip(tmp_path / "clip.mp4", frames=10)
-    monkeypatch.setattr(runner, "load_engine", lambda model, device, threads: _FaultyEngine(Path(model), fail_on=2, hang=False))
+    monkeypatch.setattr(runner, "load_engine", lambda model, device, threads, **_: _FaultyEngine(Path(model), fail_on=2, hang=False))
     err = io.StringIO()
     with redirect_stderr(err):
         code = cli.main(["run", "--model", str(onnx_static), "--source", str(clip), "--publish", f"tcp://127.0.0.1:{free_port()}", "--log-level", "error"])

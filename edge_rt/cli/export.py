@@ -13,18 +13,19 @@ from .common import setup_logging
 def add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="export .pt weights to ONNX (fp32/fp16/int8) or a TensorRT engine, and prove parity",
+        help="export .pt weights to ONNX (fp32/fp16/int8), an OpenVINO IR or a TensorRT engine, and prove parity",
         description="Defaults <- --target profile (export/NAME.yaml) <- flags. With --verify the export and the "
         "original weights run on the same frames; a box match rate below --min-match fails the export.",
     )
     p.add_argument("--weights", "-w", required=True, help="Ultralytics .pt checkpoint")
-    p.add_argument("--format", "-f", choices=("onnx", "engine"), help="default onnx (or the profile's)")
+    p.add_argument("--format", "-f", choices=("onnx", "engine", "openvino"), help="default onnx (or the profile's)")
     p.add_argument("--output", "-o", help="output file (default: next to the weights)")
     p.add_argument(
         "--target",
         "-t",
         metavar="PROFILE",
-        help="cpu-fp32, cpu-int8, cuda-fp16, trt-fp16, trt-int8, jetson-orin-fp16, or a YAML path",
+        help="cpu-fp32, cpu-int8, openvino-fp32, openvino-fp16, openvino-int8, cuda-fp16, trt-fp16, trt-int8, "
+        "jetson-orin-fp16, or a YAML path",
     )
     p.add_argument(
         "--imgsz",
@@ -78,9 +79,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         },
     )
     weights = Path(args.weights)
-    suffix = (
-        ".engine" if options.format == "engine" else (f"_{options.precision}.onnx" if options.precision != "fp32" else ".onnx")
-    )
+    ext = {"engine": ".engine", "openvino": ".xml"}.get(options.format, ".onnx")
+    suffix = ext if options.format == "engine" else (f"_{options.precision}{ext}" if options.precision != "fp32" else ext)
     output = Path(args.output) if args.output else weights.with_name(weights.stem + suffix)
     verify_frames = None
     if args.verify:

@@ -70,7 +70,17 @@ def add_run(sub: Any) -> None:
         help="allow publishing unencrypted on an address other machines can reach (logged as a warning)",
     )
     p.add_argument("--encoding", choices=("json", "msgpack"), help="payload encoding (default json)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="inference device (default auto)")
+    p.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="auto (default), cpu, cuda, tensorrt, openvino (its CPU), openvino:GPU, openvino:NPU or openvino:AUTO",
+    )
+    p.add_argument(
+        "--engine-hint",
+        choices=("auto", "latency", "throughput"),
+        help="OpenVINO: latency runs one request at a time, throughput keeps one per stream in flight "
+        "(default auto: throughput when every source is a file read at full speed)",
+    )
     p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=int, help="max detections per frame (default 300)")

@@ -7,20 +7,46 @@ from pathlib import Path
 from ..errors import ConfigError, ModelError
 from .base import Engine
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
+OPENVINO_DEVICES = ("openvino:CPU", "openvino:GPU", "openvino:NPU", "openvino:AUTO")  # and GPU.1 etc., as OpenVINO names them
+_OPENVINO_SUFFIXES = (".xml",)
 
 
-def load_engine(model: str | Path, device: str = "auto", threads: int | None = None, max_batch: int | None = None) -> Engine:
+def check_device(device: str) -> str:
+    """`--device`: one of DEVICES, or `openvino:NAME` for an OpenVINO device."""
+    if device in DEVICES or (device.startswith("openvino:") and device.partition(":")[2]):
+        return device
+    raise ConfigError(f"--device {device!r}: choose one of {', '.join(DEVICES + OPENVINO_DEVICES)}")
+
+
+def is_openvino(path: Path, device: str) -> bool:
+    """An IR (or the folder Ultralytics exports it to) always runs on OpenVINO; an ONNX when the device says so."""
+    return path.is_dir() or path.suffix.lower() in _OPENVINO_SUFFIXES or device.startswith("openvino")
+
+
+def load_engine(
+    model: str | Path,
+    device: str = "auto",
+    threads: int | None = None,
+    max_batch: int | None = None,
+    hint: str = "latency",
+) -> Engine:
     """Pick the backend from the file type, the device from the user.
 
     `max_batch` is the largest batch the run will send: the TensorRT provider builds its shape
-    profile for it (a native engine carries its own profiles).
+    profile for it (a native engine carries its own profiles). `hint` is OpenVINO's performance hint:
+    `throughput` keeps several requests in flight (the pipeline overlaps them), `latency` one.
     """
     path = Path(model)
-    if device not in DEVICES:
-        raise ConfigError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    check_device(device)
     if not path.exists():
         raise ModelError(f"model {str(path)!r}: no such file")
+    if is_openvino(path, device):
+        if device in ("cuda", "tensorrt"):
+            raise ConfigError(f"--device {device}: {path.name} is an OpenVINO model; run it with --device openvino[:GPU|:NPU|:AUTO]")
+        from .openvino import OpenVinoEngine
+
+        return OpenVinoEngine(path, device="openvino" if device == "cpu" else device, threads=threads, hint=hint)
     if not path.is_file():
         raise ModelError(f"model {str(path)!r}: not a file")
     if path.suffix.lower() == ".onnx":
@@ -31,7 +57,9 @@ def load_engine(model: str | Path, device: str = "auto", threads: int | None = N
         from .tensorrt import TensorRTEngine
 
         return TensorRTEngine(path, device=device)
-    raise ModelError(f"model {str(path)!r}: unknown format {path.suffix!r}; expected .onnx or a TensorRT .engine")
+    raise ModelError(
+        f"model {str(path)!r}: unknown format {path.suffix!r}; expected .onnx, an OpenVINO .xml or a TensorRT .engine"
+    )
 
 
-__all__ = ["DEVICES", "Engine", "load_engine"]
+__all__ = ["DEVICES", "Engine", "check_device", "load_engine"]

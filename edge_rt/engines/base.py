@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -24,3 +26,9 @@ class Engine(Protocol):
     def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+def cache_root() -> Path:
+    """Where backends keep what they compile (TensorRT engines, OpenVINO blobs), so a restart does not redo it."""
+    base = os.environ.get("EDGE_RT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt")
+    return Path(base)

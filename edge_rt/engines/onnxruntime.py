@@ -10,7 +10,6 @@ the call as a CUDA graph and replays it (one graph per batch shape, `gpu_graph_i
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
+from .base import cache_root
 
 log = logging.getLogger("edge_rt.engines.onnxruntime")
 
@@ -66,10 +66,7 @@ def _load_error(path: Path, exc: Exception) -> ModelError:
 
 def default_cache_dir() -> Path:
     """Where the TensorRT provider keeps engines and timing caches, so a restart does not rebuild."""
-    base = os.environ.get("EDGE_RT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt"
-    )
-    return Path(base) / "trt"
+    return cache_root() / "trt"
 
 
 @dataclass(frozen=True)

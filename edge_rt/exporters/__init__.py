@@ -1,4 +1,4 @@
-"""`edge-rt export`: weights -> ONNX (fp32/fp16/int8) or TensorRT engine, with proof of parity.
+"""`edge-rt export`: weights -> ONNX (fp32/fp16/int8), an OpenVINO IR or a TensorRT engine, with proof of parity.
 
 Profiles in `export/NAME.yaml` hold a deployment target's settings; explicit flags override them.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_rt.export")
 
-FORMATS = ("onnx", "engine")
+FORMATS = ("onnx", "engine", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -61,8 +61,12 @@ class ExportOptions:
             raise ConfigError(f"batch range {self.min_batch}..{self.max_batch}: need 1 <= min <= max")
         if self.opt_batch is not None and not self.min_batch <= self.opt_batch <= self.max_batch:
             raise ConfigError(f"opt_batch {self.opt_batch}: must lie in {self.min_batch}..{self.max_batch}")
-        if self.precision == "int8" and self.format == "onnx" and self.dynamic:
-            raise ConfigError("INT8 ONNX is calibrated for one input shape: drop --dynamic")
+        if self.precision == "int8" and self.format in ("onnx", "openvino") and self.dynamic:
+            raise ConfigError(f"INT8 {'ONNX' if self.format == 'onnx' else 'OpenVINO'} is calibrated for one input shape: drop --dynamic")
+        if self.format == "openvino" and (self.graph_preprocess or self.nms):
+            raise ConfigError(
+                "--graph-preprocess / --nms are for the GPU paths; an OpenVINO IR takes uint8 frames through OpenVINO's own pre-processing"
+            )
         if self.workspace_gb <= 0:
             raise ConfigError(f"workspace_gb {self.workspace_gb}: must be > 0")
         if self.calibration_frames < 1:
@@ -180,6 +184,12 @@ def export(
     nms = (options.nms_conf, options.nms_iou) if options.nms else None
     if options.format == "onnx":
         _export_onnx_file(weights, output, options, frames, batch, nms)
+    elif options.format == "openvino":
+        from .openvino import export_openvino
+
+        with tempfile.TemporaryDirectory(prefix="edge-rt-export-") as tmp:
+            float_onnx = export_onnx(weights, Path(tmp) / "float.onnx", options.imgsz, dynamic=options.dynamic, batch=batch)
+            export_openvino(float_onnx, output, options.precision, frames, options.calibration_frames)
     else:
         from .tensorrt import build_engine
 

@@ -34,6 +34,12 @@ from .tracking.stage import ObjectStage
 log = logging.getLogger("edge_rt.run")
 
 
+def planned_batch(requested: int | None, n_sources: int) -> int:
+    """The largest batch a run asks for, known before the model loads (its engine is built for it);
+    `resolve_batch` then holds it to what the model takes, which never makes it larger."""
+    return requested or max(n_sources, 1)
+
+
 def resolve_batch(engine: Engine, requested: int | None, n_sources: int) -> int:
     """A fixed-batch model dictates the batch; a dynamic one takes --max-batch or one per source."""
     fixed = engine.info.batch
@@ -182,7 +188,14 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
     check_encoding(config.encoding)
     publisher = open_publisher(config)  # first: a busy port or a bad key fails fast
     try:
-        engine = load_engine(config.model, config.device, config.threads, hint=engine_hint(config))
+        engine = load_engine(
+            config.model,
+            config.device,
+            config.threads,
+            max_batch=planned_batch(config.max_batch, len(config.sources)),
+            imgsz=config.imgsz,
+            hint=engine_hint(config),
+        )
     except BaseException:
         publisher.close()
         raise

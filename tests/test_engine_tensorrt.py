@@ -31,7 +31,7 @@ from edge_rt.engines.cuda_runtime import (
     host_array,
     load_cudart,
 )
-from edge_rt.engines.tensorrt import ProfileRange, SlotKey, TensorRTEngine, choose_profile, plan_problem
+from edge_rt.engines.tensorrt import ProfileRange, SlotKey, TensorRTEngine, check_run_fits, choose_profile, plan_problem
 from edge_rt.engines.tensorrt_sidecar import (
     check_sidecar,
     plan_input_name,
@@ -83,22 +83,107 @@ def test_choose_profile_refuses(batch: int, match: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "driver, runtime, expected",
+    "driver, bindings, expected",
     [
-        (12060, 13000, (True, "the NVIDIA driver offers CUDA 12.6, cuda-python's runtime needs CUDA 13.0: pip install 'cuda-python>=12,<13'")),
-        (12020, 12060, (False, "the NVIDIA driver offers CUDA 12.2, cuda-python's runtime needs CUDA 12.6")),
-        (13000, 12060, None),  # a newer driver runs older runtimes
+        (12060, 13000, "the NVIDIA driver offers CUDA 12.6, cuda-python is built for CUDA 13.0: pip install 'cuda-python>=12,<13'"),
+        (12060, 12090, None),  # JetPack 6 with cuda-python 12.9: the bindings' build version, minor-compatible: no warning
+        (12020, 12060, None),
+        (13000, 12060, None),  # a newer driver runs older bindings
         (12060, 12060, None),
         (0, 12060, None),  # no driver: the first real call says so
     ],
 )
-def test_cuda_driver_against_the_bindings_runtime(driver: int, runtime: int, expected: tuple[bool, str] | None) -> None:
-    """JetPack 6 (CUDA 12.6) with cuda-python 13, which links the CUDA 13 runtime: one line at start, not every call failing."""
-    got = cuda_mismatch(driver, runtime)
+def test_cuda_driver_against_the_bindings_refuses_only_an_older_major(driver: int, bindings: int, expected: str | None) -> None:
+    """cudaRuntimeGetVersion in cuda-python is the bindings' build version (12.9 for any 12.x wheel): only a driver
+    of an older major fails (cuda-python 13 on JetPack 6's CUDA 12.6), and that one line has a fix that changes something."""
+    got = cuda_mismatch(driver, bindings)
     if expected is None:
         assert got is None
     else:
-        assert got is not None and got[0] == expected[0] and got[1].startswith(expected[1]), got
+        assert got is not None and got.startswith(expected), got
+
+
+class _FakeCudart:
+    """cuda-python's runtime module as far as load_cudart reads it."""
+
+    def __init__(self, driver: int, bindings: int) -> None:
+        self._driver, self._bindings = driver, bindings
+
+    def cudaDriverGetVersion(self) -> tuple[int, int]:
+        return 0, self._driver
+
+    def cudaRuntimeGetVersion(self) -> tuple[int, int]:
+        return 0, self._bindings
+
+    def cudaGetDeviceProperties(self, device: int) -> tuple[int, Any]:
+        return 0, type("Props", (), {"name": b"Orin", "major": 8, "minor": 7})()
+
+
+def _install_cudart(monkeypatch: pytest.MonkeyPatch, fake: _FakeCudart) -> None:
+    import types
+
+    cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    bindings.runtime = fake  # type: ignore[attr-defined]
+    cuda.bindings = bindings  # type: ignore[attr-defined]
+    for name, module in (("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", fake)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_jetpack6_with_cuda_python_12_9_starts_without_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The driver says 12.6, the bindings 12.9 (their build version): a normal box, said as OK by doctor and nothing at load."""
+    from edge_rt.doctor import checks
+
+    _install_cudart(monkeypatch, _FakeCudart(12060, 12090))
+    with caplog.at_level("WARNING", logger="edge_rt"):
+        load_cudart()
+    assert not caplog.records
+    monkeypatch.setattr(checks, "_driver_cuda", lambda: 12060)
+    found = {c.area: c for c in checks.nvidia()}
+    assert {c.status for c in found.values()} == {"ok"}, found
+    assert "12.9" in found["cuda-python runtime"].found and "12.6" in found["cuda-python runtime"].found
+    _install_cudart(monkeypatch, _FakeCudart(12060, 13000))  # cuda-python 13 on JetPack 6: refused, with a fix that changes it
+    with pytest.raises(MissingDependencyError, match=r"pip install 'cuda-python>=12,<13'"):
+        load_cudart()
+    row = next(c for c in checks.nvidia() if c.area == "cuda-python runtime")
+    assert row.status == "fail" and row.fix.startswith("pip install 'cuda-python>=12,<13'")
+
+
+# --- does the run fit the engine's profiles (checked at load) --------------------------------------
+
+
+def _info(**changes: Any) -> Any:
+    from dataclasses import replace as dc_replace
+
+    from edge_rt.model_info import ModelInfo
+
+    base = ModelInfo({0: "a"}, (640, 640), 32, None, True, False, "images", "float32")
+    return dc_replace(base, **changes)
+
+
+PER_BATCH_8 = [ProfileRange(i, b, b, (640, 640)) for i, b in enumerate((1, 2, 4, 8))]
+
+
+@pytest.mark.parametrize(
+    "info, batch, imgsz, match",
+    [
+        (_info(), 8, None, None),
+        (_info(), 16, None, r"m.engine: its profiles take batches up to 8, this run sends up to 16 .*run with --max-batch 8, or rebuild it: .*--max-batch 16"),
+        (_info(batch=1), 16, None, None),  # a fixed batch runs its own batch whatever the sources
+        (_info(max_batch=4), 16, None, None),  # an in-graph NMS caps the run at 4 (resolve_batch)
+        (_info(), 1, (640, 640), None),
+        (_info(), 1, (1280, 1280), r"built for inputs up to 640x640, --imgsz 1280x1280 is larger; run with --imgsz 640 or less, or rebuild it: .*--imgsz 1280"),
+        (_info(), None, None, None),
+    ],
+)
+def test_a_run_the_engine_cannot_take_is_refused_at_load(info: Any, batch: int | None, imgsz: tuple[int, int] | None, match: str | None, tmp_path: Path) -> None:
+    """16 cameras on an engine built for 8, or --imgsz 1280 on one built for 640: one line at load, not a crash
+    at the first full batch."""
+    meta = {"weights": "best.pt", "imgsz": [640, 640], "dynamic": True, "max_batch": 8}
+    if match is None:
+        check_run_fits(info, PER_BATCH_8, batch, imgsz, meta, tmp_path / "m.engine")
+    else:
+        with pytest.raises(ModelError, match=match):
+            check_run_fits(info, PER_BATCH_8, batch, imgsz, meta, tmp_path / "m.engine")
 
 
 def test_a_graph_and_its_buffers_belong_to_one_profile_shape_and_plan() -> None:

@@ -140,7 +140,7 @@ def bench_compare(
 
     if parse_source(source, 0).kind is not SourceKind.FILE:  # before Ultralytics, which would raise its own way
         raise ConfigError(f"--source {source!r}: compare runs a video file through both, once")
-    probe = load_engine(model, device)  # a GPU device on a CPU-only box fails here, in one line
+    probe = load_engine(model, device, max_batch=1)  # a GPU device on a CPU-only box fails here, in one line
     # Ultralytics takes [h, w]: a .pt letterboxes a 16:9 frame to the same 384x640 a static 384x640 export uses
     size: int | list[int] = imgsz or [int(v) for v in probe.info.imgsz]
     engine_device = probe.device

@@ -85,7 +85,8 @@ def bench_engine(
 
     if iters < 1 or warmup < 0:
         raise ConfigError("--iters must be >= 1 and --warmup >= 0")
-    engine = load_engine(model, device, threads)
+    # the engine is built for what this bench sends: its largest batch and, for a dynamic model, --shape
+    engine = load_engine(model, device, threads, max_batch=max(batches, default=1), imgsz=shape)
     info = engine.info
     results = []
     try:

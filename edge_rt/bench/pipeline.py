@@ -103,7 +103,7 @@ def bench_pipeline(
     from ..config import build_run_config
     from ..engines import load_engine
     from ..preprocess import plan_letterbox
-    from ..runner import resolve_batch, run
+    from ..runner import planned_batch, resolve_batch, run
     from ..sources import parse_source
 
     if duration <= 0:
@@ -115,7 +115,7 @@ def bench_pipeline(
     for i, source in enumerate(sources):
         parse_source(source, i, fps=fps)  # a bad source fails before a minute of measuring
     n_sources = len(sources) + synthetic
-    probe = load_engine(model, device)
+    probe = load_engine(model, device, max_batch=planned_batch(max_batch, n_sources))  # as `run` will load it
     try:
         info = probe.info
         batch = resolve_batch(probe, max_batch, n_sources)  # the batch the pipeline will run

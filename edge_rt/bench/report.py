@@ -300,12 +300,13 @@ def run_section(name: str, s: ReportSettings, model: dict[str, Any]) -> Section:
     return Section(name, OK, time.monotonic() - t0, "", result, headline)
 
 
-def model_facts(model: Path, device: str) -> dict[str, Any]:
+def model_facts(model: Path, device: str, max_batch: int = 1) -> dict[str, Any]:
     """Loads the model once before anything runs: a missing or unreadable model, or a device this box
     lacks, is the user's one-line error (EdgeRtError), not five failed sections."""
     from ..engines import load_engine
 
-    engine = load_engine(model, device)
+    # loaded for the batch the engine section sends next: the TensorRT provider's cached engine is then that one
+    engine = load_engine(model, device, max_batch=max_batch)
     try:
         i = engine.info
         return {
@@ -330,7 +331,7 @@ def run_report(settings: ReportSettings, progress: Callable[[str], None] = lambd
     """Every section in turn; `progress` gets one line per section as it ends."""
     t0 = time.monotonic()
     created = datetime.datetime.now().astimezone()
-    model = model_facts(settings.model, settings.device)
+    model = model_facts(settings.model, settings.device, max(settings.batches, default=1))
     sections = []
     for k, name in enumerate(SECTIONS, 1):
         sec = run_section(name, settings, model)

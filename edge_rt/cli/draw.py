@@ -239,7 +239,7 @@ def annotate_clip(config: RunConfig, spec: SourceSpec, tracking: SourceTracking,
     partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     writer: Any = None
     try:
-        engine = load_engine(config.model, config.device, config.threads)
+        engine = load_engine(config.model, config.device, config.threads, max_batch=1, imgsz=config.imgsz)  # a frame at a time
         try:
             info = engine.info
             post, stage = detection_stages(config, info, [tracking])  # as `edge-rt run` builds them

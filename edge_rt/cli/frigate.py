@@ -184,7 +184,8 @@ def frigate_yaml(model: Path, endpoint: str, pixel_format: str, detect: Any) -> 
 
     from ..engines import load_engine
 
-    engine = load_engine(model.expanduser(), "cpu" if detect.device == "auto" else detect.device, detect.threads)
+    # reads the model's facts only (names, size): the detector loads it again for what it sends
+    engine = load_engine(model.expanduser(), "cpu" if detect.device == "auto" else detect.device, detect.threads, max_batch=1)
     info = engine.info
     engine.close()
     labels = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in sorted(info.names.items()))

@@ -127,18 +127,19 @@ def nvidia() -> Iterator[Check]:
         except ImportError:
             yield Check("cuda-python", INFO, "not installed (TensorRT engines need it)", "pip install 'edge_rt[gpu]'")
             return
-    from ..engines.cuda_runtime import cuda_mismatch
+    from ..engines.cuda_runtime import cuda_mismatch, cuda_version
 
-    err, runtime = cudart.cudaRuntimeGetVersion()
-    problem = cuda_mismatch(driver, int(runtime)) if int(err) == 0 else None
+    err, bindings = cudart.cudaRuntimeGetVersion()  # the CUDA the bindings were built with, not a runtime here
+    problem = cuda_mismatch(driver, int(bindings)) if int(err) == 0 else None
     if problem is not None:
-        yield Check("cuda-python runtime", FAIL if problem[0] else WARN, problem[1].split(":")[0], problem[1].split(": ", 1)[1])
-    else:
-        yield Check("cuda-python runtime", OK, f"CUDA {int(runtime) // 1000}.{int(runtime) % 1000 // 10}")
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if int(err) == 0:
-            name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-            yield Check("GPU", OK, f"{name.rstrip(chr(0))}, compute capability {props.major}.{props.minor}")
+        yield Check("cuda-python runtime", FAIL, problem.split(": ")[0], problem.split(": ", 1)[1])
+        return
+    built = f"built for CUDA {cuda_version(int(bindings))}" if int(err) == 0 else "its CUDA version unread"
+    yield Check("cuda-python runtime", OK, f"{built}; the driver's CUDA {cuda_version(driver)} runs it (same major or newer)")
+    err, props = cudart.cudaGetDeviceProperties(0)
+    if int(err) == 0:
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        yield Check("GPU", OK, f"{name.rstrip(chr(0))}, compute capability {props.major}.{props.minor}")
 
 
 def jetson() -> Iterator[Check]:

@@ -24,19 +24,26 @@ def is_openvino(path: Path, device: str) -> bool:
     return path.is_dir() or path.suffix.lower() in _OPENVINO_SUFFIXES or device.startswith("openvino")
 
 
+DEFAULT_MAX_BATCH = 8  # a caller that does not say what it sends (a probe that only reads the model's facts)
+
+
 def load_engine(
     model: str | Path,
     device: str = "auto",
     threads: int | None = None,
     max_batch: int | None = None,
+    imgsz: int | tuple[int, int] | None = None,
     hint: str = "latency",
 ) -> Engine:
     """Pick the backend from the file type, the device from the user.
 
-    `max_batch` is the largest batch the run will send: the TensorRT provider builds its shape
-    profile for it (a native engine carries its own profiles). `hint` is OpenVINO's performance hint:
-    `throughput` keeps several requests in flight (the pipeline overlaps them), `latency` one.
+    `max_batch` and `imgsz` are the largest batch and the input size (--imgsz) the run will send: the
+    TensorRT provider builds its one shape profile for them, and a native engine refuses them at load
+    when its own profiles do not cover them (mid-run, either would fail at setInputShape). `hint` is
+    OpenVINO's performance hint: `throughput` keeps several requests in flight (the pipeline overlaps
+    them), `latency` one.
     """
+    size = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     path = Path(model)
     check_device(device)
     if not path.exists():
@@ -52,14 +59,14 @@ def load_engine(
     if path.suffix.lower() == ".onnx":
         from .onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path, device=device, threads=threads, max_batch=max_batch or 8)
+        return OnnxRuntimeEngine(path, device=device, threads=threads, max_batch=max_batch or DEFAULT_MAX_BATCH, imgsz=size)
     if path.suffix.lower() in (".engine", ".plan", ".trt"):
         from .tensorrt import TensorRTEngine
 
-        return TensorRTEngine(path, device=device)
+        return TensorRTEngine(path, device=device, max_batch=max_batch, imgsz=size)
     raise ModelError(
         f"model {str(path)!r}: unknown format {path.suffix!r}; expected .onnx, an OpenVINO .xml or a TensorRT .engine"
     )
 
 
-__all__ = ["DEVICES", "Engine", "check_device", "load_engine"]
+__all__ = ["DEFAULT_MAX_BATCH", "DEVICES", "Engine", "check_device", "load_engine"]

@@ -35,28 +35,30 @@ def load_cudart() -> Any:
     driver, runtime = cudart.cudaDriverGetVersion(), cudart.cudaRuntimeGetVersion()
     if int(driver[0]) == 0 and int(runtime[0]) == 0:
         problem = cuda_mismatch(int(driver[1]), int(runtime[1]))
-        if problem is not None and problem[0]:
-            raise MissingDependencyError(problem[1])
         if problem is not None:
-            log.warning("%s", problem[1])
+            raise MissingDependencyError(problem)
     return cudart
 
 
-def _version(v: int) -> str:
+def cuda_version(v: int) -> str:
+    """12060 -> '12.6' (CUDA's version integers: 1000 * major + 10 * minor)."""
     return f"{v // 1000}.{v % 1000 // 10}"
 
 
-def cuda_mismatch(driver: int, runtime: int) -> tuple[bool, str] | None:
-    """(fatal, one line) when the NVIDIA driver's CUDA (cudaDriverGetVersion, e.g. 12060) is older than the
-    runtime cuda-python links (cudaRuntimeGetVersion): an older major fails every call with
-    cudaErrorInsufficientDriver (cuda-python 13 on JetPack 6's CUDA 12.6); an older minor mostly works."""
-    if driver <= 0 or driver >= runtime:
+def cuda_mismatch(driver: int, bindings: int) -> str | None:
+    """One line when the NVIDIA driver (cudaDriverGetVersion, e.g. 12060) cannot run cuda-python's bindings.
+
+    `cudaRuntimeGetVersion` in cuda-python answers the CUDA version the bindings were built with (12090 for
+    any 12.x wheel), not a runtime on the box; within a major, CUDA's minor-version compatibility runs them
+    on an older driver (JetPack 6: 12.6). Only an older driver major fails, every call with
+    cudaErrorInsufficientDriver (cuda-python 13 on JetPack 6). A newer driver runs older bindings.
+    """
+    if driver <= 0 or driver // 1000 >= bindings // 1000:
         return None
-    line = (
-        f"the NVIDIA driver offers CUDA {_version(driver)}, cuda-python's runtime needs CUDA {_version(runtime)}: "
+    return (
+        f"the NVIDIA driver offers CUDA {cuda_version(driver)}, cuda-python is built for CUDA {cuda_version(bindings)}: "
         f"pip install 'cuda-python>={driver // 1000},<{driver // 1000 + 1}' (or update the driver)"
     )
-    return (driver // 1000 < runtime // 1000, line)
 
 
 def check(result: Sequence[Any], what: str) -> Any:

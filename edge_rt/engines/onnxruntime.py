@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
 from .base import cache_root
+from .ort_tensorrt import ProviderVersions, RunShape, fallback_hint, read_versions, trt_profile_shapes
 
 log = logging.getLogger("edge_rt.engines.onnxruntime")
 
@@ -44,7 +46,7 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return [p for p in wanted if p in available]
 
 
-def check_active_provider(device: str, requested: list[str], active: list[str], model: str) -> None:
+def check_active_provider(device: str, requested: list[str], active: list[str], model: str, hint: str = "") -> None:
     """ORT's Python wrapper retries a session whose first provider failed (a TensorRT profile missing, a
     library not found) on the next ones with default options, and says so only on its own log. A run
     that asked for a device must run on it: refuse in one line; with `auto`, say it once."""
@@ -52,7 +54,7 @@ def check_active_provider(device: str, requested: list[str], active: list[str], 
         return
     message = (
         f"model {model!r}: ONNX Runtime could not start {requested[0]} and fell back to {active[0]} "
-        f"(its own log says why; run with ORT_LOGGING_LEVEL=0 to see it)"
+        f"(its own log says why; run with ORT_LOGGING_LEVEL=0 to see it){hint}"
     )
     if device != "auto":
         raise EngineError(f"--device {device}: {message}")
@@ -102,11 +104,20 @@ def has_data_dependent_ops(path: Path) -> bool:
 
 
 def provider_options(
-    providers: list[str], facts: GraphFacts, cache_dir: Path, max_batch: int
+    providers: list[str],
+    facts: GraphFacts,
+    cache_dir: Path,
+    max_batch: int,
+    imgsz: tuple[int, int] | None = None,
+    versions: ProviderVersions | None = None,
 ) -> list[tuple[str, dict[str, str]]]:
-    """Options per provider, spelled out: each line is a default that costs latency when left alone."""
+    """Options per provider, spelled out: each line is a default that costs latency when left alone.
+
+    `max_batch` and `imgsz` are what the run will send (its largest batch, its --imgsz): the TensorRT
+    provider's profile is fixed when the session is made. `versions` is that provider's build (read_versions).
+    """
     out: list[tuple[str, dict[str, str]]] = []
-    cuda_graph = facts.cuda_graph
+    cuda_graph = facts.cuda_graph and providers[:1] != ["TensorrtExecutionProvider"]  # see trt_cuda_graph_enable
     for p in providers:
         if p == "CUDAExecutionProvider":
             out.append(
@@ -133,9 +144,11 @@ def provider_options(
                 # (`edge-rt export --target trt`), so one model runs alike on either TensorRT path.
                 "trt_fp16_enable": "True",
                 "trt_max_workspace_size": str(4 << 30),
-                "trt_cuda_graph_enable": "True" if cuda_graph else "False",
+                # Off: the provider's inputs are host arrays ORT copies on its own stream (INPUT_COPY), at addresses
+                # that a replayed graph would not follow.
+                "trt_cuda_graph_enable": "False",
             }
-            profile = trt_profile_shapes(facts, max_batch)
+            profile = trt_profile_shapes(facts.image_input, facts.image_shape, facts.info, RunShape(max_batch, imgsz), versions)
             if profile is not None:
                 opts.update(profile)
             out.append((p, opts))
@@ -144,53 +157,27 @@ def provider_options(
     return out
 
 
-def trt_profile_shapes(facts: GraphFacts, max_batch: int) -> dict[str, str] | None:
-    """One explicit profile for a dynamic image input, so the TensorRT provider builds once, not per shape.
+class InputCopy(Enum):
+    """How a batch reaches the device before the provider reads it."""
 
-    The provider wants a profile for every dynamic input once any is given: a graph-preprocess model's
-    letterbox plan is a shape tensor, whose profile holds its values (new_h, new_w and the pads), as the
-    native builder sets them (`tensorrt_profiles.plan_frames_profile`). Without it the provider refused
-    the session and ORT ran the model on CUDA while the run said TensorRT.
+    DEVICE_BUFFER = "device buffer"  # update_inplace into a bound device buffer, then synchronize_inputs
+    HOST_ARRAY = "host array"  # bind_cpu_input: ORT copies it to the device on its own stream, inside the run
+
+
+def input_copy(provider: str) -> InputCopy:
+    """The copy that is complete before `provider` (the session's first) reads its inputs.
+
+    `OrtValue.update_inplace` is a plain cudaMemcpy from pageable memory on the legacy stream, which may
+    return before the transfer ends; ORT's kernels run on its own non-blocking stream. The CUDA provider's
+    Sync() (what `synchronize_inputs` calls) is cudaDeviceSynchronize, so the copy has landed. The
+    TensorRT provider does not override Sync(): there `synchronize_inputs` does nothing, so its inputs go
+    as host arrays and ORT copies them on the stream the engine then runs on.
     """
-    dims = facts.image_shape
-    if all(isinstance(d, int) for d in dims):
-        return None
-    info = facts.info
-    if info is not None and info.graph_preprocess and info.plan_input:
-        from ..exporters.tensorrt_profiles import plan_frames_profile  # shape arithmetic only: no onnx, no TensorRT
-
-        shape = [d if isinstance(d, int) else -1 for d in dims]
-        # a file from before the frames input stated a static export's batch: its metadata says it (info.batch)
-        shape[0] = info.batch or shape[0]
-        # a dynamic batch up to what the runtime batches, and never past an in-graph NMS's exported batch
-        batch = None if shape[0] > 0 else min(max_batch, info.max_batch or max_batch)
-        p = plan_frames_profile(shape, info.imgsz, info.stride, info.dynamic_shape, 1 if batch else None, batch, batch)
-        assert p.plan is not None
-        keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
-        return {
-            key: f"{facts.image_input}:{_dims(shape_)},{info.plan_input}:{_dims(values)}"
-            for key, shape_, values in zip(keys, (p.min, p.opt, p.max), p.plan)
-        }
-    nhwc = len(dims) == 4 and dims[3] == 3
-    if nhwc:  # camera frames: anything from 32x32 to 4K
-        lo, opt, hi = (1, 32, 32, 3), (max_batch, 720, 1280, 3), (max_batch, 2160, 3840, 3)
-    else:
-        h = dims[2] if isinstance(dims[2], int) else 640
-        w = dims[3] if isinstance(dims[3], int) else 640
-        lo, opt, hi = (1, 3, 32, 32), (max_batch, 3, h, w), (max_batch, 3, max(h, w), max(h, w))
-
-    def fmt(shape: tuple[int, ...]) -> str:
-        return f"{facts.image_input}:{_dims(shape)}"
-
-    return {"trt_profile_min_shapes": fmt(lo), "trt_profile_opt_shapes": fmt(opt), "trt_profile_max_shapes": fmt(hi)}
-
-
-def _dims(values: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in values)
+    return InputCopy.HOST_ARRAY if provider == "TensorrtExecutionProvider" else InputCopy.DEVICE_BUFFER
 
 
 class _Binding:
-    """Device buffers bound once per input shape; a call copies the batch in and the output out.
+    """Buffers bound once per input shape; a call copies the batch in and the output out.
 
     With CUDA graphs ONNX Runtime replays kernels on fixed addresses, so the buffers of one shape
     never move, and each shape gets its own graph id.
@@ -205,23 +192,27 @@ class _Binding:
         static_out: list[object] | None,
         out_dtype: str,
         cuda_graph: bool,
+        copy: InputCopy = InputCopy.DEVICE_BUFFER,
     ) -> None:
         self._ort = ort
         self._out_dtype = np.dtype(out_dtype)
-        self._cuda_graph = cuda_graph
+        self._cuda_graph = cuda_graph and copy is InputCopy.DEVICE_BUFFER  # a graph reads fixed input addresses
         self._session = session
         self._device = device  # "cuda" or "cpu" (the CPU form exists so CI runs this code)
         self._output_name = output_name
         self._static_out = static_out
+        self.copy = copy
         self._slots: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
 
     def _slot(self, name: str, tensor: np.ndarray) -> tuple[Any, Any, Any, Any]:
         slot = self._slots.get(tensor.shape)
         if slot is None:
             ort = self._ort
-            value = ort.OrtValue.ortvalue_from_shape_and_type(tensor.shape, tensor.dtype, self._device, 0)
             binding = self._session.io_binding()
-            binding.bind_ortvalue_input(name, value)
+            value = None
+            if self.copy is InputCopy.DEVICE_BUFFER:
+                value = ort.OrtValue.ortvalue_from_shape_and_type(tensor.shape, tensor.dtype, self._device, 0)
+                binding.bind_ortvalue_input(name, value)
             run_options = ort.RunOptions()
             if self._cuda_graph:  # one captured graph per input shape (ONNX Runtime >= 1.17)
                 run_options.add_run_config_entry("gpu_graph_id", str(len(self._slots) + 1))
@@ -237,12 +228,15 @@ class _Binding:
 
     def run(self, name: str, tensor: np.ndarray, plan_name: str | None, plan: np.ndarray | None) -> np.ndarray:
         value, binding, run_options, _ = self._slot(name, tensor)
-        value.update_inplace(np.ascontiguousarray(tensor))  # the one host -> device copy of the batch
+        batch = np.ascontiguousarray(tensor)  # held until the run returns: a host-array binding reads it in the run
+        if value is None:
+            binding.bind_cpu_input(name, batch)  # the one host -> device copy, by ORT on its own stream
+        else:
+            value.update_inplace(batch)  # the one host -> device copy of the batch
         if plan_name is not None and plan is not None:
             binding.bind_cpu_input(plan_name, plan)  # becomes Resize sizes / Pad pads: read on the host
-        # update_inplace copies on the legacy default stream, from pageable memory; ORT's kernels run on its own
-        # stream: wait for the copy, or a call may read part of the previous batch.
-        binding.synchronize_inputs()
+        if value is not None:
+            binding.synchronize_inputs()  # the CUDA provider's Sync(): the update_inplace copy has landed (input_copy)
         self._session.run_with_iobinding(binding, run_options)
         return binding.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]
 
@@ -256,7 +250,10 @@ class OnnxRuntimeEngine:
         io_binding: bool | None = None,
         cache_dir: Path | None = None,
         max_batch: int = 8,
+        imgsz: tuple[int, int] | None = None,
     ) -> None:
+        """`max_batch` and `imgsz` are the largest batch and the input size the run will send (the TensorRT
+        provider's profile is built for them); `imgsz` None: the model's own."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -271,21 +268,31 @@ class OnnxRuntimeEngine:
         opts.log_severity_level = 3
         facts = self._facts(ort, path) if providers != ["CPUExecutionProvider"] else GraphFacts(False, False, "images", ())
         cache = cache_dir or default_cache_dir()
+        versions = read_versions(ort) if providers[0] == "TensorrtExecutionProvider" else None
+        if versions is not None:
+            log.info("TensorRT provider: %s", versions.describe())
+
+        def options() -> list[tuple[str, dict[str, str]]]:
+            return provider_options(providers, facts, cache, max_batch, imgsz, versions)
+
+        graphs = facts.cuda_graph and versions is None  # the TensorRT provider runs without them (input_copy)
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_options(providers, facts, cache, max_batch))
-            refused = facts.cuda_graph and self._session.get_providers()[0] != providers[0]  # ORT fell back to the next
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=options())
+            refused = graphs and self._session.get_providers()[0] != providers[0]  # ORT fell back to the next
         except Exception as exc:  # ORT raises its own untyped errors for bad files
-            if not facts.cuda_graph:
+            if not graphs:
                 raise _load_error(path, exc) from None
             refused = True
         if refused:  # a node CUDA graphs cannot hold: the session again without them, said once
             log.warning("%s: %s refused the session with CUDA graphs; running without them", path.name, providers[0])
             facts = replace(facts, graphs_refused=True)
             try:
-                self._session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_options(providers, facts, cache, max_batch))
+                self._session = ort.InferenceSession(str(path), sess_options=opts, providers=options())
             except Exception as exc:  # noqa: BLE001 - as above
                 raise _load_error(path, exc) from None
-        check_active_provider(device, providers, self._session.get_providers(), str(path))
+        has_plan = facts.info is not None and facts.info.plan_input is not None
+        hint = fallback_hint(versions, has_plan)
+        check_active_provider(device, providers, self._session.get_providers(), str(path), hint)
         inputs = self._session.get_inputs()
         out = self._session.get_outputs()[0]
         inp = inputs[0]
@@ -306,13 +313,14 @@ class OnnxRuntimeEngine:
             static_out = list(out.shape) if all(isinstance(d, int) for d in out.shape[1:]) else None
             out_dtype = _DTYPES.get(out.type, "float32")
             cuda_graph = on_gpu and facts.cuda_graph
-            self._binding = _Binding(ort, self._session, "cuda" if on_gpu else "cpu", out.name, static_out, out_dtype, cuda_graph)
+            copy = input_copy(self._session.get_providers()[0])
+            self._binding = _Binding(ort, self._session, "cuda" if on_gpu else "cpu", out.name, static_out, out_dtype, cuda_graph, copy)
         log.info(
             "loaded %s on %s (providers: %s)%s",
             path.name,
             self.device,
             ", ".join(self._session.get_providers()),
-            ", I/O binding" if self._binding else "",
+            f", I/O binding ({self._binding.copy.value} in)" if self._binding else "",
         )
 
     @staticmethod

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,50 +29,22 @@ from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
 from .cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, gpu_name, load_cudart
 from .tensorrt_memory import SharedActivations
+from .tensorrt_select import ProfileRange, check_run_fits, choose_profile, plan_problem
 from .tensorrt_sidecar import check_sidecar, plan_input_name, read_sidecar, rebuild_command, sidecar_metadata, sidecar_path
 
 log = logging.getLogger("edge_rt.engines.tensorrt")
 
-__all__ = ["TensorRTEngine", "check_sidecar", "choose_profile", "gpu_name", "rebuild_command", "sidecar_path"]
-
-
-# --- which profile runs a batch ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProfileRange:
-    """The batch sizes one optimization profile takes."""
-
-    index: int
-    min_batch: int
-    max_batch: int
-
-
-def choose_profile(batch: int, profiles: Sequence[ProfileRange]) -> tuple[ProfileRange, int]:
-    """The profile for `batch` and the batch it runs at (padded up to the profile's smallest, if need be).
-
-    An exact per-batch profile wins; otherwise the one that pads least, then the narrowest range.
-    """
-    if batch < 1:
-        raise ModelError(f"batch of {batch} frames: expected at least one")
-    fits = [(max(batch, p.min_batch), p.max_batch - p.min_batch, p.index, p) for p in profiles if batch <= p.max_batch]
-    if not fits:
-        largest = max((p.max_batch for p in profiles), default=0)
-        raise ModelError(
-            f"batch {batch} is outside its optimisation profiles (largest batch {largest}); rebuild with --max-batch {batch}"
-        )
-    run, _, _, best = min(fits, key=lambda f: f[:3])
-    return best, run
-
-
-def plan_problem(plan: Sequence[int], lo: Sequence[int], hi: Sequence[int]) -> str | None:
-    """Why a letterbox plan falls outside the values the engine was built for, or None."""
-    names = ("new_h", "new_w", "pad_top", "pad_left", "pad_bottom", "pad_right")
-    for i, (v, a, b) in enumerate(zip(plan, lo, hi)):
-        if not a <= v <= b:
-            what = names[i] if i < len(names) else f"value {i}"
-            return f"letterbox {what}={v} is outside the engine's range {a}..{b}"
-    return None
+__all__ = [
+    "ProfileRange",
+    "TensorRTEngine",
+    "check_run_fits",
+    "check_sidecar",
+    "choose_profile",
+    "gpu_name",
+    "plan_problem",
+    "rebuild_command",
+    "sidecar_path",
+]
 
 
 @dataclass(frozen=True)
@@ -124,7 +96,16 @@ def _import_tensorrt() -> Any:
 
 
 class TensorRTEngine:
-    def __init__(self, path: Path, device: str = "auto", cuda_graphs: bool = True, max_slots: int = 16) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: str = "auto",
+        cuda_graphs: bool = True,
+        max_slots: int = 16,
+        max_batch: int | None = None,
+        imgsz: tuple[int, int] | None = None,
+    ) -> None:
+        """`max_batch` and `imgsz` are what the run will send: refused here, in one line, when no profile takes them."""
         if device not in ("auto", "tensorrt", "cuda"):
             raise ConfigError(f"--device {device}: a TensorRT engine runs on the GPU; use --device tensorrt or auto")
         trt = self._trt = _import_tensorrt()
@@ -179,6 +160,9 @@ class TensorRTEngine:
             [d if d >= 0 else None for d in out_shape],
             str(path),
         )
+        if plan is not None and self._plan_ranges:  # a graph-preprocess engine letterboxes up to its plan's new_h/new_w
+            self._profiles = [replace(p, max_hw=(hi[0], hi[1])) for p in self._profiles for hi in [self._plan_ranges[p.index][1]]]
+        check_run_fits(self.info, self._profiles, max_batch, imgsz, meta, path)
         self.device = "tensorrt"
         self._name = path.name
         self._stream, self._done = Stream(cudart), Event(cudart)
@@ -198,7 +182,8 @@ class TensorRTEngine:
         ranges = []
         for p in range(self._engine.num_optimization_profiles):
             lo, _, hi = self._engine.get_tensor_profile_shape(self._image, p)  # (name, profile_index) -> min, opt, max
-            ranges.append(ProfileRange(p, int(lo[0]), int(hi[0])))
+            sized = len(in_shape) == 4 and in_shape[1] == 3 and (in_shape[2] < 0 or in_shape[3] < 0)  # [B, 3, H, W]
+            ranges.append(ProfileRange(p, int(lo[0]), int(hi[0]), (int(hi[2]), int(hi[3])) if sized else None))
         return ranges
 
     @property

@@ -92,7 +92,7 @@ def runtime_detector(model: Path, settings: PostprocessSettings, device: str = "
     """edge_rt's own pipeline stages on one frame: what `edge-rt run` would publish."""
     from ..engines import load_engine
 
-    engine = load_engine(model, device)
+    engine = load_engine(model, device, max_batch=1, imgsz=imgsz)  # one frame at a time, at the size compared
     info = engine.info
     size = (imgsz, imgsz) if imgsz else info.imgsz
     pre = make_preprocessor(info, size)

@@ -72,10 +72,11 @@ class TorchEngine:
         self._net = None
 
 
-def open_model(model: Path, device: str = "auto", max_batch: int | None = None) -> Engine:
+def open_model(model: Path, device: str = "auto", max_batch: int | None = None, imgsz: int | None = None) -> Engine:
     """A ``.pt`` through PyTorch, anything else through edge_rt's own ``load_engine``.
 
-    ``max_batch`` sizes the TensorRT provider's shape profile for a dynamic ONNX.
+    ``max_batch`` and ``imgsz`` are what the evaluation sends: the TensorRT provider's shape profile is
+    built for them, and a native engine refuses them at load when its profiles do not take them.
     """
     model = Path(model)
     if not model.is_file():
@@ -84,7 +85,7 @@ def open_model(model: Path, device: str = "auto", max_batch: int | None = None) 
     if suffix == ".pt":
         return TorchEngine(model, device)
     if suffix == ".onnx" or suffix in ENGINE_SUFFIXES:
-        return load_engine(model, device, max_batch=max_batch)
+        return load_engine(model, device, max_batch=max_batch, imgsz=imgsz)
     raise ModelError(f"model {str(model)!r}: unknown format {model.suffix!r}; pass a .pt, .onnx or TensorRT .engine")
 
 

@@ -262,7 +262,7 @@ def evaluate(
     if not 0 <= confusion_conf < 1:
         raise ConfigError(f"--cm-conf {confusion_conf:g}: must be in [0, 1)")
     evalset = evalset or load_split(Path(data), split)
-    engine = open_model(Path(model), device, max_batch=batch)
+    engine = open_model(Path(model), device, max_batch=batch, imgsz=imgsz)
     try:
         return _run(engine, Path(model), evalset, imgsz, batch, (conf, iou, max_det, confusion_conf), progress or Progress)
     finally:

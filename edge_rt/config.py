@@ -116,6 +116,16 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_ope
     return check
 
 
+def _fps(key: str, value: Any) -> float:
+    """0 is a likely guess for 'as fast as possible', which is what leaving --fps out does."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+        raise ConfigError(
+            f"{key}: {value:g} frames/s would never read a frame: give a rate > 0 to pace the sources like a camera, "
+            "or leave it out to read files as fast as the pipeline takes them"
+        )
+    return float(_number(float, 0.0, lo_open=True)(key, value))
+
+
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in options:
@@ -286,7 +296,7 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
         name = entry.get("name")
         if name is not None:
             name = _string(f"sources[{index}].name", name)
-        src_fps = _optional(_number(float, 0.0, lo_open=True))(f"sources[{index}].fps", entry.get("fps", fps))
+        src_fps = _optional(_fps)(f"sources[{index}].fps", entry.get("fps", fps))
         spec = parse_source(uri, index, fps=src_fps, name=name)
         src_loop = _boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
         return parse_source(uri, index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
@@ -311,9 +321,11 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
         raise ConfigError("no source: pass --source (repeatable) or set 'sources' in the config")
     if not isinstance(raw_sources, (list, tuple)):
         raw_sources = [raw_sources]
-    fps = _optional(_number(float, 0.0, lo_open=True))("fps", merged.pop("fps", None))
+    fps = _optional(_fps)("fps", merged.pop("fps", None))
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
+    if loop and not any(s.kind is SourceKind.FILE for s in sources):  # it loops the files; with none it would do nothing
+        raise ConfigError(f"loop applies to files only, and no source is a file (the first is a {sources[0].kind.value} source)")
     recording = source_records(raw_sources, sources, parse_record("record", merged.pop("record", None)))
     tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)), {r.source for r in recording})
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}

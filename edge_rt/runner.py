@@ -276,7 +276,7 @@ def _log_recording(config: RunConfig) -> None:
                 r.keep_mb,
             )
         elif recorded and spec.kind not in RECORDABLE:
-            log.info("source %s: not recorded (a %s source cannot be opened twice)", spec.name, spec.kind.value)
+            log.warning("source %s: not recorded (a %s source cannot be opened twice)", spec.name, spec.kind.value)
 
 
 def service_watch(pipeline: Pipeline) -> ServiceWatch | None:

@@ -3,12 +3,18 @@ level a user sees it: the CLI's exit code and its one line, the published messag
 
 from __future__ import annotations
 
+import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from edge_rt.training.synth_tracks import synth_track_clip
 
 from .conftest import free_port, write_clip
-from .helpers import ROOT, assert_clean_failure, run_cli
+from .helpers import ROOT, CliProcess, assert_clean_failure, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 DEMO = str(ROOT / "models/demo/demo.onnx")
@@ -42,3 +48,46 @@ def test_a_global_loop_with_no_file_is_refused_like_a_per_source_one() -> None:
     proc = run_cli("run", "-m", DEMO, "-s", "rtsp://127.0.0.1:1/x", "--loop", "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert proc.returncode == 2
     assert_clean_failure(proc, "loop applies to files only, and no source is a file")
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/tracking/example.yaml on the clip its header makes (`edge-rt dataset clip clip.mp4 --tracks`)."""
+    folder = tmp_path_factory.mktemp("example")
+    clip = synth_track_clip(folder / "clip.mp4").video
+    config = yaml.safe_load((ROOT / "docs/tracking/example.yaml").read_text())
+    config["model"] = DEMO
+    config["sources"][0]["uri"] = str(clip)
+    out = folder / "example.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+def test_the_two_shell_recipe_shows_the_crossings_on_a_file(example: Path) -> None:
+    """tracking.md: the run, then 2 s later a subscriber in another shell. The clip ends in ~2 s: without
+    --await-subscribers the subscriber got nothing."""
+    for page, start in (("docs/tracking.md", "edge-rt run --config docs/tracking/example.yaml"), ("docs/tracking/example.yaml", "#   edge-rt run")):
+        line = next(x for x in (ROOT / page).read_text().splitlines() if x.startswith(start))
+        assert "--await-subscribers 1" in line, f"{page}: {line}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    run = CliProcess("run", "--config", str(example), "--name", "gate-box", "--await-subscribers", "1", "--publish", endpoint)
+    try:
+        run.wait_for("waiting up to")
+        time.sleep(2)  # a person switching shells
+        sub = CliProcess("subscribe", endpoint, "--events-only", "--event", "cross")
+        assert run.proc.wait(60) == 0, run.stderr
+        time.sleep(0.5)
+        sub.stop(signal.SIGINT)
+        events = [json.loads(line) for line in sub.proc.stdout.read().splitlines()] if sub.proc.stdout else []
+    finally:
+        run.kill()
+    assert events and {e["event"] for e in events} == {"cross"} and {e["box"] for e in events} == {"gate-box"}
+    assert "no subscriber" not in run.stderr
+
+
+def test_a_run_nobody_heard_says_so_in_its_summary(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "c.mp4", frames=4)
+    proc = run_cli("run", "-m", DEMO, "-s", str(clip), "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert proc.returncode == 0, proc.stderr
+    line = next((x for x in proc.stderr.splitlines() if "no subscriber" in x), "")
+    assert "WARNING" in line and "nobody received the 4 message(s)" in line and "--await-subscribers 1" in line, proc.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_rt.client import DetectionMessage, EndOfStream, EventMessage, Subscriber
 from edge_rt.training.synth_tracks import synth_track_clip
 
 from .conftest import free_port, write_clip
@@ -91,3 +92,20 @@ def test_a_run_nobody_heard_says_so_in_its_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     line = next((x for x in proc.stderr.splitlines() if "no subscriber" in x), "")
     assert "WARNING" in line and "nobody received the 4 message(s)" in line and "--await-subscribers 1" in line, proc.stderr
+
+
+def test_the_python_loop_ends_at_end_of_stream_and_ids_count_the_objects(example: Path) -> None:
+    """`for msg in sub:` never ended on a file run; ids jumped (1, 5, 6, 7, 12 ...) past unconfirmed tracks."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    run = CliProcess("run", "--config", str(example), "--await-subscribers", "1", "--publish", endpoint)
+    try:
+        with Subscriber(endpoint, events=True, until_eos=True) as sub:
+            messages = list(sub)  # ends by itself (the test's timeout would fail it otherwise)
+            assert sub.ended
+        assert run.proc.wait(30) == 0, run.stderr
+    finally:
+        run.kill()
+    assert isinstance(messages[-1], EndOfStream)
+    published = {d.track_id for m in messages if isinstance(m, DetectionMessage) for d in m.detections}
+    started = [m.track_id for m in messages if isinstance(m, EventMessage) and m.event == "start"]
+    assert started == list(range(1, len(started) + 1)) and published == set(started), (started, sorted(published))

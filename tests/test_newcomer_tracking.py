@@ -4,6 +4,7 @@ level a user sees it: the CLI's exit code and its one line, the published messag
 from __future__ import annotations
 
 import json
+from collections import Counter
 import signal
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_rt.client import DetectionMessage, EndOfStream, EventMessage, Subscriber
+from edge_rt.client import DetectionMessage, EndOfStream, EventMessage, Message, Subscriber
 from edge_rt.training.synth_tracks import synth_track_clip
 
 from .conftest import free_port, write_clip
@@ -94,8 +95,9 @@ def test_a_run_nobody_heard_says_so_in_its_summary(tmp_path: Path) -> None:
     assert "WARNING" in line and "nobody received the 4 message(s)" in line and "--await-subscribers 1" in line, proc.stderr
 
 
-def test_the_python_loop_ends_at_end_of_stream_and_ids_count_the_objects(example: Path) -> None:
-    """`for msg in sub:` never ended on a file run; ids jumped (1, 5, 6, 7, 12 ...) past unconfirmed tracks."""
+@pytest.fixture(scope="module")
+def published(example: Path) -> list[Message]:
+    """Everything the example's run publishes, read with the Python client as client.md shows."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     run = CliProcess("run", "--config", str(example), "--await-subscribers", "1", "--publish", endpoint)
     try:
@@ -105,7 +107,23 @@ def test_the_python_loop_ends_at_end_of_stream_and_ids_count_the_objects(example
         assert run.proc.wait(30) == 0, run.stderr
     finally:
         run.kill()
+    return messages
+
+
+def test_the_python_loop_ends_at_end_of_stream_and_ids_count_the_objects(published: list[Message]) -> None:
+    """`for msg in sub:` never ended on a file run; ids jumped (1, 5, 6, 7, 12 ...) past unconfirmed tracks."""
+    messages = published
     assert isinstance(messages[-1], EndOfStream)
     published = {d.track_id for m in messages if isinstance(m, DetectionMessage) for d in m.detections}
     started = [m.track_id for m in messages if isinstance(m, EventMessage) and m.event == "start"]
     assert started == list(range(1, len(started) + 1)) and published == set(started), (started, sorted(published))
+
+
+def test_draw_clip_counts_the_events_the_run_publishes(example: Path, published: list[Message], tmp_path: Path) -> None:
+    """draw clip said 37 `end`s where the run published 39: the objects still tracked at the file's end."""
+    kinds = Counter(m.event for m in published if isinstance(m, EventMessage))
+    assert kinds["end"] == kinds["start"] > 0  # each start has its end
+    proc = run_cli("draw", "clip", "--config", str(example), "--output", str(tmp_path / "a.mp4"))
+    assert proc.returncode == 0, proc.stderr
+    said = dict(x.split() for x in proc.stdout.split("events: ")[1].split(" -> ")[0].split(", "))
+    assert {k: int(v) for k, v in said.items()} == {k: v for k, v in kinds.items() if v}, proc.stdout

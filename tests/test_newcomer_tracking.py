@@ -127,3 +127,10 @@ def test_draw_clip_counts_the_events_the_run_publishes(example: Path, published:
     assert proc.returncode == 0, proc.stderr
     said = dict(x.split() for x in proc.stdout.split("events: ")[1].split(" -> ")[0].split(", "))
     assert {k: int(v) for k, v in said.items()} == {k: v for k, v in kinds.items() if v}, proc.stdout
+
+
+def test_bench_objects_help_says_what_it_measures() -> None:
+    proc = run_cli("bench", "objects", "--help")
+    assert proc.returncode == 0
+    usage, _, rest = proc.stdout.partition("\n\n")
+    assert "synthetic" in rest.split("options:")[0] and "Loads no model" in proc.stdout.replace("\n", " ").replace("  ", " ")

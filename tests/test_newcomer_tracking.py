@@ -134,3 +134,12 @@ def test_bench_objects_help_says_what_it_measures() -> None:
     assert proc.returncode == 0
     usage, _, rest = proc.stdout.partition("\n\n")
     assert "synthetic" in rest.split("options:")[0] and "Loads no model" in proc.stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_frigate_at_a_glance_is_what_print_config_prints() -> None:
+    """frigate.md's first YAML had another endpoint than the command beside it, and no objects.track."""
+    page = (ROOT / "docs/frigate.md").read_text()
+    glance = page.split("## At a glance", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    printed = run_cli("frigate", "--model", DEMO, "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(glance) == yaml.safe_load(printed.stdout)

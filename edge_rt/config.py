@@ -276,6 +276,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def check_relative_paths(values: Mapping[str, Any], config: str | Path) -> None:
+    """Relative paths in a config are read from the current folder, as on the command line (docs/running.md).
+    One that is missing there but lies beside the config is the usual surprise: say so, with the fix."""
+    here = Path(config).parent
+    wanted: list[tuple[str, Any]] = [("model", values.get("model"))]
+    raw = values.get("sources")
+    for i, entry in enumerate(raw if isinstance(raw, list) else [raw]):
+        uri = entry.get("uri") if isinstance(entry, Mapping) else entry
+        if isinstance(uri, str) and "=" in uri and not re.match(r"^[^=]*[/:]", uri):
+            uri = uri.split("=", 1)[1]  # NAME=URI
+        wanted.append((f"sources[{i}]", uri))
+    for key, value in wanted:
+        if not isinstance(value, str) or not value or "://" in value or "!" in value or value.isdigit():
+            continue
+        path = Path(value)
+        if path.is_absolute() or value.startswith("~") or path.exists() or not (here / path).exists():
+            continue
+        raise ConfigError(
+            f"{key}: {value!r} is not in the current folder ({Path.cwd()}) but lies beside the config: relative paths "
+            f"in a config are read from the folder edge-rt runs in; write {str(here / path)!r} or run from {str(here)!r}"
+        )
+
+
 def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> SourceSpec:
     if isinstance(entry, int) and not isinstance(entry, bool):
         entry = str(entry)  # `sources: [0]`: a camera index written as a YAML number

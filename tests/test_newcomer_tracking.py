@@ -143,3 +143,19 @@ def test_frigate_at_a_glance_is_what_print_config_prints() -> None:
     printed = run_cli("frigate", "--model", DEMO, "--print-config")
     assert printed.returncode == 0, printed.stderr
     assert yaml.safe_load(glance) == yaml.safe_load(printed.stdout)
+
+
+def test_a_copied_config_says_that_its_paths_are_read_from_the_current_folder(tmp_path: Path) -> None:
+    """A copy of example.yaml found clip.mp4 beside it but not models/demo/demo.onnx, and no page said why."""
+    elsewhere = tmp_path / "configs"
+    (elsewhere / "models").mkdir(parents=True)
+    (elsewhere / "models" / "m.onnx").write_bytes((ROOT / "models/demo/demo.onnx").read_bytes())
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    config = elsewhere / "gate.yaml"
+    config.write_text(yaml.safe_dump({"model": "models/m.onnx", "sources": [str(clip)]}))
+    proc = run_cli("run", "--config", str(config), "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert proc.returncode == 2
+    assert_clean_failure(proc, "model: 'models/m.onnx' is not in the current folder")
+    assert "relative paths in a config are read from the folder edge-rt runs in" in proc.stderr
+    assert str(elsewhere / "models/m.onnx") in proc.stderr
+    assert "current folder" in (ROOT / "docs/running.md").read_text()

@@ -122,12 +122,13 @@ def _cmd_clip(args: argparse.Namespace) -> int:
 
 def _load(path: str, cli: dict[str, Any], need_model: bool) -> RunConfig:
     """The run config, as `edge-rt run` reads it; `draw zones` needs no model, so a config may lack one."""
-    from ..config import build_run_config, load_yaml
+    from ..config import build_run_config, check_relative_paths, load_yaml
     from ..security import redact_url
 
     quiet_native_logs("error")  # FFmpeg's own lines about a source that will not open stay out of the one-line error
     try:
         values = load_yaml(path)
+        check_relative_paths({k: v for k, v in values.items() if cli.get(k) is None}, path)  # what the config still says
         if not need_model:
             values.setdefault("model", _NO_MODEL)
         return build_run_config(values, cli, origin=f"config {path!r}")

@@ -347,8 +347,9 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     fps = _optional(_fps)("fps", merged.pop("fps", None))
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
-    if loop and not any(s.kind is SourceKind.FILE for s in sources):  # it loops the files; with none it would do nothing
-        raise ConfigError(f"loop applies to files only, and no source is a file (the first is a {sources[0].kind.value} source)")
+    real = [s for s in sources if s.kind is not SourceKind.SYNTHETIC]  # a benchmark's cameras: loop is moot
+    if loop and real and not any(s.kind is SourceKind.FILE for s in real):  # it loops the files; with none, nothing
+        raise ConfigError(f"loop applies to files only, and no source is a file (the first is a {real[0].kind.value} source)")
     recording = source_records(raw_sources, sources, parse_record("record", merged.pop("record", None)))
     tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)), {r.source for r in recording})
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}

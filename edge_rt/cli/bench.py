@@ -233,6 +233,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from ..bench.report import ReportSettings, report_paths, run_report, write_report
@@ -246,6 +247,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.model and not model.is_file():
         raise ModelError(f"the demo model {model} is not here (it ships in the repository, not in the package): pass --model FILE.onnx")
     md, js = report_paths(args.output, args.json)
+    # Ultralytics (the parity and compare sections) logs `Loading ...` to stdout, which holds only the two paths.
+    os.environ.setdefault("YOLO_VERBOSE", "False")
     settings = ReportSettings.make(model, args.device, args.quick, args.duration)
     report = run_report(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
     write_report(report, md, js)

@@ -208,7 +208,7 @@ def place_labels(xyxy: np.ndarray, sizes: Sequence[tuple[int, int]], frame: tupl
     w, h = frame
     placed: list[Rect] = []
     out: list[tuple[int, int]] = []
-    for (bx1, by1, bx2, by2), (tw, th) in zip(np.asarray(xyxy, np.float64).tolist(), sizes):
+    for (bx1, by1, _, by2), (tw, th) in zip(np.asarray(xyxy, np.float64).tolist(), sizes):
         x = min(max(int(round(bx1)), 0), max(w - tw, 0))
         y1, y2 = int(round(by1)), int(round(by2))
         spots = [(x, y1 - th - 4), (x, y1 + 1), (x, y2 + 1), (x, y2 - th - 1)]

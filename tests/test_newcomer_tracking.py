@@ -4,9 +4,9 @@ level a user sees it: the CLI's exit code and its one line, the published messag
 from __future__ import annotations
 
 import json
-from collections import Counter
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -96,7 +96,7 @@ def _pipeline(r: dict[str, Any]) -> list[str]:
 
 
 def _hw(run: dict[str, Any]) -> str:
-    shape = run.get("input_shape") or ()
+    shape: list[int] = list(run.get("input_shape") or [])
     return f"{shape[0]}x{shape[1]}" if len(shape) == 2 else "?"
 
 

@@ -6,7 +6,8 @@
             if msg.gap: print("lost", msg.gap, "messages")
             for det in msg.detections: print(det.label, det.conf, det.box)
 
-Gaps come from per-source `seq`; a changed `session` means the publisher restarted.
+Gaps come from per-source `seq`; a changed `session` means the publisher restarted. The loop never
+ends by itself (a camera has no end); `until_eos=True` ends it once every source sent end-of-stream.
 
 Behind a broker (`edge-rt broker`) many boxes publish to one address; every message names its box
 (`msg.box`), and a box run with `--name NAME` publishes on topics `NAME/SOURCE`. Filter by box and/or
@@ -119,6 +120,9 @@ class Subscriber:
     `curve_server_key` (the publisher's `.key` file) and `curve_secret_key` (this client's
     `.key_secret` file) connect with CURVE; `curve` takes already loaded keys instead. A missing or
     malformed key file raises ConfigError naming it.
+
+    `until_eos=True` ends iterating after the end-of-stream message that leaves every source seen so far
+    (every topic given) ended, as a file run ends; without it the loop waits for more, as for a camera.
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class Subscriber:
         sources: Sequence[str] = (),
         events: bool = False,
         event_kinds: Sequence[str] = (),
+        until_eos: bool = False,
     ) -> None:
         if curve is not None and (curve_server_key is not None or curve_secret_key is not None):
             raise ConfigError("give either curve (loaded keys) or curve_server_key and curve_secret_key (files), not both")
@@ -178,6 +183,8 @@ class Subscriber:
         except zmq.ZMQError:
             self.close()
             raise
+        self.until_eos = until_eos
+        self._streams: dict[tuple[str | None, str], bool] = {}  # (box, source) seen -> ended (for until_eos)
         self.tracker = SequenceTracker()
         self.received = 0
         self.malformed = 0
@@ -237,6 +244,8 @@ class Subscriber:
                 stream = f"{HEALTH_TOPIC}/{stream}"
             elif isinstance(msg, EventMessage):
                 stream = f"{EVENTS_TOPIC}/{stream}"  # events count apart from detections
+            if isinstance(msg, (DetectionMessage, EndOfStream)):
+                self._streams[(msg.box, msg.source)] = isinstance(msg, EndOfStream)
             gap, restarted = self.tracker.check(stream, msg.session, msg.seq)
             if isinstance(msg, EventMessage) and self.event_kinds and msg.event not in self.event_kinds:
                 continue  # after the gap check: kinds left out are no loss
@@ -265,11 +274,26 @@ class Subscriber:
             raise MalformedMessage(f"topic {topic[:80]!r} differs from the message's source {where[:200]}")
         return msg
 
+    @property
+    def ended(self) -> bool:
+        """Every source seen so far (every topic given, if any) sent end-of-stream: a file run is over."""
+        wanted = [t for t in self._topics if not t.startswith("$")]
+        if not wanted:
+            return bool(self._streams) and all(self._streams.values())
+        ended = {s for (_, s), done in self._streams.items() if done}
+        ended |= {f"{b}/{s}" for (b, s), done in self._streams.items() if done and b is not None}
+        return all(t in ended for t in wanted)
+
     def __iter__(self) -> Iterator[Message]:
+        """Messages as they come. A live stream has no end, so by default this never ends by itself (a
+        restarted publisher goes on in the same loop); with `until_eos=True` it ends after the end-of-stream
+        that leaves every source seen (every topic given) ended."""
         while True:
             msg = self.receive()
             if msg is not None:
                 yield msg
+                if self.until_eos and isinstance(msg, EndOfStream) and self.ended:
+                    return
 
     def close(self) -> None:
         self._sock.close(0)

@@ -117,6 +117,16 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_ope
     return check
 
 
+def _fps(key: str, value: Any) -> float:
+    """0 is a likely guess for 'as fast as possible', which is what leaving --fps out does."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+        raise ConfigError(
+            f"{key}: {value:g} frames/s would never read a frame: give a rate > 0 to pace the sources like a camera, "
+            "or leave it out to read files as fast as the pipeline takes them"
+        )
+    return float(_number(float, 0.0, lo_open=True)(key, value))
+
+
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in options:
@@ -277,6 +287,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def check_relative_paths(values: Mapping[str, Any], config: str | Path) -> None:
+    """Relative paths in a config are read from the current folder, as on the command line (docs/running.md).
+    One that is missing there but lies beside the config is the usual surprise: say so, with the fix."""
+    here = Path(config).parent
+    wanted: list[tuple[str, Any]] = [("model", values.get("model"))]
+    raw = values.get("sources")
+    for i, entry in enumerate(raw if isinstance(raw, list) else [raw]):
+        uri = entry.get("uri") if isinstance(entry, Mapping) else entry
+        if isinstance(uri, str) and "=" in uri and not re.match(r"^[^=]*[/:]", uri):
+            uri = uri.split("=", 1)[1]  # NAME=URI
+        wanted.append((f"sources[{i}]", uri))
+    for key, value in wanted:
+        if not isinstance(value, str) or not value or "://" in value or "!" in value or value.isdigit():
+            continue
+        path = Path(value)
+        if path.is_absolute() or value.startswith("~") or path.exists() or not (here / path).exists():
+            continue
+        raise ConfigError(
+            f"{key}: {value!r} is not in the current folder ({Path.cwd()}) but lies beside the config: relative paths "
+            f"in a config are read from the folder edge-rt runs in; write {str(here / path)!r} or run from {str(here)!r}"
+        )
+
+
 def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> SourceSpec:
     if isinstance(entry, int) and not isinstance(entry, bool):
         entry = str(entry)  # `sources: [0]`: a camera index written as a YAML number
@@ -297,7 +330,7 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
         name = entry.get("name")
         if name is not None:
             name = _string(f"sources[{index}].name", name)
-        src_fps = _optional(_number(float, 0.0, lo_open=True))(f"sources[{index}].fps", entry.get("fps", fps))
+        src_fps = _optional(_fps)(f"sources[{index}].fps", entry.get("fps", fps))
         spec = parse_source(uri, index, fps=src_fps, name=name)
         src_loop = _boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
         return parse_source(uri, index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
@@ -322,9 +355,12 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
         raise ConfigError("no source: pass --source (repeatable) or set 'sources' in the config")
     if not isinstance(raw_sources, (list, tuple)):
         raw_sources = [raw_sources]
-    fps = _optional(_number(float, 0.0, lo_open=True))("fps", merged.pop("fps", None))
+    fps = _optional(_fps)("fps", merged.pop("fps", None))
     loop = _boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
+    real = [s for s in sources if s.kind is not SourceKind.SYNTHETIC]  # a benchmark's cameras: loop is moot
+    if loop and real and not any(s.kind is SourceKind.FILE for s in real):  # it loops the files; with none, nothing
+        raise ConfigError(f"loop applies to files only, and no source is a file (the first is a {real[0].kind.value} source)")
     recording = source_records(raw_sources, sources, parse_record("record", merged.pop("record", None)))
     tracking = _tracking(raw_sources, sources, parse_track("track", merged.pop("track", None)), {r.source for r in recording})
     values = {key: _CHECKS[key](key, value) for key, value in merged.items()}

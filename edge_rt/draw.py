@@ -118,6 +118,24 @@ def draw_regions(
     return out
 
 
+def draw_grid(image: np.ndarray, step: float = 0.1) -> np.ndarray:
+    """A 0-1 grid over the frame, every `step`, labelled on the top and left edges: the coordinates that
+    zones and lines take, for a source that has none yet."""
+    out = image.copy()
+    style = Style.for_image(out)
+    h, w = out.shape[:2]
+    n = round(1 / step)
+    for i in range(1, n):
+        f = i / n
+        x, y = round(f * (w - 1)), round(f * (h - 1))
+        thick = 2 if i * 2 == n else 1  # 0.5 stands out
+        cv2.line(out, (x, 0), (x, h - 1), _WHITE, thick, cv2.LINE_AA)
+        cv2.line(out, (0, y), (w - 1, y), _WHITE, thick, cv2.LINE_AA)
+        label(out, f"{f:g}", (x, 0), _BLACK, style, centre=True)
+        label(out, f"{f:g}", (0, y), _BLACK, style, centre=True)
+    return out
+
+
 def line_label(line: LineSpec) -> str:
     """`entry`, `gate [car, truck]`."""
     return line.name if line.classes is None else f"{line.name} [{', '.join(map(str, line.classes))}]"
@@ -157,17 +175,48 @@ def draw_objects(image: np.ndarray, objects: Objects, names: Mapping[int, str], 
     style = Style.for_image(out)
     dets = objects.dets
     points = anchor_points(dets.xyxy.astype(np.float64), anchor) if len(dets) else np.zeros((0, 2))
+    texts = [
+        names.get(int(dets.cls[k]), str(int(dets.cls[k])))
+        + ("" if objects.track_ids is None else f" #{int(objects.track_ids[k])}")
+        + f" {float(dets.conf[k]):.2f}"
+        for k in range(len(dets))
+    ]
+    spots = place_labels(dets.xyxy, [_size(t, style) for t in texts], (out.shape[1], out.shape[0]))
     for k in range(len(dets)):
         x1, y1, x2, y2 = (int(round(float(v))) for v in dets.xyxy[k])
         cls = int(dets.cls[k])
         tid = None if objects.track_ids is None else int(objects.track_ids[k])
         colour = colour_of(cls if tid is None else tid * 7 + 3)  # 7: ids in a row get colours far apart
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, style.stroke - 1), cv2.LINE_AA)
-        text = names.get(cls, str(cls)) + ("" if tid is None else f" #{tid}") + f" {float(dets.conf[k]):.2f}"
-        tw, th = _size(text, style)
-        label(out, text, (x1, y1 - th - 4 if y1 - th - 4 >= 0 else y1 + 1), colour, style)
+        label(out, texts[k], spots[k], colour, style)
         cv2.circle(out, _pt(points[k]), style.stroke + 1, colour, -1, cv2.LINE_AA)
         cv2.circle(out, _pt(points[k]), style.stroke + 1, _BLACK, 1, cv2.LINE_AA)
+    return out
+
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2
+
+
+def _overlap(a: Rect, b: Rect) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(xyxy: np.ndarray, sizes: Sequence[tuple[int, int]], frame: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left corners for each box's label: above its box, else inside its top edge, below it, or inside
+    its bottom edge, the first spot (inside the frame) that no label placed before covers; else the least
+    covered. Two objects side by side no longer print one label over the other."""
+    w, h = frame
+    placed: list[Rect] = []
+    out: list[tuple[int, int]] = []
+    for (bx1, by1, _, by2), (tw, th) in zip(np.asarray(xyxy, np.float64).tolist(), sizes):
+        x = min(max(int(round(bx1)), 0), max(w - tw, 0))
+        y1, y2 = int(round(by1)), int(round(by2))
+        spots = [(x, y1 - th - 4), (x, y1 + 1), (x, y2 + 1), (x, y2 - th - 1)]
+        spots = [(sx, min(max(sy, 0), max(h - th, 0))) for sx, sy in spots]
+        cover = [sum(_overlap((sx, sy, sx + tw, sy + th), r) for r in placed) for sx, sy in spots]
+        best = spots[cover.index(min(cover))]
+        placed.append((best[0], best[1], best[0] + tw, best[1] + th))
+        out.append(best)
     return out
 
 
@@ -204,16 +253,47 @@ def draw_events(image: np.ndarray, events: Iterable[Event]) -> np.ndarray:
 
 
 def draw_counters(
-    image: np.ndarray, occupancy: Mapping[str, int], crossings: Mapping[str, tuple[int, int]], header: str = ""
+    image: np.ndarray,
+    occupancy: Mapping[str, int],
+    crossings: Mapping[str, tuple[int, int]],
+    header: str = "",
+    avoid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Top left: objects in each zone now and each line's in/out crossings so far."""
+    """Objects in each zone now and each line's in/out crossings so far, top left unless that covers one
+    of the `avoid` boxes (xyxy, the objects drawn): then the corner that covers the least of them."""
     out = image.copy()
     rows = [header] if header else []
     rows += [f"{zone}: {n} in zone" for zone, n in occupancy.items()]
     rows += [f"{line}: in {n_in}  out {n_out}" for line, (n_in, n_out) in crossings.items()]
     if rows:
-        panel(out, rows, Style.for_image(out), corner="top_left")
+        style = Style.for_image(out)
+        corner = "top_left"
+        if avoid is not None and len(avoid):
+            corner = legend_corner(avoid, [_size(r, style) for r in rows], (out.shape[1], out.shape[0]))
+        panel(out, rows, style, corner=corner)
     return out
+
+
+_CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def panel_origin(corner: str, panel_size: tuple[int, int], frame: tuple[int, int]) -> tuple[int, int]:
+    """Where `panel` puts a (pw, ph) panel in `corner` of a (w, h) frame."""
+    (pw, ph), (w, h) = panel_size, frame
+    x = max(0, w - pw - 4) if corner.endswith("right") else min(4, w - pw)
+    return x, (min(4, h - ph) if corner.startswith("top") else max(0, h - ph - 4))
+
+
+def legend_corner(xyxy: np.ndarray, rows: Sequence[tuple[int, int]], frame: tuple[int, int]) -> str:
+    """The first corner (top left first) whose legend covers the least box area: a legend hides no box it can avoid."""
+    pw, ph = min(max(r[0] for r in rows) + 6, frame[0]), min(sum(r[1] for r in rows) + 6, frame[1])
+    boxes = [tuple(int(round(v)) for v in b) for b in np.asarray(xyxy, np.float64).tolist()]
+
+    def covered(corner: str) -> int:
+        x, y = panel_origin(corner, (pw, ph), frame)
+        return sum(_overlap((x, y, x + pw, y + ph), (b[0], b[1], b[2], b[3])) for b in boxes)
+
+    return min(_CORNERS, key=covered)  # min keeps the first of equals
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -250,12 +330,7 @@ def panel(out: np.ndarray, rows: Sequence[str], style: Style, corner: str = "top
     sizes = [_size(r, style) for r in rows]
     pw, ph = min(max(s[0] for s in sizes) + 6, w), min(sum(s[1] for s in sizes) + 6, h)
 
-    def origin(c: str) -> tuple[int, int]:
-        return (max(0, w - pw - 4) if c.endswith("right") else min(4, w - pw)), (
-            min(4, h - ph) if c.startswith("top") else max(0, h - ph - 4)
-        )
-
-    candidates = [origin(c.strip()) for c in corner.split(",")]
+    candidates = [panel_origin(c.strip(), (pw, ph), (w, h)) for c in corner.split(",")]
     if under is not None and len(candidates) > 1:
         drawn = np.any(out != under, axis=2)
         candidates.sort(key=lambda o: int(drawn[o[1] : o[1] + ph, o[0] : o[0] + pw].sum()))  # stable: ties keep the order

@@ -142,6 +142,7 @@ class Publisher:
             raise
         self._sock = sock
         self.subscriptions = 0
+        self.ever_subscribed = False  # for the run's summary: a file run that nobody heard says so
         self._joined: list[bytes] = []  # topics subscribed since the last take_new_subscriptions()
         self.sent = 0
         self.bytes_sent = 0
@@ -168,6 +169,7 @@ class Publisher:
             msg = self._sock.recv()
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
+                self.ever_subscribed = True
                 if len(self._joined) < 1024:  # bounded: a peer flooding subscriptions cannot grow it
                     self._joined.append(msg[1:])
             elif msg[:1] == b"\x00":

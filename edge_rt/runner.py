@@ -258,6 +258,14 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
         pipeline.run()
         collector.close()  # what is queued is written before the summary counts it
         log.info("done\n%s", metrics.summary(pipeline.counters()))
+        publisher.poll_subscriptions()
+        published = sum(pipeline.published.values())
+        if published and not publisher.ever_subscribed:
+            log.warning(
+                "no subscriber was connected: nobody received the %d message(s) published (a file ends in seconds: "
+                "give run --await-subscribers 1 to wait for one, or --fps 30 to pace it like a camera)",
+                published,
+            )
         if pipeline.sink_refused:
             log.warning("%d message(s) could not be handed to ZeroMQ", pipeline.sink_refused)
         if publisher.link is not None and publisher.link.dropped:
@@ -301,7 +309,7 @@ def _log_recording(config: RunConfig) -> None:
                 r.keep_mb,
             )
         elif recorded and spec.kind not in RECORDABLE:
-            log.info("source %s: not recorded (a %s source cannot be opened twice)", spec.name, spec.kind.value)
+            log.warning("source %s: not recorded (a %s source cannot be opened twice)", spec.name, spec.kind.value)
 
 
 def service_watch(pipeline: Pipeline) -> ServiceWatch | None:

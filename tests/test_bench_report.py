@@ -84,6 +84,10 @@ def test_the_report_has_every_section_with_figures(quick: dict[str, Any]) -> Non
     progress = [line for line in proc.stderr.splitlines() if line.startswith("bench report [")]
     assert len(progress) == len(SECTIONS) and "Traceback" not in proc.stderr
     assert proc.stdout.rstrip().endswith(f"json: {Path(str(proc.args[-1]) + '.json')}")
+    assert proc.stdout.splitlines()[0].startswith("report: "), proc.stdout  # no Ultralytics `Loading ...` lines (issue 28)
+    # the pipeline's "engine alone" names its input: it is not the Engine section's figure (issue 28)
+    hw = "x".join(map(str, data["sections"]["pipeline"]["result"]["runs"][0]["input_shape"]))
+    assert f" at {hw} |" in md.split("## Pipeline")[1] and "engine alone: the bare engine, same run" in md
 
 
 def test_without_ultralytics_parity_and_compare_say_so(monkeypatch: pytest.MonkeyPatch) -> None:

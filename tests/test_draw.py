@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edge_rt.cli import main
-from edge_rt.draw import anchor_note, draw_regions, in_direction, to_pixels, zone_label
+from edge_rt.draw import anchor_note, draw_regions, in_direction, legend_corner, place_labels, to_pixels, zone_label
 from edge_rt.tracking.zones import LineSpec, ZoneSpec, side_of_line
 from edge_rt.training.synth_video import synth_clip
 
@@ -57,7 +57,7 @@ def test_draw_zones_fills_the_zone_and_leaves_the_rest(clip: Path, tmp_path: Pat
     out = tmp_path / "zones.png"
     code, stdout, err = cli("draw", "zones", "--config", str(config), "--frame", "3", "--output", str(out), capsys=capsys)
     assert code == 0, err
-    assert "source gate, 1 zones, 1 lines" in stdout and str(out) in stdout
+    assert "source gate, 1 zone, 1 line," in stdout and str(out) in stdout
     drawn, source = cv2.imread(str(out)), read_frames(clip)[3]
     assert drawn.shape == source.shape == (SIZE[1], SIZE[0], 3)
     w, h = SIZE
@@ -88,8 +88,6 @@ def test_draw_zones_on_a_picture(clip: Path, tmp_path: Path, capsys: pytest.Capt
     [
         (None, ("--config", "{tmp}/missing.yaml"), "no such file"),
         ("ok", ("--config", "{cfg}", "--source", "nope"), "--source 'nope': the config has no such source (it has: gate, plain)"),
-        ("ok", ("--config", "{cfg}", "--source", "plain"), "source 'plain' has no zones: or lines:"),
-        ("plain", ("--config", "{cfg}"), "no source in the config has zones: or lines:"),
         ("two_points", ("--config", "{cfg}"), "source 'gate': zones.dock: needs at least 3 points, got 2"),
         ("ok", ("--config", "{cfg}", "--frame", "99"), "--frame 99 is past the end of the file (30 frames)"),
         ("ok", ("--config", "{cfg}", "--image", "{tmp}/none.jpg"), "--image"),
@@ -165,3 +163,31 @@ def test_draw_regions_is_pure_and_labels_say_the_filters() -> None:
     assert zone_label(zone) == "aisle [circle] loiter 5s" and zone_label(zone, 2) == "aisle: 2 [circle] loiter 5s"
     assert anchor_note([zone], [line]) == "anchors: aisle centre, entry bottom centre"
     assert anchor_note([], [line]) == "anchor: bottom centre"
+
+
+def test_draw_zones_on_a_source_without_zones_gives_a_0_1_grid(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It refused ('no source in the config has zones'); a user choosing coordinates wants the frame with a grid."""
+    config = write_config(tmp_path / "run.yaml", {"name": "plain", "uri": str(clip)}, model=None)
+    out = tmp_path / "grid.png"
+    code, stdout, err = cli("draw", "zones", "--config", str(config), "--output", str(out), capsys=capsys)
+    assert code == 0, err
+    assert "source plain, no zones or lines yet: a 0-1 grid" in stdout
+    drawn, source = cv2.imread(str(out)), read_frames(clip)[0]
+    w, h = SIZE
+    x_half, y_half = round(0.5 * (w - 1)), round(0.5 * (h - 1))
+    assert (drawn[h // 2 + 20 :, x_half] > 200).all() and (drawn[y_half, w // 2 + 20 :] > 200).all()  # the 0.5 lines, white
+    assert np.abs(drawn[y_half + 10 : y_half + 15, 40:50].astype(int) - source[y_half + 10 : y_half + 15, 40:50]).max() < 40  # between lines: the frame
+
+
+def test_labels_of_neighbouring_boxes_do_not_cover_each_other_and_the_legend_avoids_boxes() -> None:
+    boxes = np.array([[100, 100, 160, 200], [110, 105, 170, 205], [300, 100, 360, 200]], np.float32)  # two on top of each other
+    sizes = [(80, 18)] * 3
+    spots = place_labels(boxes, sizes, (640, 360))
+    rects = [(x, y, x + w, y + h) for (x, y), (w, h) in zip(spots, sizes)]
+    for i in range(3):
+        for j in range(i):
+            a, b = rects[i], rects[j]
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (a, b)
+    assert spots[2] == (300, 100 - 18 - 4)  # a box alone: its label above it, as before
+    assert legend_corner(boxes, [(120, 20)] * 3, (640, 360)) == "top_left"  # nothing there
+    assert legend_corner(np.array([[0, 0, 200, 100]], np.float32), [(120, 20)] * 3, (640, 360)) == "top_right"

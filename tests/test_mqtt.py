@@ -600,6 +600,31 @@ def test_counts_are_sets_of_tracks_idempotent_and_reset_by_a_new_session() -> No
     fake.close()
 
 
+def test_no_sensor_for_a_class_the_track_is_not() -> None:
+    """A tracked person's first box called `car` (in a zone of persons) made `..._zone_dock_car_count`, always 0:
+    the track's start event, right after its first detections message, names its class."""
+    fake = FakeBox(None)
+    sent = fake.kept
+    assert sent is not None
+    board = Board()
+    announced: set[Entity] = set()
+
+    def feed() -> None:
+        for m in sent:
+            announced.update(board.update(m, time.monotonic()))
+        sent.clear()
+
+    fake.detections([(1, 0, [])])  # in view when the bridge joined: its box's class is all there is
+    fake.detections([(1, 0, []), (5, 1, ["dock"])])  # a new track: its first box says car...
+    fake.event("start", 5, cls=0)  # ...its track is a person
+    fake.detections([(1, 0, []), (5, 0, ["dock"])])
+    feed()
+    assert {(e.kind, e.label, e.zone) for e in announced} == {("count", "person", ""), ("zone", "person", "dock")}
+    assert board.values[Entity("zone", BOX, SOURCE, "person", "dock")] == "1"
+    assert board.values[Entity("count", BOX, SOURCE, "person")] == "2"
+    fake.close()
+
+
 def test_a_silent_box_turns_its_cameras_offline() -> None:
     board = Board()
     hb = HealthBoard([SOURCE], "c" * 32, box=BOX)

@@ -235,3 +235,18 @@ def test_record_mistakes_get_one_line_before_any_camera_opens(tmp_path: Path, h2
         assert_clean_failure(run_cli("run", "--config", str(config)), expected)
     config.write_text(yaml.safe_dump({"model": model, "sources": [{"uri": "0", "record": str(tmp_path)}]}))
     assert_clean_failure(run_cli("run", "--config", str(config)), "cannot be opened a second time")
+
+
+@pytest.mark.parametrize("how", ["-s cam=0", "-s /dev/video0", "record: with uri: 0"])
+def test_record_on_a_camera_alone_stops_before_it_opens(tmp_path: Path, how: str) -> None:
+    """--record (or a top-level record:) on a camera index or /dev/video device is not a silent no-op."""
+    model = str(ROOT / "models/demo/demo.onnx")
+    if how.startswith("-s"):
+        result = run_cli("run", "-m", model, *how.split(), "--record", str(tmp_path / "clips"), timeout=30)
+    else:
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump({"model": model, "sources": [{"uri": 0}], "record": str(tmp_path / "clips")}))
+        result = run_cli("run", "--config", str(config), timeout=30)
+    assert_clean_failure(result, "cannot be opened a second time")
+    assert result.returncode == 2
+    assert "retry" not in result.stderr.lower() and not (tmp_path / "clips").exists()

@@ -92,6 +92,18 @@ def test_a_new_track_is_confirmed_on_its_second_box_and_a_one_frame_flicker_neve
     assert tracker.update(dets([square(20, 10)]), 5 / 30).ended == ()  # the flicker ends unseen: no end event
 
 
+def test_ids_count_the_published_objects_a_flicker_uses_none() -> None:
+    """Ids jumped (1, 5, 6, 7, 12 ...): a new track that was never confirmed used one up. Users count objects by id."""
+    tracker = ByteTracker()
+    assert ids_of(tracker, dets([square(10, 10)]), 0.0) == [1]
+    for f in range(1, 6):  # a one-frame flicker on every frame, each somewhere else: never confirmed
+        assert ids_of(tracker, dets([square(10 + 2 * f, 10), square(100 + 60 * f, 300)]), f / 30) == [1, -1]
+    assert ids_of(tracker, dets([square(22, 10), square(300, 100)]), 6 / 30) == [1, -1]
+    res = tracker.update(dets([square(24, 10), square(302, 100)]), 7 / 30)
+    assert res.ids.tolist() == [1, 2] and res.started == {2}  # the next object published is the 2nd: id 2
+    assert tracker.unconfirmed == 6
+
+
 def test_clock_going_back_ends_every_track() -> None:
     tracker = ByteTracker()
     tracker.update(dets([square(10, 10)]), 5.0)

@@ -72,7 +72,7 @@ def _pipeline(r: dict[str, Any]) -> list[str]:
     w, h = r["frame_size"]
     rows = [
         [p["sources"] if len(p["source_names"]) == p["sources"] else f"{p['sources']} ({len(p['source_names'])} delivered)",
-         f"{p['total_fps']:.1f}", f"{p['source_fps_median']:.1f}", f"{p['engine_alone_fps']:.1f}", f"{p['ratio']:.0%}",
+         f"{p['total_fps']:.1f}", f"{p['source_fps_median']:.1f}", f"{p['engine_alone_fps']:.1f} at {_hw(p)}", f"{p['ratio']:.0%}",
          f"{p['engine_batch']} ({p['batch_mean']:.1f})", p["to_subscriber"]["p50"], p["to_subscriber"]["p99"],
          p["stages"].get("inference", {}).get("p50", 0.0), p["skipped_total"], p["lost"]]
         for p in r["runs"]
@@ -84,9 +84,20 @@ def _pipeline(r: dict[str, Any]) -> list[str]:
         *_table(["sources", "frames/s", "per source", "engine alone img/s", "pipeline / engine", "batch (mean)",
                  "capture->subscriber p50 ms", "p99 ms", "inference p50 ms", "skipped", "lost"], rows),
     ]
+    out += [
+        "",
+        "engine alone: the bare engine, same run, at the pipeline's batch and on its input (HxW: the frames letterboxed "
+        "for the model; a dynamic model takes 16:9 frames at fewer rows than the Engine section's square input), so "
+        "its img/s may differ from the Engine section's: the pipeline is compared with this one",
+    ]
     for n, err in r["errors"].items():
         out.append(f"- {n} sources: error: {err}")
     return out
+
+
+def _hw(run: dict[str, Any]) -> str:
+    shape: list[int] = list(run.get("input_shape") or [])
+    return f"{shape[0]}x{shape[1]}" if len(shape) == 2 else "?"
 
 
 def _compare(r: dict[str, Any]) -> list[str]:

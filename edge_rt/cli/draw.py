@@ -40,10 +40,11 @@ def add_draw(sub: Any) -> None:
         help="one frame of a source with its zones, lines and each line's `in` side, as a PNG",
         description="Grabs one frame of the source (a file's frame N; a camera's or stream's first frame) or takes "
         "--image, and draws every zone (fill, outline, name, class filter, loiter_s) and line (name, ends A and B, "
-        "an arrow to its `in` side: B - A turned 90 degrees clockwise on screen). Loads no model.",
+        "an arrow to its `in` side: B - A turned 90 degrees clockwise on screen). A source with no zones or lines "
+        "gets a 0-1 grid instead, to read their coordinates from. Loads no model.",
     )
     z.add_argument("--config", required=True, metavar="FILE.yaml", help="the run config with the source's zones: and lines:")
-    z.add_argument("--source", metavar="NAME", help="the source to draw (default: the first one with zones or lines)")
+    z.add_argument("--source", metavar="NAME", help="the source to draw (default: the first one with zones or lines, else the first file)")
     pick = z.add_mutually_exclusive_group()
     pick.add_argument("--frame", type=int, metavar="N", help="draw on frame N of the source (default 0, the first)")
     pick.add_argument("--image", metavar="FILE", help="draw on this picture (.jpg, .png) instead of grabbing a frame")
@@ -70,13 +71,13 @@ def add_draw(sub: Any) -> None:
 def _cmd_zones(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..draw import draw_regions
+    from ..draw import draw_grid, draw_regions
 
     if args.frame is not None and args.frame < 0:
         raise ConfigError(f"--frame {args.frame}: must be >= 0")
     output = _check_output(args.output, (".png", ".jpg", ".jpeg"), "a .png (or .jpg) file")
     config = _load(args.config, {}, need_model=False)
-    spec, tracking = pick_source(config, args.source, need_regions=True)
+    spec, tracking = pick_source(config, args.source)
     if args.image is not None:
         if not Path(args.image).is_file():
             raise SourceError(f"--image {args.image!r}: no such file")
@@ -85,7 +86,8 @@ def _cmd_zones(args: argparse.Namespace) -> int:
             raise SourceError(f"--image {args.image!r}: OpenCV cannot read it as a picture (.jpg, .png, .bmp, ...)")
     else:
         image = grab_frame(spec, args.frame or 0, config.open_timeout)
-    drawn = draw_regions(image, tracking.zones, tracking.lines)
+    regions = len(tracking.zones) + len(tracking.lines)
+    drawn = draw_regions(image, tracking.zones, tracking.lines) if regions else draw_grid(image)
     ok, buf = cv2.imencode(output.suffix.lower(), drawn)
     if not ok:
         raise ConfigError(f"--output {str(output)!r}: OpenCV cannot encode a {output.suffix} picture")
@@ -94,7 +96,10 @@ def _cmd_zones(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"--output {str(output)!r}: cannot write it ({exc.strerror or exc}); pick another path") from None
     h, w = drawn.shape[:2]
-    print(f"draw zones: source {spec.name}, {len(tracking.zones)} zones, {len(tracking.lines)} lines, {w}x{h} -> {output}")
+    drew = f"{_count(len(tracking.zones), 'zone')}, {_count(len(tracking.lines), 'line')}" if regions else (
+        "no zones or lines yet: a 0-1 grid to read their coordinates from"
+    )
+    print(f"draw zones: source {spec.name}, {drew}, {w}x{h} -> {output}")
     return 0
 
 
@@ -103,7 +108,7 @@ def _cmd_clip(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames {args.frames}: must be >= 1")
     output = _check_output(args.output, (".mp4",), "an .mp4 file")
     config = _load(args.config, {"model": args.model}, need_model=True)
-    spec, tracking = pick_source(config, args.source, need_regions=False)
+    spec, tracking = pick_source(config, args.source)
     from ..sources import SourceKind
 
     if spec.kind is not SourceKind.FILE:
@@ -117,12 +122,13 @@ def _cmd_clip(args: argparse.Namespace) -> int:
 
 def _load(path: str, cli: dict[str, Any], need_model: bool) -> RunConfig:
     """The run config, as `edge-rt run` reads it; `draw zones` needs no model, so a config may lack one."""
-    from ..config import build_run_config, load_yaml
+    from ..config import build_run_config, check_relative_paths, load_yaml
     from ..security import redact_url
 
     quiet_native_logs("error")  # FFmpeg's own lines about a source that will not open stay out of the one-line error
     try:
         values = load_yaml(path)
+        check_relative_paths({k: v for k, v in values.items() if cli.get(k) is None}, path)  # what the config still says
         if not need_model:
             values.setdefault("model", _NO_MODEL)
         return build_run_config(values, cli, origin=f"config {path!r}")
@@ -133,8 +139,12 @@ def _load(path: str, cli: dict[str, Any], need_model: bool) -> RunConfig:
         raise type(exc)(clean) from None
 
 
-def pick_source(config: RunConfig, name: str | None, need_regions: bool) -> tuple[SourceSpec, SourceTracking]:
-    """The named source, else the first with zones or lines (for a clip: else the first file source);
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def pick_source(config: RunConfig, name: str | None) -> tuple[SourceSpec, SourceTracking]:
+    """The named source, else the first with zones or lines, else the first file source, else the first;
     its tracking as configured, or a default tracker where the config tracks it not."""
     from ..sources import SourceKind
     from ..tracking.settings import SourceTracking, TrackConfig
@@ -148,15 +158,9 @@ def pick_source(config: RunConfig, name: str | None, need_regions: bool) -> tupl
             raise ConfigError(f"--source {name!r}: the config has no such source (it has: {known})")
     elif has:
         spec = has[0]
-    elif need_regions:
-        raise ConfigError(
-            "no source in the config has zones: or lines:; add them to a source entry (0-1 coordinates of its frame)"
-        )
     else:
         spec = next((s for s in config.sources if s.kind is SourceKind.FILE), config.sources[0])
     tracking = tracked.get(spec.name)
-    if need_regions and (tracking is None or not (tracking.zones or tracking.lines)):
-        raise ConfigError(f"source {spec.name!r} has no zones: or lines: in the config; nothing to draw")
     if tracking is None or tracking.track is None:
         tracking = SourceTracking(
             spec.name, TrackConfig(), tracking.zones if tracking else (), tracking.lines if tracking else ()
@@ -278,9 +282,12 @@ def annotate_clip(config: RunConfig, spec: SourceSpec, tracking: SourceTracking,
                 drawn = draw_regions(image, tracking.zones, tracking.lines, occupancy=occupancy, flash=flash)
                 drawn = draw_objects(drawn, objects, info.names, anchor)
                 drawn = draw_events(drawn, [e for _, e in showing])
-                drawn = draw_counters(drawn, occupancy, {k: (v[0], v[1]) for k, v in crossings.items()}, f"frame {n}")
+                drawn = draw_counters(
+                    drawn, occupancy, {k: (v[0], v[1]) for k, v in crossings.items()}, f"frame {n}", avoid=objects.dets.xyxy
+                )
                 writer.write(drawn)
                 n += 1
+            kinds.update(e.kind for e in stage.finish(spec.name)[1])  # the clip ends: its objects end, as in a run
         finally:
             engine.close()
         if writer is None:

@@ -169,13 +169,15 @@ def add_run(sub: Any) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..config import build_run_config, load_yaml
+    from ..config import build_run_config, check_relative_paths, load_yaml
     from ..runner import run
     from ..security import install_log_redaction, redact_url
 
     try:
         file_values = load_yaml(args.config) if args.config else {}
         cli = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "config")}
+        if args.config:
+            check_relative_paths({k: v for k, v in file_values.items() if cli.get(k) in (None, [])}, args.config)
         config = build_run_config(file_values, cli, origin=f"config {args.config!r}")
         setup_logging(config.log_level, config.log_format)
         quiet_native_logs(config.log_level)

@@ -33,12 +33,16 @@ class _Source:
     frame: Counter[str] = field(default_factory=Counter)  # untracked: boxes per label in the last frame
     labels: set[str] = field(default_factory=set)  # every class counted so far: its count stays, at 0
     zone_labels: set[tuple[str, str]] = field(default_factory=set)
+    named: set[int] = field(default_factory=set)  # tracks whose class an event gave (or seen when the bridge joined)
+    joined: bool = False  # a detections message of this session was seen
 
     def clear(self) -> None:
         """A new session (the box restarted) or the end of the stream: nothing is in view."""
         self.alive.clear()
         self.zones.clear()
         self.frame.clear()
+        self.named.clear()
+        self.joined = False
 
 
 class Board:
@@ -98,13 +102,26 @@ class Board:
         for d in msg.detections:
             if d.track_id is None:
                 continue
-            src.alive.setdefault(d.track_id, d.label)  # events name the track's class; a box's may flicker
+            if d.track_id not in src.alive:
+                # Events name the track's class; a box's own may differ (a square's box called `triangle`). A
+                # new track's start event follows its first detections message: until it comes, the box's label
+                # counts but announces no entity. Tracks already in view when the bridge joined have no start.
+                src.alive[d.track_id] = d.label
+                if not src.joined:
+                    src.named.add(d.track_id)
             for zone in d.zones or ():
                 src.zones.setdefault(zone, {}).setdefault(d.track_id, src.alive[d.track_id])
+        src.joined = True
 
     def _event(self, src: _Source, msg: EventMessage) -> None:
         src.tracked = True
         tid = msg.track_id
+        src.named.add(tid)
+        if tid in src.alive and src.alive[tid] != msg.label:  # the track's class, over the box's of its first frame
+            src.alive[tid] = msg.label
+            for members in src.zones.values():
+                if tid in members:
+                    members[tid] = msg.label
         if msg.event == "start":
             src.alive[tid] = msg.label
         elif msg.event == "end":
@@ -121,12 +138,12 @@ class Board:
 
     def _counts(self, box: str, source: str, src: _Source) -> list[Entity]:
         per_label = Counter(src.alive.values()) if src.tracked else src.frame
-        src.labels.update(per_label)
+        src.labels.update((lab for tid, lab in src.alive.items() if tid in src.named) if src.tracked else per_label)
         changed: list[Entity] = []
         for label in sorted(src.labels):
             changed += self._set(Entity(COUNT, box, source, label), str(per_label.get(label, 0)))
         for zone, members in src.zones.items():
-            src.zone_labels.update((zone, label) for label in members.values())
+            src.zone_labels.update((zone, label) for tid, label in members.items() if tid in src.named)
         for zone, label in sorted(src.zone_labels):
             n = sum(1 for lab in src.zones.get(zone, {}).values() if lab == label)
             changed += self._set(Entity(ZONE, box, source, label, zone), str(n))

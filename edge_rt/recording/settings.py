@@ -81,6 +81,7 @@ def source_records(
 ) -> tuple[SourceRecord, ...]:
     """Each recorded source's settings (`record:` globally, per source, or --record DIR)."""
     out = []
+    left_out = []
     for entry, spec in zip(raw, sources):
         own = entry.get("record") if isinstance(entry, Mapping) else None
         record = parse_record(f"source {spec.name!r}: record", own, default)
@@ -88,10 +89,17 @@ def source_records(
             continue
         if spec.kind not in RECORDABLE:
             if own is None:  # the global setting: record what can be recorded, say so for the rest at start-up
+                left_out.append(spec)
                 continue
             raise ConfigError(
                 f"source {spec.name!r}: record: a {spec.kind.value} source cannot be opened a second time for its "
                 "encoded stream; recording takes files and network streams (rtsp://, http://)"
             )
         out.append(SourceRecord(spec.name, record))
+    if left_out and not out:  # the global setting, and nothing it can record: the user believes they are recording
+        spec = left_out[0]
+        raise ConfigError(
+            f"record: source {spec.name!r} is a {spec.kind.value} source, which cannot be opened a second time for its "
+            "encoded stream; recording takes files and network streams (rtsp://, http://)"
+        )
     return tuple(out)

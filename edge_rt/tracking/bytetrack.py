@@ -124,7 +124,7 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ByteTracker:
-    """One per source: ids count from 1 and are never reused while the tracker lives."""
+    """One per source: ids count from 1, one per published object, and are never reused while the tracker lives."""
 
     def __init__(self, settings: TrackerSettings | None = None) -> None:
         self.settings = settings or TrackerSettings()
@@ -211,7 +211,9 @@ class ByteTracker:
         expired = unseen & ((was_tentative) | (t - self._last_seen > s.lost_s)) | self._merge_duplicates(
             det_track, xyxy, conf, dets.cls, t
         )
-        started = self._ids[confirmed_now[~expired[confirmed_now]]]
+        confirmed_now = confirmed_now[~expired[confirmed_now]]
+        self._number(confirmed_now[self._ids[confirmed_now] == 0])
+        started = self._ids[confirmed_now]
         if expired.any():
             ended += self._drop(expired)
             det_track[matched_rows] = self._reindex(expired)[det_track[matched_rows]]
@@ -308,13 +310,20 @@ class ByteTracker:
         self._best, self._cls, self._box, self._votes = self._best[keep], self._cls[keep], self._box[keep], self._votes[keep]
         return ended
 
+    def _number(self, tracks: np.ndarray) -> None:
+        """Ids go to tracks when first published, so they count the objects a subscriber sees: a new track
+        that is never confirmed (a flicker, a duplicate box) uses none. 0 until then."""
+        self._ids[tracks] = np.arange(self._next_id, self._next_id + len(tracks))
+        self._next_id += len(tracks)
+
     def _add(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, t: float, confirmed: bool) -> None:
         n = len(xyxy)
         if n == 0:
             return
         mean, cov = kalman.initiate(kalman.xyxy_to_xyah(xyxy))
-        self._ids = np.concatenate([self._ids, np.arange(self._next_id, self._next_id + n)])
-        self._next_id += n
+        self._ids = np.concatenate([self._ids, np.zeros(n, np.int64)])
+        if confirmed or self.settings.publish_tentative:  # published now: numbered now
+            self._number(np.arange(len(self._ids) - n, len(self._ids)))
         self._state = np.concatenate([self._state, np.full(n, TRACKED if confirmed else TENTATIVE, np.int8)])
         self._mean = np.concatenate([self._mean, mean])
         self._cov = np.concatenate([self._cov, cov])

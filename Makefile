@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,train,dev,record,docs]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,openvino,train,dev,record,docs]'
 	touch $(STAMP)
 
 test: install

@@ -295,6 +295,8 @@ def test_image_requirements_follow_pyproject(target: str) -> None:
 
     extras = project["optional-dependencies"]
     wanted = names(project["dependencies"]) | names(extras["gpu" if target != "cpu" else "cpu"]) | names(extras["record"])
+    if target == "cpu":  # the x86 CPU image runs OpenVINO on Intel and AMD CPUs (and Intel GPUs/NPUs given their drivers)
+        wanted |= names(extras["openvino"])
     wanted = {"opencv-python-headless" if n == "opencv-python" else n for n in wanted}
     if target == "jetson":  # JetPack's OpenCV (GStreamer) and TensorRT; NVIDIA's onnxruntime-gpu wheel (ORT_WHEEL)
         wanted -= {"opencv-python-headless", "tensorrt", "onnxruntime-gpu"}

@@ -297,7 +297,7 @@ spin = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_
 
 
 class HangsOnThirdCall:
-    def __init__(self, model, device, threads):
+    def __init__(self, model, device, threads, **_):
         self._engine = load_engine(model, "cpu", 1)
         self.info, self.device, self.calls = self._engine.info, self._engine.device, 0
 

@@ -112,14 +112,22 @@ def test_run_on_an_ir_with_requests_in_flight_publishes_every_frame_in_order(ir_
     assert boxes["throughput"] == boxes["latency"]
 
 
-def test_ultralytics_own_openvino_export_loads_and_matches_its_predict(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ultralytics_ir(ir_dir: Path) -> Path:
+    """Ultralytics' own OpenVINO export of the demo weights: the folder a user gets from `yolo export format=openvino`."""
+    from ultralytics import YOLO
+
+    pt = ir_dir / "demo.pt"
+    shutil.copy2(DEMO_PT, pt)
+    return Path(YOLO(str(pt)).export(format="openvino", imgsz=320, dynamic=False, verbose=False))
+
+
+def test_ultralytics_own_openvino_export_loads_and_matches_its_predict(ultralytics_ir: Path) -> None:
     """The folder `YOLO.export(format="openvino")` writes (metadata.yaml beside the IR) runs as it is, and gives
     Ultralytics' own boxes on its own export."""
     from ultralytics import YOLO
 
-    pt = tmp_path / "demo.pt"
-    shutil.copy2(DEMO_PT, pt)
-    folder = Path(YOLO(str(pt)).export(format="openvino", imgsz=320, dynamic=False, verbose=False))
+    folder = ultralytics_ir
     frames = _shapes(12, seed=44, size=(320, 320))
     reference = YOLO(str(folder), task="detect")
     ours = runtime_detector(folder, PostprocessSettings(conf=0.25), "openvino")
@@ -178,3 +186,43 @@ def test_export_cli_writes_xml_and_bin(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["demo.bin", "demo.xml"]  # no partial files left
     proc = run_cli("export", "-w", str(DEMO_PT), "--target", "openvino-int8", "--dynamic", "--calibration", str(tmp_path))
     assert_clean_failure(proc, "drop --dynamic")
+
+
+def test_bench_compare_against_ultralytics_own_openvino_export(ir_fp32: Path, ultralytics_ir: Path, tmp_path: Path) -> None:
+    """The fair anchor on a CPU: `--reference-export` times Ultralytics' OpenVINO export beside its .pt, the ratio is
+    against it, and both sides' boxes are scored against the .pt's."""
+    import json
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=16)
+    out = tmp_path / "cmp.json"
+    proc = run_cli(
+        "bench", "compare", "-m", str(ir_fp32), "-s", str(clip), "--reference", str(DEMO_PT),
+        "--reference-export", str(ultralytics_ir), "--device", "openvino", "--json", str(out), timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"edge_rt / ultralytics {ultralytics_ir.name} = " in proc.stdout, proc.stdout
+    data = json.loads(out.read_text())
+    assert data["export_fps"] > 0 and data["edge_device"] == "openvino:CPU"
+    assert abs(data["edge_fps"] / data["export_fps"] - float(proc.stdout.split(" = ")[1].split("x")[0])) < 0.01
+    for boxes in (data["boxes"], data["export_boxes"]):
+        assert boxes["reference_boxes"] > 0 and boxes["found"] >= 0.9, data
+    proc = run_cli("bench", "compare", "-m", str(ir_fp32), "-s", str(clip), "--reference-export", str(tmp_path / "nope"))
+    assert_clean_failure(proc, "--reference-export")
+
+
+def test_bench_engine_times_an_ir_with_either_hint(ir_fp32: Path, tmp_path: Path) -> None:
+    import json
+
+    for hint in ("latency", "throughput"):
+        out = tmp_path / f"{hint}.json"
+        proc = run_cli("bench", "engine", "-m", str(ir_fp32), "--device", "openvino", "--shape", "192x320",
+                       "--iters", "12", "--warmup", "2", "--engine-hint", hint, "--json", str(out))
+        assert proc.returncode == 0, proc.stderr
+        [row] = json.loads(out.read_text())
+        assert (row["device"], row["height"], row["width"], row["iters"]) == ("openvino:CPU", 192, 320, 12)
+        assert row["images_per_s"] > 0
+
+
+def test_doctor_lists_the_openvino_devices() -> None:
+    proc = run_cli("doctor")
+    assert "openvino CPU" in proc.stdout and "openvino GPU" in proc.stdout, proc.stdout

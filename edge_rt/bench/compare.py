@@ -38,13 +38,25 @@ class CompareResult:
     # with rounds > 1: each round's frames/s, Ultralytics and edge_rt alternating; the fps above are their medians
     edge_fps_rounds: list[float] = field(default_factory=list)
     ultralytics_fps_rounds: list[float] = field(default_factory=list)
+    # --reference-export: Ultralytics' own export of the reference (its OpenVINO INT8 folder, say), timed the same
+    # way: the fair anchor on a CPU. Its boxes are scored against the reference's, as edge_rt's are.
+    export_model: str = ""
+    export_fps: float = 0.0
+    export_latency_ms: dict[str, float] = field(default_factory=dict)
+    export_fps_rounds: list[float] = field(default_factory=list)
+    export_boxes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def anchor_fps(self) -> float:
+        """What edge_rt is measured against: Ultralytics' export where one was given, else its predict on the reference."""
+        return self.export_fps if self.export_model else self.ultralytics_fps
 
     @property
     def ratio(self) -> float:
-        return self.edge_fps / self.ultralytics_fps if self.ultralytics_fps else float("inf")
+        return self.edge_fps / self.anchor_fps if self.anchor_fps else float("inf")
 
 
-def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, list[float], dict[int, Detections]]:
+def _edge_over_file(model: Path, source: str, device: str, hint: str = "auto") -> tuple[int, float, list[float], dict[int, Detections]]:
     """The clip once through `edge-rt run` (every frame), timed at a real subscriber."""
     from ..config import build_run_config
     from ..runner import run
@@ -58,6 +70,7 @@ def _edge_over_file(model: Path, source: str, device: str) -> tuple[int, float, 
                 "sources": [source],
                 "publish": endpoint,
                 "device": device,
+                "engine_hint": hint,
                 "await_subscribers": 1,
                 "await_timeout": 10.0,
                 "stats_interval": 0.0,
@@ -78,8 +91,9 @@ def _detections(rows: list[list[float]]) -> Detections:
 
 
 def ultralytics_device(engine_device: str) -> str:
-    """Ultralytics runs where edge_rt's engine runs: the CPU, or the first GPU (PyTorch there)."""
-    return "cpu" if engine_device == "cpu" else "0"
+    """Ultralytics runs where edge_rt's engine runs: the first NVIDIA GPU (PyTorch there), else the CPU (an OpenVINO
+    device included: its own OpenVINO export, `--reference-export`, is the anchor there)."""
+    return "0" if engine_device.startswith(("cuda", "tensorrt")) else "cpu"
 
 
 def _ultralytics_over_file(
@@ -131,16 +145,26 @@ def box_agreement(reference: list[Detections], edge: dict[int, Detections]) -> d
 
 
 def bench_compare(
-    model: Path, source: str, reference: Path | None = None, device: str = "cpu", imgsz: int | None = None, rounds: int = 1
+    model: Path,
+    source: str,
+    reference: Path | None = None,
+    device: str = "cpu",
+    imgsz: int | None = None,
+    rounds: int = 1,
+    reference_export: Path | None = None,
+    hint: str = "auto",
 ) -> CompareResult:
-    """Ultralytics then edge_rt over the whole clip, `rounds` times alternating (a neighbour's load then
-    hits both alike); frames/s are the medians over rounds, latencies and boxes those of the last round."""
+    """Ultralytics (on the reference, then on its own export when given) and edge_rt over the whole clip, `rounds`
+    times alternating (a neighbour's load then hits all alike); frames/s are the medians over rounds, latencies
+    and boxes those of the last round. Boxes are scored against Ultralytics' predict on the reference."""
     from ..engines import load_engine
     from ..sources import SourceKind, parse_source
 
     if parse_source(source, 0).kind is not SourceKind.FILE:  # before Ultralytics, which would raise its own way
         raise ConfigError(f"--source {source!r}: compare runs a video file through both, once")
-    probe = load_engine(model, device, max_batch=1)  # a GPU device on a CPU-only box fails here, in one line
+    if reference_export is not None and not reference_export.exists():
+        raise ConfigError(f"--reference-export {str(reference_export)!r}: no such file or folder")
+    probe = load_engine(model, device)  # a GPU device on a CPU-only box fails here, in one line
     # Ultralytics takes [h, w]: a .pt letterboxes a 16:9 frame to the same 384x640 a static 384x640 export uses
     size: int | list[int] = imgsz or [int(v) for v in probe.info.imgsz]
     engine_device = probe.device
@@ -150,11 +174,17 @@ def bench_compare(
     if rounds < 1:
         raise ConfigError(f"--rounds {rounds}: must be >= 1")
     fps_us: list[float] = []
+    fps_xs: list[float] = []
     fps_es: list[float] = []
+    lat_x: list[float] = []
+    boxes_x: list[Detections] = []
     for _ in range(rounds):
         n_u, fps_u, lat_u, boxes_u = _ultralytics_over_file(ref, source, size, u_device)
-        n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device)
         fps_us.append(fps_u)
+        if reference_export is not None:  # an OpenVINO or ONNX export runs on the CPU in Ultralytics
+            _, fps_x, lat_x, boxes_x = _ultralytics_over_file(reference_export, source, size, "cpu")
+            fps_xs.append(fps_x)
+        n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device, hint)
         fps_es.append(fps_e)
     return CompareResult(
         source,
@@ -171,37 +201,48 @@ def bench_compare(
         boxes=box_agreement(boxes_u, boxes_e),
         edge_fps_rounds=fps_es if rounds > 1 else [],
         ultralytics_fps_rounds=fps_us if rounds > 1 else [],
+        export_model=reference_export.name if reference_export is not None else "",
+        export_fps=float(np.median(fps_xs)) if fps_xs else 0.0,
+        export_latency_ms=pct(lat_x) if lat_x else {},
+        export_fps_rounds=fps_xs if rounds > 1 else [],
+        export_boxes=box_agreement(boxes_u, dict(enumerate(boxes_x))) if boxes_x else {},
+    )
+
+
+def _boxes_line(who: str, boxes: dict[str, float], reference: str) -> str:
+    return (
+        f"boxes: {who} found {boxes['found']:.1%} of {reference}'s {int(boxes['reference_boxes'])} (same class, IoU >= 0.5), "
+        f"{boxes['extra']:.1%} extra ({int(boxes['edge_boxes'])} boxes)"
     )
 
 
 def compare_table(r: CompareResult) -> str:
     u_where = "cpu" if r.ultralytics_device == "cpu" else f"cuda:{r.ultralytics_device}"
+
+    def row(name: str, where: str, fps: float, lat: dict[str, float]) -> str:
+        return f"{name:<40} {where:<13} {fps:>9.1f} {lat['p50']:>12.2f} {lat['p99']:>9.2f}"
+
+    anchor = f"ultralytics {r.export_model}" if r.export_model else "ultralytics"
+    rounds = []
+    if r.edge_fps_rounds:
+        anchors = r.export_fps_rounds or r.ultralytics_fps_rounds
+        rounds.append(
+            f"{len(r.edge_fps_rounds)} rounds, alternating (medians above): edge_rt {' / '.join(f'{v:.1f}' for v in r.edge_fps_rounds)}, "
+            f"ultralytics {' / '.join(f'{v:.1f}' for v in r.ultralytics_fps_rounds)}"
+            + (f", {r.export_model} {' / '.join(f'{v:.1f}' for v in r.export_fps_rounds)}" if r.export_fps_rounds else "")
+            + f"; edge_rt / {anchor} per round {' / '.join(f'{e / a:.2f}x' for e, a in zip(r.edge_fps_rounds, anchors))}"
+        )
     return "\n".join(
         [
             host_line(r.host),
-            f"{'':<34} {'device':<9} {'frames/s':>9} {'latency p50':>12} {'p99':>9}",
-            f"{'edge_rt ' + r.edge_model:<34} {r.edge_device:<9} {r.edge_fps:>9.1f} {r.edge_latency_ms['p50']:>12.2f} "
-            f"{r.edge_latency_ms['p99']:>9.2f}",
-            f"{'ultralytics ' + r.reference_model:<34} {u_where:<9} {r.ultralytics_fps:>9.1f} {r.ultralytics_latency_ms['p50']:>12.2f} "
-            f"{r.ultralytics_latency_ms['p99']:>9.2f}",
-            f"edge_rt / ultralytics = {r.ratio:.2f}x on {r.frames} frames of {r.source}",
-            *(
-                [
-                    f"{len(r.edge_fps_rounds)} rounds, alternating (medians above): edge_rt "
-                    f"{' / '.join(f'{v:.1f}' for v in r.edge_fps_rounds)}, ultralytics {' / '.join(f'{v:.1f}' for v in r.ultralytics_fps_rounds)}; "
-                    f"ratio per round {' / '.join(f'{e / u:.2f}x' for e, u in zip(r.edge_fps_rounds, r.ultralytics_fps_rounds))}"
-                ]
-                if r.edge_fps_rounds
-                else []
-            ),
+            f"{'':<40} {'device':<13} {'frames/s':>9} {'latency p50':>12} {'p99':>9}",
+            row("edge_rt " + r.edge_model, r.edge_device, r.edge_fps, r.edge_latency_ms),
+            row("ultralytics " + r.reference_model, u_where, r.ultralytics_fps, r.ultralytics_latency_ms),
+            *([row("ultralytics " + r.export_model, "cpu", r.export_fps, r.export_latency_ms)] if r.export_model else []),
+            f"edge_rt / {anchor} = {r.ratio:.2f}x on {r.frames} frames of {r.source}",
+            *rounds,
             "edge_rt latency: capture -> subscriber; Ultralytics: its own preprocess + inference + postprocess per frame",
-            *(
-                [
-                    f"boxes: edge_rt found {r.boxes['found']:.1%} of Ultralytics' {int(r.boxes['reference_boxes'])} (same class, IoU >= 0.5), "
-                    f"{r.boxes['extra']:.1%} extra ({int(r.boxes['edge_boxes'])} boxes)"
-                ]
-                if r.boxes
-                else []
-            ),
+            *([_boxes_line("edge_rt", r.boxes, r.reference_model)] if r.boxes else []),
+            *([_boxes_line(r.export_model, r.export_boxes, r.reference_model)] if r.export_boxes else []),
         ]
     )

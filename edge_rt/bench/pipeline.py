@@ -97,6 +97,7 @@ def bench_pipeline(
     track: bool = False,
     record: str | None = None,
     engine_budget_s: float | None = None,
+    hint: str = "auto",
 ) -> PipelineResult:
     """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber.
     `engine_budget_s` bounds the bare-engine measurement on a slow box (bench_engine's `budget_s`)."""
@@ -115,7 +116,9 @@ def bench_pipeline(
     for i, source in enumerate(sources):
         parse_source(source, i, fps=fps)  # a bad source fails before a minute of measuring
     n_sources = len(sources) + synthetic
-    probe = load_engine(model, device, max_batch=planned_batch(max_batch, n_sources))  # as `run` will load it
+    # OpenVINO's hint as `run` picks it: files at full speed overlap requests, cameras (synthetic ones too) do not
+    engine_hint = hint if hint != "auto" else ("throughput" if fps is None and not synthetic else "latency")
+    probe = load_engine(model, device, max_batch=planned_batch(max_batch, n_sources), hint=engine_hint)  # as `run` will load it
     try:
         info = probe.info
         batch = resolve_batch(probe, max_batch, n_sources)  # the batch the pipeline will run
@@ -135,6 +138,7 @@ def bench_pipeline(
         shape=None if info.graph_preprocess else shape,
         frame_size=(frame_hw[1], frame_hw[0]),
         budget_s=engine_budget_s,
+        hint=engine_hint,
     )[0]
     synthetic_fps = fps
     if synthetic and fps is None:
@@ -152,6 +156,7 @@ def bench_pipeline(
                 "loop": True,
                 "publish": endpoint,
                 "device": device,
+                "engine_hint": engine_hint,
                 "max_batch": max_batch,
                 "await_subscribers": 1,
                 "await_timeout": 10.0,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import Parser, setup_logging
+from .common import DEVICE_HELP, HINT_CHOICES, Parser, device_arg, setup_logging
 
 
 def add_bench(sub: Any) -> None:
@@ -20,8 +20,12 @@ def add_bench(sub: Any) -> None:
     e = bsub.add_parser("engine", help="the engine alone, like trtexec: latency per call and per image, throughput")
     e.add_argument("--model", "-m", action="append", required=True, help="repeat to compare models side by side")
     e.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    e.add_argument("--device", action="append", type=device_arg, metavar="DEVICE", help=f"{DEVICE_HELP}; repeat to compare devices (default cpu)")
     e.add_argument(
-        "--device", action="append", choices=("auto", "cpu", "cuda", "tensorrt"), help="repeat to compare devices (default cpu)"
+        "--engine-hint",
+        choices=("latency", "throughput"),
+        default="latency",
+        help="OpenVINO: latency times one call at a time; throughput keeps one request per stream in flight (default latency)",
     )
     e.add_argument(
         "--shape",
@@ -51,7 +55,8 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--frame-size", metavar="WxH", default="1280x720", help="size of the synthetic frames (default 1280x720)")
     pp.add_argument("--fps", type=float, help="pace sources like cameras (default: as fast as the pipeline goes)")
     pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
-    pp.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the engine runs (default cpu)")
+    pp.add_argument("--device", default="cpu", type=device_arg, metavar="DEVICE", help=f"where the engine runs: {DEVICE_HELP} (default cpu)")
+    pp.add_argument("--engine-hint", choices=HINT_CHOICES, default="auto", help="OpenVINO's hint, as `run --engine-hint` (default auto)")
     pp.add_argument("--max-batch", type=int, help="largest batch per engine call (default: the model's, or one frame per source)")
     pp.add_argument("--track", action="store_true", help="run with tracking on: the tracker's own stage shows as `track`")
     pp.add_argument(
@@ -68,9 +73,17 @@ def add_bench(sub: Any) -> None:
     c.add_argument(
         "--device",
         default="cpu",
-        choices=("auto", "cpu", "cuda", "tensorrt"),
-        help="where both run: on a GPU, edge_rt's CUDA/TensorRT path and Ultralytics with PyTorch on device 0 (default cpu)",
+        type=device_arg,
+        metavar="DEVICE",
+        help=f"where edge_rt runs ({DEVICE_HELP}); on a GPU, Ultralytics' .pt runs with PyTorch on device 0 (default cpu)",
     )
+    c.add_argument(
+        "--reference-export",
+        metavar="PATH",
+        help="also time Ultralytics' own export of --reference, e.g. its OpenVINO INT8 folder (yolov8s_int8_openvino_model/) "
+        "or an .onnx: the ratio is then against it, and its boxes are scored against the .pt's too",
+    )
+    c.add_argument("--engine-hint", choices=HINT_CHOICES, default="auto", help="OpenVINO's hint for edge_rt, as `run --engine-hint` (default auto)")
     c.add_argument("--imgsz", type=int, help="Ultralytics' input size (default: the model's)")
     c.add_argument("--rounds", type=int, default=1, help="run both this many times, alternating; report the medians (default 1)")
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -95,7 +108,7 @@ def add_bench(sub: Any) -> None:
     t.add_argument("--messages", help="also score a recorded run: `edge-rt subscribe` output of `edge-rt run --track`")
     t.add_argument("--imgsz", type=int, help="model input size (dynamic-shape models only)")
     t.add_argument("--conf", type=float, default=0.1, help="detector threshold (default 0.1, as Ultralytics' track mode)")
-    t.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the detector runs (default cpu)")
+    t.add_argument("--device", default="cpu", type=device_arg, metavar="DEVICE", help=f"where the detector runs: {DEVICE_HELP} (default cpu)")
     t.add_argument("--fps", type=float, help="the clip's frame rate, where the file does not say")
     t.add_argument(
         "--min-visibility",
@@ -131,7 +144,7 @@ def add_bench(sub: Any) -> None:
     )
     r.add_argument("--model", "-m", help="the model to measure (default: the demo model, models/demo/demo_dynamic.onnx in a checkout)")
     r.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"), help="where edge_rt runs (default auto: the fastest here)"
+        "--device", default="auto", type=device_arg, metavar="DEVICE", help=f"where edge_rt runs: {DEVICE_HELP} (default auto: the fastest here)"
     )
     r.add_argument("--quick", action="store_true", help="smoke-test sizes: the whole report in under a minute on a small CPU")
     r.add_argument("--duration", type=float, metavar="SEC", help="seconds measured per pipeline run (default 10; 1 with --quick)")
@@ -167,6 +180,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     bench_lib.parse_shape(args.shape),
                     args.threads,
                     bench_lib.parse_frame_size(args.frame_size),
+                    hint=args.engine_hint,
                 )
         print(bench_lib.engine_table(results))
         out: Any = results
@@ -182,6 +196,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             frame_size=bench_lib.parse_frame_size(args.frame_size),
             track=args.track,
             record=args.record,
+            hint=args.engine_hint,
         )
         print(bench_lib.pipeline_table(out))
         if args.record:
@@ -192,7 +207,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"plot: {bench_lib.plot_pipeline(out, Path(args.plot))}")
     elif args.what == "compare":
         out = bench_lib.bench_compare(
-            Path(args.model), args.source, Path(args.reference) if args.reference else None, args.device, args.imgsz, args.rounds
+            Path(args.model),
+            args.source,
+            Path(args.reference) if args.reference else None,
+            args.device,
+            args.imgsz,
+            args.rounds,
+            reference_export=Path(args.reference_export) if args.reference_export else None,
+            hint=args.engine_hint,
         )
         print(bench_lib.compare_table(out))
     elif args.what == "track":

@@ -19,6 +19,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+DEVICE_HELP = "auto, cpu, cuda, tensorrt, openvino (its CPU), openvino:GPU, openvino:NPU or openvino:AUTO"
+HINT_CHOICES = ("auto", "latency", "throughput")
+
+
+def device_arg(value: str) -> str:
+    """`--device`: checked as argparse reads it, so a typo is the parser's one line (exit 2)."""
+    from ..engines import check_device  # the list lives with the backends; importing it loads none of them
+    from ..errors import ConfigError
+
+    try:
+        return check_device(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--device {value!r}: ")) from None
+
+
 def add_service_options(p: argparse.ArgumentParser, counts: str) -> None:
     """--stats-interval, --log-level and --log-format, as every long-running service command has them."""
     p.add_argument("--stats-interval", type=float, default=60.0, metavar="SEC", help=f"log {counts} every SEC s (default 60, 0: off)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeRtError
-from .common import on_signals, quiet_native_logs, setup_logging
+from .common import DEVICE_HELP, HINT_CHOICES, device_arg, on_signals, quiet_native_logs, setup_logging
 
 
 def add_run(sub: Any) -> None:
@@ -70,14 +70,10 @@ def add_run(sub: Any) -> None:
         help="allow publishing unencrypted on an address other machines can reach (logged as a warning)",
     )
     p.add_argument("--encoding", choices=("json", "msgpack"), help="payload encoding (default json)")
-    p.add_argument(
-        "--device",
-        metavar="DEVICE",
-        help="auto (default), cpu, cuda, tensorrt, openvino (its CPU), openvino:GPU, openvino:NPU or openvino:AUTO",
-    )
+    p.add_argument("--device", type=device_arg, metavar="DEVICE", help=f"inference device: {DEVICE_HELP} (default auto)")
     p.add_argument(
         "--engine-hint",
-        choices=("auto", "latency", "throughput"),
+        choices=HINT_CHOICES,
         help="OpenVINO: latency runs one request at a time, throughput keeps one per stream in flight "
         "(default auto: throughput when every source is a file read at full speed)",
     )

@@ -49,6 +49,7 @@ def python_and_packages() -> Iterator[Check]:
     yield Check("package opencv", OK if cv else FAIL, cv or "missing", "" if cv else "pip install opencv-python-headless")
     optional = {
         "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+        "openvino": ("openvino",),
         "av (event clips)": ("av",),
         "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
         "cuda-python": ("cuda-python", "cuda-bindings"),
@@ -101,6 +102,31 @@ def onnxruntime_providers() -> Iterator[Check]:
             why = f"fell back to {active}" if active else detail
             fix = "CUDA/cuDNN libraries of the versions onnxruntime-gpu was built for (see its release notes), or --device cpu"
             yield Check(f"onnxruntime {name}", WARN, f"listed but does not load: {why}", fix)
+
+
+def openvino_devices() -> Iterator[Check]:
+    """The devices OpenVINO finds: CPU always; an Intel GPU or NPU only with its driver (and, in a container, its device node)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        yield Check("openvino", INFO, "not installed (Intel CPUs, GPUs and NPUs run fastest with it)", "pip install 'edge_rt[openvino]'")
+        return
+    core = ov.Core()
+    devices = list(core.available_devices)
+    for name in devices:
+        try:
+            full = str(core.get_property(name, "FULL_DEVICE_NAME"))
+        except Exception:  # noqa: BLE001 - a plugin that cannot answer is still listed
+            full = "name unknown"
+        yield Check(f"openvino {name}", OK, full)
+    fixes = {
+        "GPU": ("/dev/dri", "an Intel GPU needs intel-opencl-icd + intel-level-zero-gpu and /dev/dri/renderD128 (the render group)"),
+        "NPU": ("/dev/accel", "an Intel NPU needs the NPU driver (intel-driver-compiler-npu, intel-level-zero-npu) and /dev/accel"),
+    }
+    for name, (node, fix) in fixes.items():
+        if not any(d.startswith(name) for d in devices):
+            present = Path(node).exists()
+            yield Check(f"openvino {name}", WARN if present else INFO, f"none ({node} {'exists' if present else 'absent'})", fix if present else "")
 
 
 def _driver_cuda() -> int | None:
@@ -188,7 +214,9 @@ def disk() -> Iterator[Check]:
     yield Check("disk for engine caches", OK if ok else WARN, f"{free / 2**30:.1f} GB free at {probe}", "" if ok else "TensorRT engines and their caches take 0.1-1 GB per model: free some space")
 
 
-CHECKS: tuple[Callable[[], Iterator[Check]], ...] = (python_and_packages, opencv_build, onnxruntime_providers, nvidia, jetson, zeromq, cameras, disk)
+CHECKS: tuple[Callable[[], Iterator[Check]], ...] = (
+    python_and_packages, opencv_build, onnxruntime_providers, openvino_devices, nvidia, jetson, zeromq, cameras, disk
+)
 
 
 def run_checks() -> list[Check]:

@@ -35,6 +35,7 @@ class RunConfig:
     encoding: str = "json"
     device: str = "auto"
     engine_hint: str = "auto"  # OpenVINO: latency (one request) or throughput (several in flight); auto by the sources
+    engine_precision: str = "auto"  # OpenVINO: f32, bf16, f16; auto: what the export recorded, else the device's default
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
@@ -228,6 +229,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "encoding": _choice("json", "msgpack"),
     "device": _device,
     "engine_hint": _choice("auto", "latency", "throughput"),
+    "engine_precision": _choice("auto", "f32", "bf16", "f16"),
     "conf": _number(float, 0.0, 1.0),
     "iou": _number(float, 0.0, 1.0),
     "max_det": _number(int, 1),

@@ -195,6 +195,7 @@ def run(config: RunConfig, install_signals: Callable[[Callable[[], None]], None]
             max_batch=planned_batch(config.max_batch, len(config.sources)),
             imgsz=config.imgsz,
             hint=engine_hint(config),
+            precision=None if config.engine_precision == "auto" else config.engine_precision,
         )
     except BaseException:
         publisher.close()

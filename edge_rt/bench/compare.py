@@ -56,7 +56,9 @@ class CompareResult:
         return self.edge_fps / self.anchor_fps if self.anchor_fps else float("inf")
 
 
-def _edge_over_file(model: Path, source: str, device: str, hint: str = "auto") -> tuple[int, float, list[float], dict[int, Detections]]:
+def _edge_over_file(
+    model: Path, source: str, device: str, hint: str = "auto", precision: str | None = None
+) -> tuple[int, float, list[float], dict[int, Detections]]:
     """The clip once through `edge-rt run` (every frame), timed at a real subscriber."""
     from ..config import build_run_config
     from ..runner import run
@@ -71,6 +73,7 @@ def _edge_over_file(model: Path, source: str, device: str, hint: str = "auto") -
                 "publish": endpoint,
                 "device": device,
                 "engine_hint": hint,
+                "engine_precision": precision or "auto",
                 "await_subscribers": 1,
                 "await_timeout": 10.0,
                 "stats_interval": 0.0,
@@ -153,6 +156,7 @@ def bench_compare(
     rounds: int = 1,
     reference_export: Path | None = None,
     hint: str = "auto",
+    precision: str | None = None,
 ) -> CompareResult:
     """Ultralytics (on the reference, then on its own export when given) and edge_rt over the whole clip, `rounds`
     times alternating (a neighbour's load then hits all alike); frames/s are the medians over rounds, latencies
@@ -184,7 +188,7 @@ def bench_compare(
         if reference_export is not None:  # an OpenVINO or ONNX export runs on the CPU in Ultralytics
             _, fps_x, lat_x, boxes_x = _ultralytics_over_file(reference_export, source, size, "cpu")
             fps_xs.append(fps_x)
-        n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device, hint)
+        n_e, fps_e, lat_e, boxes_e = _edge_over_file(model, source, device, hint, precision)
         fps_es.append(fps_e)
     return CompareResult(
         source,

@@ -109,6 +109,7 @@ def bench_engine(
     frame_size: tuple[int, int] | None = None,
     budget_s: float | None = None,
     hint: str = "latency",
+    precision: str | None = None,
 ) -> list[EngineResult]:
     """Per batch size: one checked call, `warmup` calls, then `iters` timed calls on the same input.
 
@@ -120,7 +121,7 @@ def bench_engine(
     if iters < 1 or warmup < 0:
         raise ConfigError("--iters must be >= 1 and --warmup >= 0")
     # the engine is built for what this bench sends: its largest batch and, for a dynamic model, --shape
-    engine = load_engine(model, device, threads, max_batch=max(batches, default=1), imgsz=shape, hint=hint)
+    engine = load_engine(model, device, threads, max_batch=max(batches, default=1), imgsz=shape, hint=hint, precision=precision)
     info = engine.info
     results = []
     try:

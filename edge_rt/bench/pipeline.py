@@ -98,6 +98,7 @@ def bench_pipeline(
     record: str | None = None,
     engine_budget_s: float | None = None,
     hint: str = "auto",
+    precision: str | None = None,
 ) -> PipelineResult:
     """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber.
     `engine_budget_s` bounds the bare-engine measurement on a slow box (bench_engine's `budget_s`)."""
@@ -118,7 +119,7 @@ def bench_pipeline(
     n_sources = len(sources) + synthetic
     # OpenVINO's hint as `run` picks it: files at full speed overlap requests, cameras (synthetic ones too) do not
     engine_hint = hint if hint != "auto" else ("throughput" if fps is None and not synthetic else "latency")
-    probe = load_engine(model, device, max_batch=planned_batch(max_batch, n_sources), hint=engine_hint)  # as `run` will load it
+    probe = load_engine(model, device, max_batch=planned_batch(max_batch, n_sources), hint=engine_hint, precision=precision)  # as `run` will load it
     try:
         info = probe.info
         batch = resolve_batch(probe, max_batch, n_sources)  # the batch the pipeline will run
@@ -139,6 +140,7 @@ def bench_pipeline(
         frame_size=(frame_hw[1], frame_hw[0]),
         budget_s=engine_budget_s,
         hint=engine_hint,
+        precision=precision,
     )[0]
     synthetic_fps = fps
     if synthetic and fps is None:
@@ -157,6 +159,7 @@ def bench_pipeline(
                 "publish": endpoint,
                 "device": device,
                 "engine_hint": engine_hint,
+                "engine_precision": precision or "auto",
                 "max_batch": max_batch,
                 "await_subscribers": 1,
                 "await_timeout": 10.0,

@@ -159,8 +159,13 @@ def _ultralytics_assets() -> Path:
 def _reference_runs(s: ReportSettings, model: dict[str, Any]) -> Path:
     """Ultralytics' assets folder, when Ultralytics can run this model as the reference; Skip otherwise."""
     assets = _ultralytics_assets()
-    if s.model.suffix.lower() != ".onnx":
-        raise Skip(f"Ultralytics runs the reference from the ONNX model, and {s.model.name} is not one")
+    folder = s.model if s.model.is_dir() else s.model.parent
+    ultralytics_ir = s.model.suffix.lower() in ("", ".xml") and (folder / "metadata.yaml").is_file()
+    if s.model.suffix.lower() != ".onnx" and not ultralytics_ir:
+        raise Skip(
+            f"Ultralytics runs the reference from an ONNX model or its own OpenVINO folder (metadata.yaml beside the .xml), "
+            f"and {s.model.name} is neither"
+        )
     if model["graph_preprocess"]:
         raise Skip("the model letterboxes in its graph (uint8 frames in): Ultralytics cannot run it; check the export it came from")
     return assets

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import DEVICE_HELP, HINT_CHOICES, Parser, device_arg, setup_logging
+from .common import DEVICE_HELP, HINT_CHOICES, PRECISION_CHOICES, PRECISION_HELP, Parser, device_arg, setup_logging
 
 
 def add_bench(sub: Any) -> None:
@@ -27,6 +27,7 @@ def add_bench(sub: Any) -> None:
         default="latency",
         help="OpenVINO: latency times one call at a time; throughput keeps one request per stream in flight (default latency)",
     )
+    e.add_argument("--engine-precision", choices=PRECISION_CHOICES, default="auto", help=PRECISION_HELP)
     e.add_argument(
         "--shape",
         metavar="HxW",
@@ -57,6 +58,7 @@ def add_bench(sub: Any) -> None:
     pp.add_argument("--duration", type=float, default=20.0, help="seconds measured, after a 2 s warm-up")
     pp.add_argument("--device", default="cpu", type=device_arg, metavar="DEVICE", help=f"where the engine runs: {DEVICE_HELP} (default cpu)")
     pp.add_argument("--engine-hint", choices=HINT_CHOICES, default="auto", help="OpenVINO's hint, as `run --engine-hint` (default auto)")
+    pp.add_argument("--engine-precision", choices=PRECISION_CHOICES, default="auto", help=PRECISION_HELP)
     pp.add_argument("--max-batch", type=int, help="largest batch per engine call (default: the model's, or one frame per source)")
     pp.add_argument("--track", action="store_true", help="run with tracking on: the tracker's own stage shows as `track`")
     pp.add_argument(
@@ -84,6 +86,7 @@ def add_bench(sub: Any) -> None:
         "or an .onnx: the ratio is then against it, and its boxes are scored against the .pt's too",
     )
     c.add_argument("--engine-hint", choices=HINT_CHOICES, default="auto", help="OpenVINO's hint for edge_rt, as `run --engine-hint` (default auto)")
+    c.add_argument("--engine-precision", choices=PRECISION_CHOICES, default="auto", help=PRECISION_HELP)
     c.add_argument("--imgsz", type=int, help="Ultralytics' input size (default: the model's)")
     c.add_argument("--rounds", type=int, default=1, help="run both this many times, alternating; report the medians (default 1)")
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -181,6 +184,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     args.threads,
                     bench_lib.parse_frame_size(args.frame_size),
                     hint=args.engine_hint,
+                    precision=_precision(args),
                 )
         print(bench_lib.engine_table(results))
         out: Any = results
@@ -197,6 +201,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             track=args.track,
             record=args.record,
             hint=args.engine_hint,
+            precision=_precision(args),
         )
         print(bench_lib.pipeline_table(out))
         if args.record:
@@ -215,6 +220,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             args.rounds,
             reference_export=Path(args.reference_export) if args.reference_export else None,
             hint=args.engine_hint,
+            precision=_precision(args),
         )
         print(bench_lib.compare_table(out))
     elif args.what == "track":
@@ -252,6 +258,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bench_lib.write_json(out, Path(args.json))
         print(f"json: {args.json}")
     return 0
+
+
+def _precision(args: argparse.Namespace) -> str | None:
+    return None if args.engine_precision == "auto" else str(args.engine_precision)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

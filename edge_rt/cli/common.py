@@ -21,6 +21,8 @@ class Parser(argparse.ArgumentParser):
 
 DEVICE_HELP = "auto, cpu, cuda, tensorrt, openvino (its CPU), openvino:GPU, openvino:NPU or openvino:AUTO"
 HINT_CHOICES = ("auto", "latency", "throughput")
+PRECISION_CHOICES = ("auto", "f32", "bf16", "f16")
+PRECISION_HELP = "OpenVINO's inference precision: f32, bf16 or f16 (default auto: what the export recorded, else the device's)"
 
 
 def device_arg(value: str) -> str:

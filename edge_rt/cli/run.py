@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeRtError
-from .common import DEVICE_HELP, HINT_CHOICES, device_arg, on_signals, quiet_native_logs, setup_logging
+from .common import (
+    DEVICE_HELP,
+    HINT_CHOICES,
+    PRECISION_CHOICES,
+    PRECISION_HELP,
+    device_arg,
+    on_signals,
+    quiet_native_logs,
+    setup_logging,
+)
 
 
 def add_run(sub: Any) -> None:
@@ -77,6 +86,7 @@ def add_run(sub: Any) -> None:
         help="OpenVINO: latency runs one request at a time, throughput keeps one per stream in flight "
         "(default auto: throughput when every source is a file read at full speed)",
     )
+    p.add_argument("--engine-precision", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=int, help="max detections per frame (default 300)")

@@ -34,6 +34,7 @@ def load_engine(
     max_batch: int | None = None,
     imgsz: int | tuple[int, int] | None = None,
     hint: str = "latency",
+    precision: str | None = None,
 ) -> Engine:
     """Pick the backend from the file type, the device from the user.
 
@@ -41,7 +42,8 @@ def load_engine(
     TensorRT provider builds its one shape profile for them, and a native engine refuses them at load
     when its own profiles do not cover them (mid-run, either would fail at setInputShape). `hint` is
     OpenVINO's performance hint: `throughput` keeps several requests in flight (the pipeline overlaps
-    them), `latency` one.
+    them), `latency` one. `precision` is OpenVINO's inference precision (f32, bf16, f16); None keeps what the
+    export recorded, else the device's default.
     """
     size = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     path = Path(model)
@@ -53,7 +55,8 @@ def load_engine(
             raise ConfigError(f"--device {device}: {path.name} is an OpenVINO model; run it with --device openvino[:GPU|:NPU|:AUTO]")
         from .openvino import OpenVinoEngine
 
-        return OpenVinoEngine(path, device="openvino" if device == "cpu" else device, threads=threads, hint=hint)
+        device = "openvino" if device == "cpu" else device
+        return OpenVinoEngine(path, device=device, threads=threads, hint=hint, precision=precision)
     if not path.is_file():
         raise ModelError(f"model {str(path)!r}: not a file")
     if path.suffix.lower() == ".onnx":

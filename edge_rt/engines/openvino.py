@@ -14,6 +14,7 @@ deadlock on.
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -29,6 +30,8 @@ from .base import cache_root
 log = logging.getLogger("edge_rt.engines.openvino")
 
 HINTS = ("latency", "throughput")
+# OpenVINO's INFERENCE_PRECISION_HINT: a CPU with AVX-512 BF16 or AMX runs float layers in bf16 unless told f32
+PRECISIONS = ("f32", "bf16", "f16")
 META_KEYS = ("framework", "edge_rt")  # rt_info sections holding model metadata: ONNX's metadata_props, then ours
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8"}
 _CLOSE_WAIT_MS = 5000
@@ -91,6 +94,17 @@ def read_metadata(model: Any, xml: Path) -> dict[str, str]:
     return meta
 
 
+def export_record(model: Any) -> dict[str, object]:
+    """How edge_rt exported this IR (`edge_rt` / `export` in its runtime info); empty for anyone else's."""
+    if not model.has_rt_info(["edge_rt", "export"]):
+        return {}
+    try:
+        record = ast.literal_eval(model.get_rt_info(["edge_rt", "export"]).astype(str))
+    except (ValueError, SyntaxError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def check_static(target: str, info: ModelInfo, path: Path, device: str) -> None:
     """An NPU compiles for one shape: a dynamic model fails deep in its compiler, so refuse it first."""
     if target.startswith("NPU") and (info.dynamic_shape or info.batch is None):
@@ -128,6 +142,7 @@ class OpenVinoEngine:
         hint: str = "latency",
         cache_dir: Path | None = None,
         host_convert: bool = False,
+        precision: str | None = None,
     ) -> None:
         try:
             import openvino as ov
@@ -170,7 +185,12 @@ class OpenVinoEngine:
             model = ppp.build()
             info = replace(info, input_dtype="uint8", input_layout="nhwc")
         cache = cache_dir or cache_root() / "openvino"
+        if precision not in (None, *PRECISIONS):
+            raise ConfigError(f"--engine-precision {precision!r}: choose one of auto, {', '.join(PRECISIONS)}")
+        precision = precision or str(export_record(model).get("inference_precision") or "") or None  # as the export verified it
         config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
+        if precision and target.startswith(("CPU", "GPU", "AUTO")):
+            config["INFERENCE_PRECISION_HINT"] = precision
         if threads and target.startswith(("CPU", "AUTO")):
             config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -190,7 +210,10 @@ class OpenVinoEngine:
         self.info: ModelInfo = info
         self.device = f"openvino:{target}"
         self.hint = hint
-        log.info("loaded %s on OpenVINO %s (%s hint, %d request(s) in flight)", xml.name, target, hint, self.in_flight)
+        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")) if target.startswith("CPU") else precision or "default"
+        log.info(
+            "loaded %s on OpenVINO %s (%s hint, %d request(s) in flight, %s)", xml.name, target, hint, self.in_flight, self.precision
+        )
 
     def _feeds(self, tensor: np.ndarray, plan: np.ndarray | None) -> dict[int, np.ndarray]:
         if self.info.graph_preprocess:

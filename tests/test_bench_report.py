@@ -119,7 +119,7 @@ def test_a_section_that_raises_is_its_one_line_and_exit_1() -> None:
         (["-m", str(DEMO), "--output", "/nonexistent-dir/r"], "does not exist", 2),
         (["-m", str(DEMO), "--device", "cuda"], "cuda", None),  # no GPU here: the device is refused before anything runs
         (["-m", str(DEMO), "--duration", "0"], "--duration 0: must be > 0", 2),
-        (["-m", str(DEMO), "--device", "gpu"], "invalid choice", 2),
+        (["-m", str(DEMO), "--device", "gpu"], "argument --device: choose one of", 2),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], expected: str, code: int | None, tmp_path: Path) -> None:

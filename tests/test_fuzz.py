@@ -277,7 +277,9 @@ FLOAT_KEYS = ("conf", "iou", "max_wait_ms", "await_timeout", "stall_timeout", "o
 INT_KEYS = ("max_det", "imgsz", "max_batch", "await_subscribers", "threads", "metrics_port", "collect_max")
 CHOICES = {
     "encoding": ["json", "msgpack"],
-    "device": ["auto", "cpu", "cuda", "tensorrt"],
+    "device": ["auto", "cpu", "cuda", "tensorrt", "openvino", "openvino:GPU"],
+    "engine_hint": ["auto", "latency", "throughput"],
+    "engine_precision": ["auto", "f32", "bf16", "f16"],
     "log_level": ["debug", "info", "warning", "error"],
     "log_format": ["text", "json"],
 }

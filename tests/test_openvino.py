@@ -12,6 +12,7 @@ import pytest
 
 from edge_rt.client import Subscriber
 from edge_rt.engines import load_engine
+from edge_rt.engines.openvino import export_record
 from edge_rt.errors import ConfigError, ModelError
 from edge_rt.exporters.verify import compare, runtime_detector
 from edge_rt.postprocess import PostprocessSettings
@@ -87,7 +88,15 @@ def test_int8_ir_keeps_the_float_boxes(ir_int8: Path, hd_frames: list[np.ndarray
 
     model = ov.Core().read_model(str(ir_int8))
     assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()), "no INT8 in the IR"
-    assert "nncf" in model.get_rt_info(["edge_rt", "export"]).astype(str)
+    record = export_record(model)
+    assert str(record["quantizer"]).startswith("nncf") and record["inference_precision"] == "f32", record
+    # the head's inner convs are INT8; what feeds DFL and the class scores stays float
+    quantized = {op.get_friendly_name().split("/fq_")[0] for op in model.get_ops() if op.get_type_name() == "FakeQuantize"}
+    assert any(name.startswith("/model.23/cv2.0/cv2.0.0/") for name in quantized), sorted(quantized)
+    assert not any(name.startswith(("/model.23/dfl", "/model.23/Sigmoid")) for name in quantized), sorted(quantized)
+    engine = load_engine(ir_int8, "openvino")
+    assert engine.precision == "f32"  # as verified: this CPU would take bf16 by default
+    assert load_engine(ir_int8, "openvino", precision="bf16").precision == "bf16"
 
 
 def test_run_on_an_ir_with_requests_in_flight_publishes_every_frame_in_order(ir_fp32: Path, tmp_path: Path) -> None:
@@ -186,6 +195,9 @@ def test_export_cli_writes_xml_and_bin(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["demo.bin", "demo.xml"]  # no partial files left
     proc = run_cli("export", "-w", str(DEMO_PT), "--target", "openvino-int8", "--dynamic", "--calibration", str(tmp_path))
     assert_clean_failure(proc, "drop --dynamic")
+    proc = run_cli("export", "-w", str(DEMO_PT), "--target", "openvino-fp32", "--output", str(tmp_path / "demo.onnx"))
+    assert_clean_failure(proc, "written as NAME.xml")  # at once, before any export work
+    assert not (tmp_path / "demo.onnx").exists()
 
 
 def test_bench_compare_against_ultralytics_own_openvino_export(ir_fp32: Path, ultralytics_ir: Path, tmp_path: Path) -> None:
@@ -226,3 +238,47 @@ def test_bench_engine_times_an_ir_with_either_hint(ir_fp32: Path, tmp_path: Path
 def test_doctor_lists_the_openvino_devices() -> None:
     proc = run_cli("doctor")
     assert "openvino CPU" in proc.stdout and "openvino GPU" in proc.stdout, proc.stdout
+
+
+class _FailsOnThird:
+    """A real OpenVINO engine with requests in flight whose third result raises, as a device error would."""
+
+    def __init__(self, model: Path) -> None:
+        self._engine = load_engine(model, "openvino", hint="throughput")
+        self.info, self.device, self.in_flight, self.calls = self._engine.info, self._engine.device, self._engine.in_flight, 0
+
+    def submit(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> object:
+        self.calls += 1
+        pending = self._engine.submit(tensor, plan)
+        if self.calls != 3:
+            return pending
+
+        class Broken:
+            def result(self) -> np.ndarray:
+                pending.result()
+                raise RuntimeError("GPU device lost")
+
+        return Broken()
+
+    def infer(self, tensor: np.ndarray, plan: np.ndarray | None = None) -> np.ndarray:
+        raise AssertionError("with requests in flight the pipeline submits")
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def test_a_failed_request_in_flight_ends_the_run_in_one_line(ir_fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collecting thread's error stops the submitting one and the run (exit 8), without a hang or a traceback."""
+    import io
+    from contextlib import redirect_stderr
+
+    from edge_rt import cli, runner
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    monkeypatch.setattr(runner, "load_engine", lambda model, *a, **k: _FailsOnThird(Path(model)))
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = cli.main(["run", "-m", str(ir_fp32), "-s", str(clip), "--publish", f"ipc://{tmp_path}/f.sock", "--log-level", "error"])
+    assert code == 8, err.getvalue()
+    lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+    assert "Traceback" not in err.getvalue() and len(lines) == 1 and "GPU device lost" in lines[0], err.getvalue()

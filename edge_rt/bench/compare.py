@@ -104,6 +104,7 @@ def _ultralytics_over_file(
 ) -> tuple[int, float, list[float], list[Detections]]:
     """The same clip through Ultralytics' own streaming predict, timed the same way (first to last frame)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # its `Loading ...` lines would land in the table's stdout
     import torch
     from ultralytics import YOLO
 
@@ -223,8 +224,11 @@ def _boxes_line(who: str, boxes: dict[str, float], reference: str) -> str:
 def compare_table(r: CompareResult) -> str:
     u_where = "cpu" if r.ultralytics_device == "cpu" else f"cuda:{r.ultralytics_device}"
 
+    names = ["edge_rt " + r.edge_model, "ultralytics " + r.reference_model, "ultralytics " + r.export_model]
+    width = max(34, *map(len, names))
+
     def row(name: str, where: str, fps: float, lat: dict[str, float]) -> str:
-        return f"{name:<40} {where:<13} {fps:>9.1f} {lat['p50']:>12.2f} {lat['p99']:>9.2f}"
+        return f"{name:<{width}} {where:<13} {fps:>9.1f} {lat['p50']:>12.2f} {lat['p99']:>9.2f}"
 
     anchor = f"ultralytics {r.export_model}" if r.export_model else "ultralytics"
     rounds = []
@@ -239,7 +243,7 @@ def compare_table(r: CompareResult) -> str:
     return "\n".join(
         [
             host_line(r.host),
-            f"{'':<40} {'device':<13} {'frames/s':>9} {'latency p50':>12} {'p99':>9}",
+            f"{'':<{width}} {'device':<13} {'frames/s':>9} {'latency p50':>12} {'p99':>9}",
             row("edge_rt " + r.edge_model, r.edge_device, r.edge_fps, r.edge_latency_ms),
             row("ultralytics " + r.reference_model, u_where, r.ultralytics_fps, r.ultralytics_latency_ms),
             *([row("ultralytics " + r.export_model, "cpu", r.export_fps, r.export_latency_ms)] if r.export_model else []),

@@ -210,7 +210,9 @@ class OpenVinoEngine:
         self.info: ModelInfo = info
         self.device = f"openvino:{target}"
         self.hint = hint
-        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")) if target.startswith("CPU") else precision or "default"
+        self.precision = (
+            self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string() if target.startswith("CPU") else precision or "default"
+        )
         log.info(
             "loaded %s on OpenVINO %s (%s hint, %d request(s) in flight, %s)", xml.name, target, hint, self.in_flight, self.precision
         )

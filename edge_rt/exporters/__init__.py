@@ -171,6 +171,10 @@ def export(
 
     if options.precision == "int8" and calibration is None:
         raise ConfigError("INT8 needs calibration data: --calibration DIR_OF_IMAGES or VIDEO")
+    if options.format == "openvino":
+        from .openvino import check_ir_output
+
+        check_ir_output(output)  # before a minute of calibration, not after
     if not weights.is_file():
         raise ConfigError(f"--weights {str(weights)!r}: no such file")
     if weights.suffix != ".pt":

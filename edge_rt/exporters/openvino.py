@@ -2,10 +2,12 @@
 
 The IR comes from our own float ONNX (`ov.convert_model` keeps its metadata_props in the IR's
 runtime info, so `edge-rt run --model X.xml` needs no other file). INT8 is NNCF's post-training
-quantization, calibrated on frames letterboxed as `cpu-int8` takes them, with the detect head and
-every Sigmoid left in float, as Ultralytics' own OpenVINO INT8 export does: NNCF places its
-quantizers for OpenVINO's kernels, which measured faster here than OpenVINO reading our QDQ ONNX.
-NNCF needs no torch; the export itself does (the float ONNX comes from Ultralytics).
+quantization, calibrated on frames letterboxed as `cpu-int8` takes them, with each head branch's
+last conv, DFL and the sigmoid in float (`int8.float_nodes`' "head-outputs"): NNCF places its
+quantizers for OpenVINO's kernels, which runs faster than OpenVINO reading the QDQ ONNX. Ultralytics' own OpenVINO INT8 export means
+to keep the head in float too, but on a YOLOv8s here its IR held quantizers inside the head and
+found 83% of the .pt's boxes; this one 99%. NNCF needs no torch; the export does (Ultralytics
+writes the float ONNX).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from ..errors import ConfigError, MissingDependencyError
 from ..preprocess import Preprocessor
 from .int8 import float_nodes
 
-KEEP_FLOAT = "head-cls-p3"  # Int8Settings' default, chosen on a YOLOv8s (docs/benchmarks/int8.md)
+# Float: each head branch's last conv, DFL, the sigmoid and the stem conv; the head's inner convs are INT8. Measured on a
+# YOLOv8s at 384x640 (docs/intel.md): 1.19x the frames/s of Ultralytics' own OpenVINO INT8 export, 98.9% of the .pt's
+# boxes found, 8.2% extra; the INT8 ONNX's default (the stride-8 class branch float too) found 98.7% with 6.8% extra
+# at 0.87x: on OpenVINO those convs cost more than on ONNX Runtime.
+KEEP_FLOAT = "head-outputs"
 _ONNX_TYPES = {"Convolution": "Conv"}  # float_nodes finds the stem by its ONNX op type
 
 log = logging.getLogger("edge_rt.export.openvino")
@@ -40,9 +46,8 @@ def _import_openvino() -> Any:
 
 
 def float_scope(model: Any, keep: str = KEEP_FLOAT) -> list[str]:
-    """The ops NNCF leaves in float: what the INT8 ONNX keeps in float (`int8.float_nodes`: the stem conv, the
-    class branch at stride 8, each branch's last conv, DFL, the sigmoid), so the two INT8 paths quantize the same
-    layers. OpenVINO keeps the ONNX node names, so the same rules find them."""
+    """The ops NNCF leaves in float, by the INT8 ONNX's rules (`int8.float_nodes`): OpenVINO keeps the ONNX node
+    names, so one definition of the head's layers serves both INT8 paths."""
     shim = [
         SimpleNamespace(name=op.get_friendly_name(), op_type=_ONNX_TYPES.get(op.get_type_name(), op.get_type_name()), input=(), output=())
         for op in model.get_ordered_ops()
@@ -88,12 +93,16 @@ def quantize(model: Any, frames: Iterable[np.ndarray], hw: tuple[int, int], stri
     )
 
 
+def check_ir_output(output: Path) -> None:
+    if output.suffix.lower() != ".xml":
+        raise ConfigError(f"--output {str(output)!r}: an OpenVINO IR is written as NAME.xml (with NAME.bin beside it)")
+
+
 def write_ir(model: Any, output: Path, fp16: bool) -> Path:
     """Save under temporary names beside `output`, then rename both files: a failed or killed export leaves
     nothing that could pass for its result."""
     ov = _import_openvino()
-    if output.suffix.lower() != ".xml":
-        raise ConfigError(f"--output {str(output)!r}: an OpenVINO IR is written as NAME.xml (with NAME.bin beside it)")
+    check_ir_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = output.with_name(f".{output.stem}.partial.xml")
     try:

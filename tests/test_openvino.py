@@ -65,8 +65,10 @@ def test_fp32_ir_boxes_match_onnx_runtime_on_the_same_model(ir_fp32: Path) -> No
     assert report.found >= 0.97 and report.extra <= 0.03, report.summary()
 
 
-def test_ir_carries_its_metadata_and_takes_uint8_frames(ir_fp32: Path) -> None:
+def test_ir_carries_its_metadata_and_takes_uint8_frames(ir_fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_RT_CACHE", str(tmp_path / "cache"))
     engine = load_engine(ir_fp32, "openvino")
+    assert any((tmp_path / "cache" / "openvino").iterdir()), "compiled model cached: an Intel GPU compiles once, not per start"
     try:
         assert engine.info.names == {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
         assert engine.info.dynamic_shape and engine.info.stride == 32

@@ -284,3 +284,19 @@ def test_a_failed_request_in_flight_ends_the_run_in_one_line(ir_fp32: Path, tmp_
     assert code == 8, err.getvalue()
     lines = [line for line in err.getvalue().splitlines() if "error:" in line]
     assert "Traceback" not in err.getvalue() and len(lines) == 1 and "GPU device lost" in lines[0], err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "target,hint,precision,threads,expected",
+    [
+        ("CPU", "latency", "f32", 2, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}),
+        ("GPU", "throughput", "f16", 2, {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f16"}),
+        ("GPU.1", "latency", None, None, {"PERFORMANCE_HINT": "LATENCY"}),  # the GPU's own f16 default
+        ("AUTO", "latency", "f32", 2, {"PERFORMANCE_HINT": "LATENCY"}),  # AUTO forwards nothing we could check
+        ("NPU", "latency", "f32", None, {"PERFORMANCE_HINT": "LATENCY"}),
+    ],
+)
+def test_compile_config_sets_only_what_each_device_takes(target: str, hint: str, precision: str | None, threads: int | None, expected: dict) -> None:
+    from edge_rt.engines.openvino import compile_config
+
+    assert compile_config(target, hint, precision, threads) == expected

@@ -118,6 +118,76 @@ def _dims(partial_shape: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _read_model(core: Any, path: Path) -> tuple[Any, Path]:
+    xml, weights = model_files(path)
+    try:
+        return (core.read_model(str(xml), str(weights)) if weights else core.read_model(str(xml))), xml
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors for bad files
+        raise ModelError(f"model {str(path)!r}: OpenVINO cannot read it: {_first_line(exc)}") from None
+
+
+def _model_info(model: Any, xml: Path, path: Path) -> ModelInfo:
+    """The runtime's facts from the IR's shapes and metadata, with the same checks the ONNX Runtime engine makes."""
+    inputs, outputs = model.inputs, model.outputs
+    if not outputs:
+        raise ModelError(f"model {str(path)!r}: no outputs; not a detection model")
+    inp, out = inputs[0], outputs[0]
+    in_type = _DTYPES.get(inp.get_element_type().get_type_name())
+    if in_type is None:
+        raise ModelError(f"model {str(path)!r}: input type {inp.get_element_type()} is not supported (f32, f16, or u8 frames)")
+    in_shape, out_shape = _dims(inp.get_partial_shape()), _dims(out.get_partial_shape())
+    info = info_from_metadata(read_metadata(model, xml), inp.get_any_name(), in_shape, in_type, out_shape, str(path))
+    if (in_type == "uint8") != info.graph_preprocess:
+        raise ModelError(f"model {str(path)!r}: uint8 input without edge_rt's letterbox metadata (or the reverse)")
+    expected = 2 if info.graph_preprocess else 1
+    if len(inputs) != expected:
+        raise ModelError(f"model {str(path)!r}: expected {expected} input(s), got {[i.get_any_name() for i in inputs]}")
+    return info
+
+
+def uint8_input(model: Any) -> Any:
+    """The host letterboxes into uint8 BGR HWC; OpenVINO converts, swaps channels, scales and transposes."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    return ppp.build()
+
+
+def _recorded_precision(model: Any, target: str) -> str | None:
+    """What the export verified, for a CPU only: the record guards against the CPU's bf16, and an Intel GPU's
+    f16 default is the point of the GPU."""
+    if not target.startswith("CPU"):
+        return None
+    return str(export_record(model).get("inference_precision") or "") or None
+
+
+def compile_config(target: str, hint: str, precision: str | None, threads: int | None) -> dict[str, Any]:
+    """The properties a compile gets; precision and threads only where the device takes them (AUTO forwards
+    no such settings we could check here)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
+    if precision and target.startswith(("CPU", "GPU")):
+        config["INFERENCE_PRECISION_HINT"] = precision
+    if threads and target.startswith("CPU"):
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
+def _use_cache(core: Any, cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(cache)})  # an Intel GPU compiles for tens of seconds; a restart reuses it
+    except OSError as exc:
+        log.warning("no OpenVINO model cache (%s: %s): every start compiles again", cache, exc.strerror)
+
+
 class _Pending:
     """One running request; `result()` waits for it and copies the output out of the request's buffer."""
 
@@ -146,63 +216,28 @@ class OpenVinoEngine:
     ) -> None:
         try:
             import openvino as ov
-            from openvino.preprocess import ColorFormat, PrePostProcessor
         except ImportError:
             raise MissingDependencyError("OpenVINO is not installed: pip install 'edge_rt[openvino]'") from None
         if hint not in HINTS:
             raise ConfigError(f"--engine-hint {hint!r}: choose one of {', '.join(HINTS)}")
+        if precision not in (None, *PRECISIONS):
+            raise ConfigError(f"--engine-precision {precision!r}: choose one of auto, {', '.join(PRECISIONS)}")
         if threads is not None and threads < 0:
             raise ConfigError(f"threads must be >= 0, got {threads}")
         core = ov.Core()
         target = openvino_device(device, list(core.available_devices))
-        xml, weights = model_files(path)
-        try:
-            model = core.read_model(str(xml), str(weights)) if weights else core.read_model(str(xml))
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors for bad files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(f"model {str(path)!r}: OpenVINO cannot read it: {first[:200]}") from None
-        inputs, outputs = model.inputs, model.outputs
-        if not outputs:
-            raise ModelError(f"model {str(path)!r}: no outputs; not a detection model")
-        inp, out = inputs[0], outputs[0]
-        in_type = _DTYPES.get(inp.get_element_type().get_type_name())
-        if in_type is None:
-            raise ModelError(f"model {str(path)!r}: input type {inp.get_element_type()} is not supported (f32, f16, or u8 frames)")
-        in_shape, out_shape = _dims(inp.get_partial_shape()), _dims(out.get_partial_shape())
-        info = info_from_metadata(read_metadata(model, xml), inp.get_any_name(), in_shape, in_type, out_shape, str(path))
-        if (in_type == "uint8") != info.graph_preprocess:
-            raise ModelError(f"model {str(path)!r}: uint8 input without edge_rt's letterbox metadata (or the reverse)")
-        expected = 2 if info.graph_preprocess else 1
-        if len(inputs) != expected:
-            raise ModelError(f"model {str(path)!r}: expected {expected} input(s), got {[i.get_any_name() for i in inputs]}")
+        model, xml = _read_model(core, path)
+        info = _model_info(model, xml, path)
         check_static(target, info, path, device)
         if not info.graph_preprocess and not host_convert:
-            # The host letterboxes into uint8 BGR HWC; OpenVINO converts, swaps channels, scales and transposes.
-            ppp = PrePostProcessor(model)
-            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
-            ppp.input().model().set_layout(ov.Layout("NCHW"))
-            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
-            model = ppp.build()
+            model = uint8_input(model)
             info = replace(info, input_dtype="uint8", input_layout="nhwc")
-        cache = cache_dir or cache_root() / "openvino"
-        if precision not in (None, *PRECISIONS):
-            raise ConfigError(f"--engine-precision {precision!r}: choose one of auto, {', '.join(PRECISIONS)}")
-        precision = precision or str(export_record(model).get("inference_precision") or "") or None  # as the export verified it
-        config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
-        if precision and target.startswith(("CPU", "GPU", "AUTO")):
-            config["INFERENCE_PRECISION_HINT"] = precision
-        if threads and target.startswith(("CPU", "AUTO")):
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": str(cache)})  # an Intel GPU compiles for tens of seconds; a restart reuses it
-        except OSError as exc:
-            log.warning("no OpenVINO model cache (%s: %s): every start compiles again", cache, exc.strerror)
+        config = compile_config(target, hint, precision or _recorded_precision(model, target), threads)
+        _use_cache(core, cache_dir or cache_root() / "openvino")
         try:
             self._compiled = core.compile_model(model, target, config)
         except Exception as exc:  # noqa: BLE001 - a plugin's own error, one line
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EngineError(f"model {str(path)!r}: OpenVINO could not compile it for {target}: {first[:200]}") from None
+            raise EngineError(f"model {str(path)!r}: OpenVINO could not compile it for {target}: {_first_line(exc)}") from None
         optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.in_flight = max(1, optimal) if hint == "throughput" else 1
         self._requests = [self._compiled.create_infer_request() for _ in range(self.in_flight)]
@@ -211,7 +246,9 @@ class OpenVinoEngine:
         self.device = f"openvino:{target}"
         self.hint = hint
         self.precision = (
-            self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string() if target.startswith("CPU") else precision or "default"
+            self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            if target.startswith("CPU")
+            else config.get("INFERENCE_PRECISION_HINT", "the device's default")
         )
         log.info(
             "loaded %s on OpenVINO %s (%s hint, %d request(s) in flight, %s)", xml.name, target, hint, self.in_flight, self.precision

@@ -5,19 +5,32 @@ Loaded once in main() and passed down; every check names the bad key and what it
 
 from __future__ import annotations
 
-import math
 import re
-import reprlib
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .config_values import (
+    check_boolean,
+    check_box_name,
+    check_choice,
+    check_classes,
+    check_device_value,
+    check_fps,
+    check_number,
+    check_publish,
+    check_string,
+    check_window,
+    clip_text,
+    optional,
+    show_value,
+)
 from .errors import ConfigError
 from .recording.settings import SourceRecord, parse_record, source_records
-from .schema import BOX_NAME_MAX, is_box_name
-from .security import check_exposure, endpoint_host, split_publish
+from .schema import BOX_NAME_MAX
+from .security import check_exposure, split_publish
 from .sources import SourceKind, SourceSpec, parse_source
 from .tracking.settings import SourceTracking, TrackConfig, parse_track, source_tracking
 
@@ -81,179 +94,42 @@ def default_box_name() -> str:
     return name or "edge-rt"
 
 
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
-
-
-def _show(value: Any) -> str:
-    """A bad value for an error line: repr, cut short, so a YAML alias bomb or a megabyte string stays one short line."""
-    try:
-        return _REPR.repr(value)
-    except ValueError:  # an int with more digits than Python will print
-        return f"<{type(value).__name__}>"
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    """A third party's message on one line and not too long: a YAML problem may quote a 5000-character tag."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str, Any], Any]:
-    def check(key: str, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {_show(value)}")
-        if isinstance(value, float) and not math.isfinite(value):  # .nan passes every range check; .inf is no timeout
-            raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            raise ConfigError(f"{key}: must be {'>' if lo_open else '>='} {lo:g}, got {_show(value)}")
-        if hi is not None and value > hi:
-            raise ConfigError(f"{key}: must be <= {hi:g}, got {_show(value)}")
-        try:
-            return kind(value)
-        except OverflowError:  # an integer beyond a float's range
-            raise ConfigError(f"{key}: {_show(value)} is too large") from None
-
-    return check
-
-
-def _fps(key: str, value: Any) -> float:
-    """0 is a likely guess for 'as fast as possible', which is what leaving --fps out does."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-        raise ConfigError(
-            f"{key}: {value:g} frames/s would never read a frame: give a rate > 0 to pace the sources like a camera, "
-            "or leave it out to read files as fast as the pipeline takes them"
-        )
-    return float(_number(float, 0.0, lo_open=True)(key, value))
-
-
-def _choice(*options: str) -> Callable[[str, Any], str]:
-    def check(key: str, value: Any) -> str:
-        if value not in options:
-            raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(options)}")
-        return str(value)
-
-    return check
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: expected a non-empty string, got {_show(value)}")
-    return value
-
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
-
-
-def _publish(key: str, value: Any) -> str:
-    """An address to bind (tcp://HOST:PORT, ipc://PATH, ...) or connect:ADDRESS of a broker's frontend."""
-    text = _string(key, value)
-    address, connect = split_publish(text)
-    scheme, sep, rest = address.partition("://")
-    if not sep or not rest or not _SCHEME.match(scheme):
-        raise ConfigError(
-            f"{key}: {_show(value)}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME to bind, "
-            "or connect:tcp://BROKER:PORT to publish to an `edge-rt broker`"
-        )
-    if connect and endpoint_host(address) == "*":
-        raise ConfigError(f"{key}: {_show(value)}: connect: dials the broker's address (a host name or IP), not '*'")
-    return text
-
-
-def _box_name(key: str, value: Any) -> str:
-    if not is_box_name(value):
-        raise ConfigError(
-            f"{key}: {_show(value)} is not a box name: use 1 to {BOX_NAME_MAX} letters, digits, '.', '_' or '-' "
-            "(it prefixes the topics: NAME/SOURCE)"
-        )
-    return str(value)
-
-
-def _boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
-    return value
-
-
-def _classes(key: str, value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    out = []
-    for v in items:
-        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():  # not '²': isdigit() but not int()
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{key}: expected class ids (integers >= 0), got {_show(v)}")
-        out.append(v)
-    return tuple(out)
-
-
-def _window(key: str, value: Any) -> tuple[float, float]:
-    """`0.3,0.6` (the flag, or a YAML string) or `[0.3, 0.6]` (a YAML list) -> (0.3, 0.6)."""
-    parts = value.split(",") if isinstance(value, str) else value
-    hint = "expected LO,HI: two confidences with 0 <= LO < HI <= 1, e.g. 0.3,0.6"
-    if not isinstance(parts, (list, tuple)) or len(parts) != 2:
-        raise ConfigError(f"{key}: {hint}; got {_show(value)}")
-    try:
-        lo, hi = (float(p) if isinstance(p, str) else _number(float)(key, p) for p in parts)
-    except (ValueError, ConfigError):
-        raise ConfigError(f"{key}: {hint}; got {_show(value)}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi <= 1):
-        raise ConfigError(f"{key}: {hint}; got {_show(value)}")
-    return (lo, hi)
-
-
-def _device(key: str, value: Any) -> str:
-    from .engines import DEVICES, OPENVINO_DEVICES, check_device  # the list lives with the backends; loads none of them
-
-    try:
-        return check_device(_string(key, value))
-    except ConfigError:
-        raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(DEVICES + OPENVINO_DEVICES)}") from None
-
-
-def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    return lambda key, value: None if value is None else check(key, value)
-
-
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "model": _string,
-    "name": _optional(_box_name),
-    "publish": _publish,
-    "curve_secret_key": _optional(_string),
-    "curve_allow": _optional(_string),
-    "curve_server_key": _optional(_string),
-    "insecure": _boolean,
-    "encoding": _choice("json", "msgpack"),
-    "device": _device,
-    "engine_hint": _choice("auto", "latency", "throughput"),
-    "engine_precision": _choice("auto", "f32", "bf16", "f16"),
-    "conf": _number(float, 0.0, 1.0),
-    "iou": _number(float, 0.0, 1.0),
-    "max_det": _number(int, 1),
-    "classes": _classes,
-    "agnostic_nms": _boolean,
-    "imgsz": _optional(_number(int, 32)),
-    "max_batch": _optional(_number(int, 1)),
-    "max_wait_ms": _number(float, 0.0),
-    "await_subscribers": _number(int, 0),
-    "await_timeout": _number(float, 0.0),
-    "stall_timeout": _number(float, 0.0, lo_open=True),
-    "open_timeout": _number(float, 0.0, lo_open=True),
-    "reconnect_max": _number(float, 0.0, lo_open=True),
-    "threads": _optional(_number(int, 1)),
-    "stats_interval": _number(float, 0.0),
-    "log_level": _choice("debug", "info", "warning", "error"),
-    "log_format": _choice("text", "json"),
-    "metrics_port": _optional(_number(int, 0, 65535)),
-    "metrics_addr": _string,
-    "engine_timeout": _number(float, 0.0, lo_open=True),
-    "collect": _optional(_string),
-    "collect_conf": _optional(_window),
-    "collect_interval": _number(float, 0.0),
-    "collect_max": _number(int, 1),
+    "model": check_string,
+    "name": optional(check_box_name),
+    "publish": check_publish,
+    "curve_secret_key": optional(check_string),
+    "curve_allow": optional(check_string),
+    "curve_server_key": optional(check_string),
+    "insecure": check_boolean,
+    "encoding": check_choice("json", "msgpack"),
+    "device": check_device_value,
+    "engine_hint": check_choice("auto", "latency", "throughput"),
+    "engine_precision": check_choice("auto", "f32", "bf16", "f16"),
+    "conf": check_number(float, 0.0, 1.0),
+    "iou": check_number(float, 0.0, 1.0),
+    "max_det": check_number(int, 1),
+    "classes": check_classes,
+    "agnostic_nms": check_boolean,
+    "imgsz": optional(check_number(int, 32)),
+    "max_batch": optional(check_number(int, 1)),
+    "max_wait_ms": check_number(float, 0.0),
+    "await_subscribers": check_number(int, 0),
+    "await_timeout": check_number(float, 0.0),
+    "stall_timeout": check_number(float, 0.0, lo_open=True),
+    "open_timeout": check_number(float, 0.0, lo_open=True),
+    "reconnect_max": check_number(float, 0.0, lo_open=True),
+    "threads": optional(check_number(int, 1)),
+    "stats_interval": check_number(float, 0.0),
+    "log_level": check_choice("debug", "info", "warning", "error"),
+    "log_format": check_choice("text", "json"),
+    "metrics_port": optional(check_number(int, 0, 65535)),
+    "metrics_addr": check_string,
+    "engine_timeout": check_number(float, 0.0, lo_open=True),
+    "collect": optional(check_string),
+    "collect_conf": optional(check_window),
+    "collect_interval": check_number(float, 0.0),
+    "collect_max": check_number(int, 1),
 }
 # Keys that only make sense per source but may be given once for all of them.
 _SOURCE_DEFAULT_KEYS = {"fps", "loop", "track", "record"}
@@ -274,14 +150,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config {str(p)!r}: broken YAML{where}: {_clip(problem)}") from None
+        raise ConfigError(f"config {str(p)!r}: broken YAML{where}: {clip_text(problem)}") from None
     except RecursionError:
         raise ConfigError(f"config {str(p)!r}: nested too deeply") from None
     except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
         # PyYAML's constructors raise these on values they cannot build: 2001-13-45, a +99:00 offset, a 5000-digit
         # integer, `!!bool maybe` (KeyError), `!!float ''` (IndexError), `!!timestamp x` (AttributeError).
         detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        raise ConfigError(f"config {str(p)!r}: a value YAML cannot represent: {_clip(detail)}") from None
+        raise ConfigError(f"config {str(p)!r}: a value YAML cannot represent: {clip_text(detail)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -321,20 +197,20 @@ def _source_entry(entry: Any, index: int, fps: float | None, loop: bool) -> Sour
     if isinstance(entry, dict):
         unknown = set(entry) - set(_SOURCE_KEYS)
         if unknown:
-            raise ConfigError(f"sources[{index}]: unknown key {_show(sorted(unknown, key=str)[0])} (known: {', '.join(_SOURCE_KEYS)})")
+            raise ConfigError(f"sources[{index}]: unknown key {show_value(sorted(unknown, key=str)[0])} (known: {', '.join(_SOURCE_KEYS)})")
         if "uri" not in entry:
             raise ConfigError(f"sources[{index}]: missing 'uri'")
         uri = entry["uri"]
         if isinstance(uri, int) and not isinstance(uri, bool):
             uri = str(uri)
         if not isinstance(uri, str):  # str() of a list would be looked up as a file name
-            raise ConfigError(f"sources[{index}].uri: expected a string, got {_show(uri)}")
+            raise ConfigError(f"sources[{index}].uri: expected a string, got {show_value(uri)}")
         name = entry.get("name")
         if name is not None:
-            name = _string(f"sources[{index}].name", name)
-        src_fps = _optional(_fps)(f"sources[{index}].fps", entry.get("fps", fps))
+            name = check_string(f"sources[{index}].name", name)
+        src_fps = optional(check_fps)(f"sources[{index}].fps", entry.get("fps", fps))
         spec = parse_source(uri, index, fps=src_fps, name=name)
-        src_loop = _boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
+        src_loop = check_boolean(f"sources[{index}].loop", entry.get("loop", loop and spec.kind is SourceKind.FILE))
         return parse_source(uri, index, fps=src_fps, loop=src_loop, name=name) if src_loop else spec
     raise ConfigError(f"sources[{index}]: expected a string or a mapping with 'uri', got {type(entry).__name__}")
 
@@ -345,7 +221,7 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
     known = {f.name for f in fields(RunConfig) if f.name not in ("tracking", "recording")} | _SOURCE_DEFAULT_KEYS
     for key in file_values:
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {_show(key)} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{origin}: unknown key {show_value(key)} (known: {', '.join(sorted(known))})")
     merged: dict[str, Any] = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None})
     if isinstance(cli_values.get("record"), str) and isinstance(file_values.get("record"), Mapping):
@@ -357,8 +233,8 @@ def build_run_config(file_values: Mapping[str, Any], cli_values: Mapping[str, An
         raise ConfigError("no source: pass --source (repeatable) or set 'sources' in the config")
     if not isinstance(raw_sources, (list, tuple)):
         raw_sources = [raw_sources]
-    fps = _optional(_fps)("fps", merged.pop("fps", None))
-    loop = _boolean("loop", merged.pop("loop", False))
+    fps = optional(check_fps)("fps", merged.pop("fps", None))
+    loop = check_boolean("loop", merged.pop("loop", False))
     sources = tuple(_source_entry(e, i, fps, loop) for i, e in enumerate(raw_sources))
     real = [s for s in sources if s.kind is not SourceKind.SYNTHETIC]  # a benchmark's cameras: loop is moot
     if loop and real and not any(s.kind is SourceKind.FILE for s in real):  # it loops the files; with none, nothing

@@ -70,13 +70,15 @@ def infer(engine: Engine, x: np.ndarray, plan: np.ndarray | None) -> np.ndarray:
     return engine.infer(x) if plan is None else engine.infer(x, plan)
 
 
-def _timed_calls(engine: Engine, x: np.ndarray, plan: np.ndarray | None, iters: int, deadline: float | None) -> list[float]:
+def _timed_calls(
+    engine: Engine, x: np.ndarray, plan: np.ndarray | None, iters: int, deadline: float | None, label: str
+) -> list[float]:
     """Per call, ms from start to output. An engine that overlaps calls (OpenVINO's THROUGHPUT streams) keeps
     its `in_flight` running, as the pipeline does: the img/s is then what its streams give together."""
     depth = in_flight(engine)
     times: list[float] = []
     running: deque[tuple[int, Any]] = deque()
-    progress = Progress(iters, "calls")
+    progress = Progress(iters, label)
     for i in range(iters):
         if depth > 1:
             if len(running) == depth:
@@ -140,10 +142,10 @@ def bench_engine(
                 if budget_s is not None and i >= 2 and time.perf_counter() - t_warm > budget_s / 4:
                     break
             t_start = time.perf_counter()
-            times = _timed_calls(engine, x, plan, iters, None if budget_s is None else t_start + budget_s)
+            times = _timed_calls(engine, x, plan, iters, None if budget_s is None else t_start + budget_s, f"{model.name} b{batch}")
             total = time.perf_counter() - t_start
             ms = pct(times)
-            h, w = (x.shape[1], x.shape[2]) if plan is not None or x.shape[-1] == 3 else (x.shape[2], x.shape[3])
+            h, w = (x.shape[1], x.shape[2]) if plan is not None or info.input_layout == "nhwc" else (x.shape[2], x.shape[3])
             results.append(
                 EngineResult(
                     model=model.name,

@@ -32,3 +32,9 @@ def cache_root() -> Path:
     """Where backends keep what they compile (TensorRT engines, OpenVINO blobs), so a restart does not redo it."""
     base = os.environ.get("EDGE_RT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge_rt")
     return Path(base)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A runtime's own error as one line for the user: its first line, or its type when it says nothing."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

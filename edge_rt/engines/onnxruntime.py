@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
-from .base import cache_root
+from .base import cache_root, first_line
 from .ort_tensorrt import ProviderVersions, RunShape, fallback_hint, read_versions, trt_profile_shapes
 
 log = logging.getLogger("edge_rt.engines.onnxruntime")
@@ -62,8 +62,7 @@ def check_active_provider(device: str, requested: list[str], active: list[str], 
 
 
 def _load_error(path: Path, exc: Exception) -> ModelError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first[:200]}")
+    return ModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {first_line(exc)}")
 
 
 def default_cache_dir() -> Path:

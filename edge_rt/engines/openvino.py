@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
 from ..model_info import ModelInfo, info_from_metadata
-from .base import cache_root
+from .base import cache_root, first_line
 
 log = logging.getLogger("edge_rt.engines.openvino")
 
@@ -118,16 +118,12 @@ def _dims(partial_shape: Any) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _read_model(core: Any, path: Path) -> tuple[Any, Path]:
     xml, weights = model_files(path)
     try:
         return (core.read_model(str(xml), str(weights)) if weights else core.read_model(str(xml))), xml
     except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors for bad files
-        raise ModelError(f"model {str(path)!r}: OpenVINO cannot read it: {_first_line(exc)}") from None
+        raise ModelError(f"model {str(path)!r}: OpenVINO cannot read it: {first_line(exc)}") from None
 
 
 def _model_info(model: Any, xml: Path, path: Path) -> ModelInfo:
@@ -237,7 +233,7 @@ class OpenVinoEngine:
         try:
             self._compiled = core.compile_model(model, target, config)
         except Exception as exc:  # noqa: BLE001 - a plugin's own error, one line
-            raise EngineError(f"model {str(path)!r}: OpenVINO could not compile it for {target}: {_first_line(exc)}") from None
+            raise EngineError(f"model {str(path)!r}: OpenVINO could not compile it for {target}: {first_line(exc)}") from None
         optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.in_flight = max(1, optimal) if hint == "throughput" else 1
         self._requests = [self._compiled.create_infer_request() for _ in range(self.in_flight)]

@@ -97,7 +97,8 @@ def add_bench(sub: Any) -> None:
         "boxes to each tracker (every frame, or every k-th with --every), and scores each with TrackEval against a "
         "MOTChallenge ground-truth file (HOTA, DetA, AssA, MOTA, IDF1, ID switches). --messages scores a recorded "
         "`edge-rt run --track` (the JSON lines `edge-rt subscribe` prints). Make a clip and its ground truth with "
-        "`edge-rt dataset clip OUT.mp4 --tracks`.",
+        "`edge-rt dataset clip OUT.mp4 --tracks` (shapes) or `--tracks --people SCENE` (people, with the true crossings of a "
+        "line, which are then counted too). Several --source: a table each, then the mean.",
     )
     t.add_argument("--model", "-m", help="the detector (with --source)")
     t.add_argument(

@@ -40,7 +40,7 @@ def add_dataset(sub: Any) -> None:
     )
     c.add_argument("data", help="the dataset YAML")
     c.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings too, e.g. an image in two splits")
-    v = dsub.add_parser("clip", help="write a moving-shapes video (mp4) for demos and benchmarks")
+    v = dsub.add_parser("clip", help="write a video (mp4) of moving shapes, or of real people with --tracks --people, for demos and benchmarks")
     v.add_argument("out", help="the .mp4 to write")
     v.add_argument("--frames", type=int, default=300, help="default 300")
     v.add_argument("--size", metavar="WxH", help="frame size (default 640x360; with --people 1280x720)")

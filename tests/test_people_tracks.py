@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_rt.bench.track import bench_track
-from edge_rt.bench.track_lines import error, read_truth
+from edge_rt.bench.track_lines import read_truth
 from edge_rt.tracking.mot import read_mot
 from edge_rt.training.people import load_people
 from edge_rt.training.people_clips import SCENES, iter_people_clip, people_clip
@@ -79,19 +78,27 @@ def test_line_scene_truth_counts_both_ways_and_not_those_who_turn_back(line_clip
     assert sum(c["direction"] == "in" for c in truth["crossings"]) == truth["in"]
 
 
-def test_bench_track_on_people_scores_and_counts_beside_ultralytics(groups_clip: Path) -> None:
-    """Five seconds of 720p: groups walking side by side and past each other, through the shipped people
-    detector. One clip decides little (docs/tracking.md has 16); this one guards the tracker's gain on
-    people (confirm_conf) and the line's count from going backwards."""
-    out = bench_track(gt_path(groups_clip), PEOPLE_ONNX, groups_clip, every=(1,), trackers=("edge_rt", "bytetrack"))
+def test_bench_track_on_people_scores_and_counts_beside_ultralytics(groups_clip: Path, line_clip: Path, tmp_path: Path) -> None:
+    """Five seconds of 720p groups walking side by side and past each other (and a small line clip), through
+    the shipped people detector and the CLI: a table per clip, then the mean. One clip decides little
+    (docs/tracking.md has 16); this one guards the tracker's gain on people (confirm_conf) and the line's
+    count from going backwards."""
+    out = tmp_path / "track.json"
+    done = run_cli(
+        "bench", "track", "-m", str(PEOPLE_ONNX), "-s", str(groups_clip), "-s", str(line_clip),
+        "--every", "1", "--trackers", "edge_rt,bytetrack", "--json", str(out), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "mean of 2 clips: groups, line" in done.stdout and "line miss" in done.stdout and "naive" in done.stdout
+    groups = json.loads(out.read_text())[0]
     truth = read_truth(groups_clip.with_name("groups.lines.json"))
-    rows = {r.tracker: r for r in out.rows}
-    assert set(rows) == {"edge_rt", "bytetrack"} and out.lines == truth and sum(truth.counts.values()) >= 6
-    assert rows["bytetrack"].score.idf1 > 0.5  # the detector finds these people: tracks that follow them score
-    assert rows["edge_rt"].score.idf1 >= rows["bytetrack"].score.idf1
-    assert rows["edge_rt"].score.hota >= rows["bytetrack"].score.hota
-    assert rows["edge_rt"].score.fp < rows["bytetrack"].score.fp  # boxes that match no person
-    assert rows["edge_rt"].lines is not None and error(rows["edge_rt"].lines.events, truth) <= 1
+    assert groups["lines"]["counts"] == truth.counts and sum(truth.counts.values()) >= 6
+    rows = {r["tracker"]: r for r in groups["rows"]}
+    ours, theirs = rows["edge_rt"], rows["bytetrack"]
+    assert theirs["score"]["idf1"] > 0.5  # the detector finds these people: tracks that follow them score
+    assert ours["score"]["idf1"] >= theirs["score"]["idf1"] and ours["score"]["hota"] >= theirs["score"]["hota"]
+    assert ours["score"]["fp"] < theirs["score"]["fp"]  # boxes that match no person
+    assert max(abs(ours["lines"]["events"][d] - truth.counts[d]) for d in ("in", "out")) <= 1
 
 
 def test_cli_writes_a_people_clip_and_refuses_bad_combinations(tmp_path: Path) -> None:
@@ -106,3 +113,10 @@ def test_cli_writes_a_people_clip_and_refuses_bad_combinations(tmp_path: Path) -
     ):
         bad = run_cli("dataset", "clip", str(tmp_path / "x.mp4"), *args)
         assert bad.returncode == 2 and msg in bad.stderr and "Traceback" not in bad.stderr
+    for args, msg in (
+        (("-s", str(tmp_path / "gone.mp4")), "--source '"),
+        (("-s", str(out), "-s", str(out), "--gt", str(gt_path(out))), "2 --source and 1 --gt"),
+        (("-s", str(out), "--lines", str(tmp_path / "none.json")), "--lines"),
+    ):
+        bad = run_cli("bench", "track", "-m", str(PEOPLE_ONNX), *args)
+        assert bad.returncode == 2 and msg in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

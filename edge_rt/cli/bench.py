@@ -300,6 +300,9 @@ def _bench_track(args: argparse.Namespace) -> int:
     from ..training.synth_tracks import gt_path
 
     sources = [Path(s) for s in args.source or []]
+    gone = [s for s in sources if not s.is_file()]
+    if gone:
+        raise ConfigError(f"--source {str(gone[0])!r}: no such file; pass the clip the ground truth describes")
     gts = [Path(g) for g in args.gt or []]
     if gts and sources and len(gts) != len(sources):
         raise ConfigError(

@@ -3,8 +3,9 @@
 Trackers tuned on drawn shapes learn shapes: rigid, evenly coloured, never bending. Ultralytics ships two
 photos with every install (`bus.jpg`: three people on a pavement; `zidane.jpg`: two men, waist up), so
 the people here are real pixels with no download: each is cut out of its photo by GrabCut (OpenCV)
-inside a hand-checked box, and the photos with their people painted out (cv2.inpaint) are the scenes
-they walk in. Nothing is cached on disk; cutting all five takes about a second.
+inside a hand-checked box, and the photos with their people painted out are the scenes they walk in.
+GrabCut takes about 13 s on 2 cores, so the result is kept in `$EDGE_RT_CACHE/people/` (keyed by the
+photos' bytes, the boxes and strokes, and OpenCV's version) and read back in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -62,13 +63,15 @@ class PeopleKit:
 
 
 def assets_dir() -> Path:
-    try:
-        from ultralytics.utils import ASSETS
-    except ImportError:
+    """Ultralytics' assets folder, found without importing Ultralytics (that imports torch: seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
             "people clips cut people out of the photos Ultralytics ships (bus.jpg, zidane.jpg); pip install 'edge_rt[train]'"
-        ) from None
-    return Path(ASSETS)
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "assets"
 
 
 def _cut(
@@ -103,8 +106,42 @@ def _cut(
 
 
 def load_people(root: Path | None = None) -> PeopleKit:
-    """The five people and the two emptied scenes."""
+    """The five people and the two emptied scenes (from the cache when it has them)."""
+    import hashlib
+    import os
+
+    from ..engines.base import cache_root
+
     root = assets_dir() if root is None else Path(root)
+    key = hashlib.sha256(repr((_PEOPLE, _BODY, _NOT_BODY, _PAINT_OUT, cv2.__version__)).encode())
+    for name in _PEOPLE:
+        try:
+            key.update((root / name).read_bytes())
+        except OSError:
+            raise MissingDependencyError(f"{root / name}: missing or unreadable (it ships with Ultralytics)") from None
+    cached = cache_root() / "people" / f"{key.hexdigest()[:16]}.npz"
+    try:
+        with np.load(cached) as z:
+            n = int(z["n"])
+            cut = tuple(Cutout(str(z[f"name{i}"]), z[f"bgr{i}"], z[f"alpha{i}"], float(z[f"scale{i}"])) for i in range(n))
+            return PeopleKit(cut, (z["scene0"], z["scene1"]))
+    except (OSError, KeyError, ValueError):
+        pass
+    kit = _cut_people(root)
+    arrays: dict[str, np.ndarray] = {"n": np.array(len(kit.cutouts)), "scene0": kit.scenes[0], "scene1": kit.scenes[1]}
+    for i, c in enumerate(kit.cutouts):
+        arrays |= {f"name{i}": np.array(c.name), f"bgr{i}": c.bgr, f"alpha{i}": c.alpha, f"scale{i}": np.array(c.scale)}
+    try:  # written whole, then renamed: a second process reading it sees all of it or none
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home: cut again next time
+    return kit
+
+
+def _cut_people(root: Path) -> PeopleKit:
     cutouts: list[Cutout] = []
     scenes: list[np.ndarray] = []
     for name, people in _PEOPLE.items():

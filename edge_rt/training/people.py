@@ -134,7 +134,7 @@ def load_people(root: Path | None = None) -> PeopleKit:
     try:  # written whole, then renamed: a second process reading it sees all of it or none
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, cached)
     except OSError:
         pass  # a read-only home: cut again next time

@@ -23,7 +23,7 @@ import zmq
 
 from edge_rt.cli.health import probe_health
 from edge_rt.client import HealthMessage, Subscriber
-from edge_rt.security import create_keys
+from edge_rt.wire.security import create_keys
 
 from .conftest import free_port, write_clip
 from .helpers import ROOT, CliProcess, assert_clean_failure, cli, env, run_cli, validate

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_rt.camera.sources import Frame
 from edge_rt.client import DetectionMessage, Subscriber
-from edge_rt.collect import CollectSettings, FrameCollector
 from edge_rt.config import build_run_config, load_yaml
+from edge_rt.detect.collect import CollectSettings, FrameCollector
+from edge_rt.detect.postprocess import Detections
 from edge_rt.errors import ConfigError
-from edge_rt.postprocess import Detections
-from edge_rt.sources import Frame
 from edge_rt.training.synth_video import synth_clip
 
 from .helpers import ROOT, assert_clean_failure, collect, detections_of, run_cli, start_cli
@@ -250,8 +250,8 @@ def test_a_full_queue_drops_and_counts_and_a_write_error_stops_collection_once(
 def test_counters_reach_the_pipeline_summary_and_prometheus(tmp_path: Path) -> None:
     """In process, unpaced, interval 0: every frame in the window is saved or counted as dropped."""
     from edge_rt.engines import load_engine
-    from edge_rt.metrics import Metrics
-    from edge_rt.prometheus import PrometheusMetrics
+    from edge_rt.ops.metrics import Metrics
+    from edge_rt.ops.prometheus import PrometheusMetrics
     from edge_rt.runner import build_pipeline, collect_settings
 
     from .test_prometheus import _scrape

@@ -1,5 +1,5 @@
 """deploy/ checked offline, fast: Kubernetes manifests against the Kubernetes OpenAPI schemas, the compose
-file's structure, systemd units through `systemd-analyze verify` and against what edge_rt/systemd.py
+file's structure, systemd units through `systemd-analyze verify` and against what edge_rt/ops/systemd.py
 does, the Containerfile through hadolint, and every edge-rt command line in them through our own parser.
 `make test-deploy` (tests/deploy/) builds and runs the CPU image for real."""
 
@@ -19,7 +19,7 @@ import yaml
 from edge_rt.cli import build_parser
 from edge_rt.config import build_run_config, load_yaml
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError, SourceError
-from edge_rt.security import split_publish
+from edge_rt.wire.security import split_publish
 
 from .helpers import ROOT
 
@@ -218,7 +218,7 @@ def test_systemd_units_pass_systemd_analyze_verify(name: str, tmp_path: Path) ->
 
 
 def test_runtime_unit_matches_what_edge_rt_does_under_systemd() -> None:
-    """edge_rt/systemd.py: READY once publishing, WATCHDOG at half WatchdogSec from the publishing thread
+    """edge_rt/ops/systemd.py: READY once publishing, WATCHDOG at half WatchdogSec from the publishing thread
     while no engine call runs longer than it, STOPPING on SIGTERM, then a drain of at most 5 s."""
     s = unit("edge-rt.service")["Service"]
     assert s["Type"] == "notify" and s["NotifyAccess"] == "main", "the datagrams come from the main process itself"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_rt.security import create_keys
+from edge_rt.wire.security import create_keys
 
 from .conftest import free_port
 from .helpers import ROOT, assert_clean_failure, run_cli

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_rt.detect.model_info import GRAPH_PREPROCESS_KEY
+from edge_rt.detect.preprocess import Preprocessor
 from edge_rt.engines import load_engine
 from edge_rt.engines.cuda_runtime import (
     DeviceBuffer,
@@ -32,6 +34,7 @@ from edge_rt.engines.cuda_runtime import (
     load_cudart,
 )
 from edge_rt.engines.tensorrt import ProfileRange, SlotKey, TensorRTEngine, check_run_fits, choose_profile, plan_problem
+from edge_rt.engines.tensorrt_profiles import letterbox_plan
 from edge_rt.engines.tensorrt_sidecar import (
     check_sidecar,
     plan_input_name,
@@ -43,9 +46,6 @@ from edge_rt.engines.tensorrt_sidecar import (
 from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.graph import add_graph_preprocess
 from edge_rt.exporters.tensorrt import build_engine
-from edge_rt.exporters.tensorrt_profiles import letterbox_plan
-from edge_rt.model_info import GRAPH_PREPROCESS_KEY
-from edge_rt.preprocess import Preprocessor
 
 from .conftest import IMGSZ
 from .test_export_tensorrt import _gpu_missing, assert_close_outputs, detect, iou, kept, raw_outputs, timing_cache
@@ -154,7 +154,7 @@ def test_jetpack6_with_cuda_python_12_9_starts_without_a_warning(monkeypatch: py
 def _info(**changes: Any) -> Any:
     from dataclasses import replace as dc_replace
 
-    from edge_rt.model_info import ModelInfo
+    from edge_rt.detect.model_info import ModelInfo
 
     base = ModelInfo({0: "a"}, (640, 640), 32, None, True, False, "images", "float32")
     return dc_replace(base, **changes)

@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
+from edge_rt.detect.postprocess import Detections, PostprocessSettings
 from edge_rt.engines import load_engine
 from edge_rt.errors import ConfigError
 from edge_rt.exporters import ExportOptions, export, resolve_options
 from edge_rt.exporters.int8 import float_nodes, head_layer_index
 from edge_rt.exporters.verify import compare, match, runtime_detector
-from edge_rt.postprocess import Detections, PostprocessSettings
 
 from .helpers import assert_clean_failure, run_cli
 

@@ -18,8 +18,21 @@ import numpy as np
 import onnx
 import pytest
 
+from edge_rt.detect.model_info import GRAPH_PREPROCESS_KEY, info_from_metadata
+from edge_rt.detect.postprocess import Detections, Postprocessor, PostprocessSettings
+from edge_rt.detect.preprocess import Preprocessor, plan_letterbox
 from edge_rt.engines import load_engine
 from edge_rt.engines.base import Engine
+from edge_rt.engines.tensorrt_profiles import (
+    FRAME_MAX,
+    Profile,
+    batch_profiles,
+    batch_sizes,
+    engine_profiles,
+    letterbox_plan,
+    plan_frames_profile,
+    plan_profile,
+)
 from edge_rt.engines.tensorrt_sidecar import (
     check_sidecar,
     plan_input_name,
@@ -32,19 +45,6 @@ from edge_rt.errors import ConfigError, MissingDependencyError, ModelError
 from edge_rt.exporters.engine_sidecar import make_sidecar, read_onnx
 from edge_rt.exporters.tensorrt import build_engine, fp16_onnx_bytes
 from edge_rt.exporters.tensorrt_int8 import calibration_batches, head_layers, head_prefix, model_index
-from edge_rt.exporters.tensorrt_profiles import (
-    FRAME_MAX,
-    Profile,
-    batch_profiles,
-    batch_sizes,
-    engine_profiles,
-    letterbox_plan,
-    plan_frames_profile,
-    plan_profile,
-)
-from edge_rt.model_info import GRAPH_PREPROCESS_KEY, info_from_metadata
-from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
-from edge_rt.preprocess import Preprocessor, plan_letterbox
 
 from .conftest import DEMO_PT, IMGSZ
 
@@ -383,8 +383,8 @@ def test_sidecar_of_a_graph_preprocess_model_reads_like_its_onnx(tmp_path: Path)
 def test_real_graph_preprocess_export_gets_profiles_for_what_framepacker_feeds(
     fixture: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    from edge_rt.detect.preprocess import FramePacker
     from edge_rt.exporters.graph import add_graph_preprocess
-    from edge_rt.preprocess import FramePacker
 
     info, meta = read_onnx(add_graph_preprocess(request.getfixturevalue(fixture), tmp_path / "frames.onnx"))
     assert info.graph_preprocess and info.plan_input == "letterbox" and info.imgsz == (IMGSZ, IMGSZ)
@@ -474,7 +474,7 @@ def test_an_exported_engine_refused_elsewhere_names_its_real_rebuild_command(
     export(DEMO_PT, out, resolve_options(target, overrides), target=target)
     side = read_sidecar(out)
     if target:  # the in-graph NMS's floor and batch limit hold for the engine as for its ONNX
-        from edge_rt.model_info import info_from_metadata
+        from edge_rt.detect.model_info import info_from_metadata
 
         info = info_from_metadata(sidecar_metadata(side), "frames", [None, None, None, 3], "float32", [None, 300, 6], str(out))
         assert info.graph_nms == (0.25, 0.7) and info.max_batch == 4 and info.graph_preprocess

@@ -25,6 +25,8 @@ import yaml
 import zmq
 
 from edge_rt.cli.frigate import DEFAULT_ENDPOINT as CLI_DEFAULT_ENDPOINT
+from edge_rt.detect.postprocess import Postprocessor, PostprocessSettings
+from edge_rt.detect.preprocess import make_preprocessor
 from edge_rt.engines import load_engine
 from edge_rt.frigate import (
     DEFAULT_ENDPOINT,
@@ -40,8 +42,6 @@ from edge_rt.frigate import (
     parse_request,
     safe_name,
 )
-from edge_rt.postprocess import Postprocessor, PostprocessSettings
-from edge_rt.preprocess import make_preprocessor
 from edge_rt.training.synth import render_scene
 
 from .helpers import ROOT, CliProcess, assert_clean_failure, run_cli

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_rt.detect.preprocess import make_preprocessor
 from edge_rt.engines.onnxruntime import OnnxRuntimeEngine
-from edge_rt.preprocess import make_preprocessor
 
 from .test_graph_preprocess import DEMO_DYNAMIC, _detect, _match_rate
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_rt.detect.postprocess import Detections, Postprocessor, PostprocessSettings
+from edge_rt.detect.preprocess import FramePacker, Preprocessor, make_preprocessor
 from edge_rt.engines import load_engine
 from edge_rt.engines.onnxruntime import GraphFacts, OnnxRuntimeEngine, provider_options
 from edge_rt.exporters.graph import add_graph_preprocess, preprocess_graph
 from edge_rt.exporters.verify import match
-from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings
-from edge_rt.preprocess import FramePacker, Preprocessor, make_preprocessor
 from edge_rt.training.synth_video import synth_clip
 
 from .conftest import DEMO_DYNAMIC, DEMO_PT, free_port
@@ -316,7 +316,7 @@ def test_tensorrt_provider_profile_names_every_dynamic_input_of_a_letterbox_mode
     provided: letterbox") and ORT then ran on CUDA: the plan, a shape tensor, gets its value range."""
     import onnxruntime as ort
 
-    from edge_rt.exporters.tensorrt_profiles import plan_frames_profile
+    from edge_rt.engines.tensorrt_profiles import plan_frames_profile
 
     facts = OnnxRuntimeEngine._facts(ort, device_model)
     trt = dict(provider_options(["TensorrtExecutionProvider"], facts, tmp_path, 4))["TensorrtExecutionProvider"]

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_rt.camera.sources import parse_source
 from edge_rt.client import DetectionMessage, HealthMessage, Message, Subscriber
 from edge_rt.config import RunConfig
 from edge_rt.engines import load_engine
 from edge_rt.errors import EngineError
-from edge_rt.metrics import Metrics
+from edge_rt.ops.metrics import Metrics
 from edge_rt.runner import build_pipeline
-from edge_rt.sources import parse_source
 
 from .conftest import free_port, write_clip
 from .helpers import start_cli, validate

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_rt.detect.postprocess import PostprocessSettings
 from edge_rt.engines import load_engine
 from edge_rt.errors import ConfigError
 from edge_rt.exporters import ExportOptions, export, parse_imgsz, resolve_options
 from edge_rt.exporters.verify import compare, runtime_detector, ultralytics_detector
-from edge_rt.postprocess import PostprocessSettings
 
 from .helpers import assert_clean_failure, env, run_cli, start_cli
 

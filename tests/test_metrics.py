@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from edge_rt.metrics import Metrics
+from edge_rt.ops.metrics import Metrics
 
 
 def test_percentiles_cover_only_the_last_window_of_samples() -> None:

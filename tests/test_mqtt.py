@@ -22,16 +22,16 @@ import paho.mqtt.client as mqtt
 import pytest
 import zmq
 
-from edge_rt.capture import CaptureState, HealthEvent
-from edge_rt.health import HealthBoard
-from edge_rt.messages import detections_message, eos_message, event_message
+from edge_rt.camera.capture import CaptureState, HealthEvent
+from edge_rt.camera.sources import Frame
 from edge_rt.mqtt.settings import BrokerAddress, Credentials
 from edge_rt.mqtt.state import Board
 from edge_rt.mqtt.topics import Entity, Topics, slug
-from edge_rt.received import parse_message
-from edge_rt.schema import encode, events_topic, json_schema
-from edge_rt.sources import Frame
+from edge_rt.ops.health import HealthBoard
+from edge_rt.stream.messages import detections_message, eos_message, event_message
 from edge_rt.tracking.events import Event
+from edge_rt.wire.received import parse_message
+from edge_rt.wire.schema import encode, events_topic, json_schema
 
 from .conftest import free_port
 from .helpers import ROOT, CliProcess, assert_clean_failure, cli, env, run_cli

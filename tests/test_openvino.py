@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from edge_rt.client import Subscriber
+from edge_rt.detect.postprocess import PostprocessSettings
 from edge_rt.engines import load_engine
 from edge_rt.engines.openvino import export_record
 from edge_rt.errors import ConfigError, ModelError
 from edge_rt.exporters.verify import compare, runtime_detector
-from edge_rt.postprocess import PostprocessSettings
 
 from .conftest import DEMO_DYNAMIC, DEMO_PT, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, run_cli, start_cli
@@ -143,8 +143,8 @@ def test_ultralytics_own_openvino_export_loads_and_matches_its_predict(ultralyti
     reference = YOLO(str(folder), task="detect")
     ours = runtime_detector(folder, PostprocessSettings(conf=0.25), "openvino")
     found = total = 0
+    from edge_rt.detect.postprocess import Detections
     from edge_rt.exporters.verify import match
-    from edge_rt.postprocess import Detections
 
     for frame in frames:
         b = reference.predict(frame, imgsz=320, verbose=False, conf=0.25)[0].boxes

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_rt.detect.preprocess import plan_letterbox
 from edge_rt.engines import load_engine
 from edge_rt.engines.onnxruntime import (
     GraphFacts,
@@ -25,10 +26,9 @@ from edge_rt.engines.onnxruntime import (
     provider_options,
 )
 from edge_rt.engines.ort_tensorrt import ProviderVersions, fallback_hint, read_versions
+from edge_rt.engines.tensorrt_profiles import letterbox_plan
 from edge_rt.errors import EngineError
 from edge_rt.exporters.graph import add_graph_preprocess
-from edge_rt.exporters.tensorrt_profiles import letterbox_plan
-from edge_rt.preprocess import plan_letterbox
 from edge_rt.runner import planned_batch, resolve_batch
 
 from .conftest import DEMO_DYNAMIC

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_rt.detect.postprocess import Detections, PostprocessSettings
 from edge_rt.exporters.verify import runtime_detector, ultralytics_detector
-from edge_rt.postprocess import Detections, PostprocessSettings
 
 from .conftest import IMGSZ
 

@@ -8,8 +8,8 @@ import torch
 import torchvision
 from ultralytics.utils import ops
 
-from edge_rt.postprocess import Detections, Postprocessor, PostprocessSettings, nms, to_source
-from edge_rt.preprocess import plan_letterbox
+from edge_rt.detect.postprocess import Detections, Postprocessor, PostprocessSettings, nms, to_source
+from edge_rt.detect.preprocess import plan_letterbox
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from ultralytics.data.augment import LetterBox
 
-from edge_rt.preprocess import Preprocessor, plan_letterbox
+from edge_rt.detect.preprocess import Preprocessor, plan_letterbox
 
 
 @pytest.mark.parametrize("auto", [False, True])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from edge_rt.progress import Progress
+from edge_rt.ops.progress import Progress
 
 
 class _Tty(io.StringIO):

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from edge_rt.errors import ConfigError
-from edge_rt.prometheus import PrometheusMetrics
+from edge_rt.ops.prometheus import PrometheusMetrics
 
 from .conftest import free_port
 

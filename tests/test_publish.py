@@ -15,11 +15,11 @@ import jsonschema
 import pytest
 import zmq
 
-from edge_rt.broker import Broker, BrokerConfig, BrokerKeys, Endpoint
 from edge_rt.client import DetectionMessage, EndOfStream, MalformedMessage, SequenceTracker, Subscriber, parse_message
 from edge_rt.errors import PublishError
-from edge_rt.publish import Publisher, ZmqSettings
-from edge_rt.schema import decode, encode, json_schema
+from edge_rt.wire.broker import Broker, BrokerConfig, BrokerKeys, Endpoint
+from edge_rt.wire.publish import Publisher, ZmqSettings
+from edge_rt.wire.schema import decode, encode, json_schema
 
 from .conftest import free_port
 from .helpers import start_cli, validate

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import yaml
 
+from edge_rt.camera.sources import Frame, parse_source
 from edge_rt.client import EndOfStream, EventMessage, Subscriber
 from edge_rt.recording.clip import encode_h264
 from edge_rt.recording.recorder import SourceRecorder
 from edge_rt.recording.retention import sweep
 from edge_rt.recording.settings import RecordConfig
-from edge_rt.schema import json_schema
-from edge_rt.sources import Frame, parse_source
 from edge_rt.tracking.events import Event
+from edge_rt.wire.schema import json_schema
 
 from .conftest import write_clip
 from .helpers import ROOT, assert_clean_failure, run_cli, start_cli

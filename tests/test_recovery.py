@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_rt.batching import Batcher
+from edge_rt.camera.capture import CaptureState, SourceGroup
+from edge_rt.camera.reconnect import CaptureSettings, ReconnectSchedule
+from edge_rt.camera.sources import Frame, parse_source
+from edge_rt.detect.batching import Batcher
 from edge_rt.errors import SourceError
-from edge_rt.sources import CaptureSettings, CaptureState, Frame, ReconnectSchedule, SourceGroup, parse_source
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, run_cli

@@ -18,19 +18,12 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from edge_rt.broker import BrokerKeys
 from edge_rt.client import Subscriber
 from edge_rt.errors import ConfigError, PublishError
-from edge_rt.publish import Publisher, ZmqSettings
-from edge_rt.security import (
-    ClientKeys,
-    KeyPair,
-    RedactingFilter,
-    ServerKeys,
-    check_exposure,
-    is_local_endpoint,
-    redact_url,
-)
+from edge_rt.ops.redact import RedactingFilter, redact_url
+from edge_rt.wire.broker import BrokerKeys
+from edge_rt.wire.publish import Publisher, ZmqSettings
+from edge_rt.wire.security import ClientKeys, KeyPair, ServerKeys, check_exposure, is_local_endpoint
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, run_cli, start_cli

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_rt.batching import Batcher
+from edge_rt.camera.capture import CaptureState, SourceGroup
+from edge_rt.camera.reconnect import CaptureSettings
+from edge_rt.camera.sources import Frame, FrameSlot, SourceKind, parse_source
+from edge_rt.detect.batching import Batcher
 from edge_rt.errors import ConfigError, SourceError
-from edge_rt.sources import CaptureSettings, CaptureState, Frame, FrameSlot, SourceGroup, SourceKind, parse_source
 
 from .conftest import write_clip
 from .support.rtsp import RtspServer, free_port, rtsp_available

@@ -7,9 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from edge_rt.batching import Batcher
+from edge_rt.camera.capture import CaptureState, SourceGroup
+from edge_rt.camera.sources import Frame, SourceKind, parse_source
+from edge_rt.camera.synthetic import render_synthetic
+from edge_rt.detect.batching import Batcher
 from edge_rt.errors import ConfigError, SourceError
-from edge_rt.sources import CaptureState, Frame, SourceGroup, SourceKind, parse_source, render_synthetic
 
 from .helpers import assert_clean_failure, run_cli
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_rt.systemd import Notifier
+from edge_rt.ops.systemd import Notifier
 
 from .conftest import free_port
 from .helpers import cli, env
@@ -89,7 +89,7 @@ def test_notifier_reads_the_environment_and_abstract_sockets(tmp_path: Path) -> 
 
 
 def test_no_ready_after_stopping_and_no_watchdog_while_the_engine_hangs(tmp_path: Path) -> None:
-    from edge_rt.systemd import ServiceWatch
+    from edge_rt.ops.systemd import ServiceWatch
 
     sock, path = _notify_socket(tmp_path)
     busy = [0.0]

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from edge_rt.camera.sources import Frame
+from edge_rt.detect.postprocess import Detections
 from edge_rt.errors import ConfigError
-from edge_rt.postprocess import Detections
-from edge_rt.sources import Frame
 from edge_rt.tracking.bytetrack import ByteTracker, TrackerSettings
 from edge_rt.tracking.settings import SourceTracking, TrackConfig, parse_track, source_tracking
 from edge_rt.tracking.stage import ObjectStage
@@ -217,7 +217,7 @@ def test_an_unknown_class_in_a_filter_is_named_with_what_the_model_has() -> None
 def test_prometheus_shows_objects_in_zones_crossings_and_events() -> None:
     from prometheus_client import generate_latest
 
-    from edge_rt.prometheus import PrometheusMetrics
+    from edge_rt.ops.prometheus import PrometheusMetrics
 
     stage = stage_for(zones={"left": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}, lines={"middle": [[0.5, 0.0], [0.5, 1.0]]})
     feed(stage, [(float(x), 100.0) for x in range(260, 140, -5)])  # right to left: crosses `in`, enters `left`

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from edge_rt.client import DetectionMessage, EndOfStream, EventMessage, Subscriber
-from edge_rt.schema import json_schema
 from edge_rt.tracking.mot import MotRows, read_mot, score
 from edge_rt.training.synth_tracks import synth_track_clip
+from edge_rt.wire.schema import json_schema
 
 from .helpers import ROOT, start_cli
 

@@ -14,10 +14,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .batching import Batch
-from .engines.base import Engine
-from .errors import EngineError
-from .preprocess import Prepared
+from ..detect.batching import Batch
+from ..detect.preprocess import Prepared
+from ..engines.base import Engine
+from ..errors import EngineError
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,14 +9,10 @@ import re
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigError, SourceError
-
-if TYPE_CHECKING:
-    from .sources import SourceSpec
+from ..errors import ConfigError, SourceError
 
 SYNTHETIC_SCHEME = "synthetic://"
 SYNTHETIC_DEFAULT_FPS = 30.0
@@ -87,10 +83,11 @@ class SyntheticReader:
     """A `VideoReader` over pre-rendered frames: a read costs nothing, so decoding is not what is
     measured. The capture thread paces it at the spec's fps, as it paces a file."""
 
-    def __init__(self, spec: SourceSpec) -> None:
-        cfg = parse_synthetic(spec.uri, spec.name, spec.fps)
+    def __init__(self, uri: str, name: str, fps: float | None = None) -> None:
+        # The spec's fields, not the spec: sources.py imports this module for the scheme and its parser.
+        cfg = parse_synthetic(uri, name, fps)
         self._frames = render_synthetic(cfg.width, cfg.height, cfg.frames)
-        self._next = zlib.crc32(spec.name.encode()) % cfg.frames  # sources out of step with each other
+        self._next = zlib.crc32(name.encode()) % cfg.frames  # sources out of step with each other
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         frame = self._frames[self._next]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, SourceError
-from .security import redact_url
+from ..errors import ConfigError, SourceError
+from ..ops.redact import redact_url
 from .synthetic import SYNTHETIC_SCHEME, parse_synthetic
 
 log = logging.getLogger("edge_rt.sources")
@@ -208,28 +208,3 @@ class FrameSlot:
     @property
     def exhausted(self) -> bool:
         return self.closed and not self._frames
-
-
-# The capture side lives in capture.py (which imports this module); its names stay importable from
-# here, lazily, for callers that look for them where they used to be.
-_MOVED = {
-    "capture": (
-        "CaptureState",
-        "CaptureThread",
-        "HealthEvent",
-        "Opener",
-        "SourceGroup",
-    ),
-    "reconnect": ("CaptureSettings", "ReconnectSchedule"),
-    "readers": ("VideoReader", "gstreamer_supported", "open_capture"),
-    "synthetic": ("SYNTHETIC_DEFAULT_FPS", "SyntheticReader", "SyntheticSettings", "render_synthetic"),
-}
-
-
-def __getattr__(name: str) -> object:
-    import importlib
-
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(f"edge_rt.{module}"), name)
-    raise AttributeError(f"module 'edge_rt.sources' has no attribute {name!r}")

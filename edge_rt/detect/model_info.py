@@ -6,7 +6,7 @@ import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, SourceError
-from .memory import trim_heap
+from ..errors import ConfigError, SourceError
+from ..ops.memory import trim_heap
+from ..ops.redact import redact_url
 from .readers import VideoReader, gstreamer_supported, open_capture
 from .reconnect import CaptureSettings
-from .security import redact_url
 from .sources import Frame, FrameSlot, SourceKind, SourceSpec
 
 log = logging.getLogger("edge_rt.sources")
@@ -197,7 +197,7 @@ class CaptureThread(threading.Thread):
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
-                trim_heap()  # the decoder's buffers were freed: give their pages back (see memory.py)
+                trim_heap()  # the decoder's buffers were freed: give their pages back (see ops/memory.py)
 
     def _failure(self, exc: BaseException) -> str:
         self.slot.counters.read_failures += 1

@@ -7,7 +7,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DETECTIONS = "edge_rt.detections"
 EOS = "edge_rt.eos"

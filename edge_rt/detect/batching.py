@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .sources import Frame, FrameSlot
+from ..camera.sources import Frame, FrameSlot
 
 
 @dataclass(frozen=True, eq=False)

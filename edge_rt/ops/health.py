@@ -12,13 +12,29 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
-from .capture import CaptureState, HealthEvent
-from .schema import HEALTH, HEALTH_TOPIC, VERSION
+from ..wire.schema import HEALTH, HEALTH_TOPIC, VERSION
 
-# Wire states: ENDED is a stop on purpose (its reason says "end of file").
-WIRE_STATE = {s: ("stopped" if s is CaptureState.ENDED else s.value) for s in CaptureState}
+
+class StateChange(Protocol):
+    """What the board needs of a capture thread's `HealthEvent` (camera/ imports ops/, not the reverse)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def state(self) -> Enum: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def time_ns(self) -> int: ...
+
+
+def wire_state(state: Enum) -> str:
+    """A capture state as subscribers see it: `ended` (a stop on purpose, its reason says "end of file")
+    goes out as `stopped`."""
+    return "stopped" if state.value == "ended" else str(state.value)
 
 
 @dataclass(frozen=True)
@@ -46,9 +62,9 @@ class HealthBoard:
         self._next_beat = time.monotonic() + heartbeat_s
         self.final = False  # set once every source's `stopped` went out: nothing follows it
 
-    def on_event(self, event: HealthEvent) -> None:
+    def on_event(self, event: StateChange) -> None:
         """From any capture thread."""
-        state = WIRE_STATE[event.state]
+        state = wire_state(event.state)
         with self._lock:
             prev = self._current.get(event.source)
             if prev is None or self.final or prev.state == state:  # e.g. ended -> stopped: both `stopped` on the wire
@@ -116,4 +132,4 @@ def wants_health(topic: bytes) -> bool:
     return HEALTH_TOPIC.encode().startswith(topic)
 
 
-__all__ = ["HEALTH_TOPIC", "HealthBoard", "SourceHealth", "WIRE_STATE", "wants_health"]
+__all__ = ["HEALTH_TOPIC", "HealthBoard", "SourceHealth", "StateChange", "wants_health", "wire_state"]

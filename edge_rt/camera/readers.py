@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .errors import SourceError
-from .security import redact_url
+from ..errors import SourceError
+from ..ops.redact import redact_url
 from .sources import SourceKind, SourceSpec
 from .synthetic import SyntheticReader
 
@@ -31,7 +31,7 @@ def open_capture(spec: SourceSpec, settings: CaptureSettings) -> VideoReader:
     "Camera index out of range" line on every reconnect, past --log-format json.
     """
     if spec.kind is SourceKind.SYNTHETIC:
-        return SyntheticReader(spec)
+        return SyntheticReader(spec.uri, spec.name, spec.fps)
     import cv2
 
     params = [

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .schema import DETECTIONS, EOS, EVENT, VERSION
-from .sources import Frame
-from .tracking.events import Event
-from .tracking.stage import Objects
+from ..camera.sources import Frame
+from ..tracking.events import Event
+from ..tracking.stage import Objects
+from ..wire.schema import DETECTIONS, EOS, EVENT, VERSION
 
 
 def _ms(a: int, b: int) -> float:

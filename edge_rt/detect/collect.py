@@ -28,9 +28,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ConfigError
+from ..camera.sources import Frame
+from ..errors import ConfigError
 from .postprocess import Detections
-from .sources import Frame
 
 log = logging.getLogger("edge_rt.collect")
 

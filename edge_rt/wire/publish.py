@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .errors import ConfigError, PublishError
+from ..errors import ConfigError, PublishError
 from .schema import encode
 from .security import ClientKeys, ServerKeys, is_ipv6_endpoint, split_publish
 

@@ -8,11 +8,10 @@ the pipeline at scrape time, so they can never drift from what the end-of-run su
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import ConfigError, MissingDependencyError
+from ..errors import ConfigError, MissingDependencyError
 from .metrics import STAGES, Metrics
-from .tracking.stage import ObjectCounts
 
 # Milliseconds: from a fast GPU call to a camera that queued for a second.
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
@@ -37,6 +36,21 @@ COUNTERS = {
 }
 
 CountersFn = Callable[[], Mapping[str, Mapping[str, int]]]
+
+
+class ObjectCounts(Protocol):
+    """What the tracking stage's `ObjectCounts` offers a scrape (ops/ sits below the stages: no import of them)."""
+
+    @property
+    def in_zone(self) -> Mapping[tuple[str, str, str], int]: ...
+    @property
+    def crossings(self) -> Mapping[tuple[str, str, str, str], int]: ...
+    @property
+    def events(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def unconfirmed(self) -> Mapping[str, int]: ...
+
+
 ObjectsFn = Callable[[], "ObjectCounts | None"]
 StatesFn = Callable[[], Mapping[str, str]]
 # With --publish connect:...: (connected to the broker?, messages dropped while it was away, connections made)

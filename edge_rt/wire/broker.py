@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from .errors import ConfigError, PublishError
+from ..errors import ConfigError, PublishError
 from .publish import ZmqSettings
 from .security import PUBLIC_SUFFIX, ServerKeys, is_ipv6_endpoint, is_local_endpoint, load_public_key
 

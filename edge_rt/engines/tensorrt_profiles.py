@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..detect.model_info import ModelInfo
+from ..detect.preprocess import plan_letterbox
 from ..errors import ConfigError, ModelError
-from ..model_info import ModelInfo
-from ..preprocess import plan_letterbox
 
 FRAME_MIN, FRAME_OPT, FRAME_MAX = (32, 32), (720, 1280), (2160, 3840)  # camera frames of graph-preprocess models
 

@@ -12,11 +12,11 @@ import pytest
 
 from edge_rt.client import EndOfStream, Subscriber
 from edge_rt.detect.postprocess import PostprocessSettings
+from tests.detect.test_parity import ultralytics_detect
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
 from .support.rtsp import RtspServer, rtsp_available
-from .test_parity import ultralytics_detect
 
 pytestmark = pytest.mark.timeout(120)
 

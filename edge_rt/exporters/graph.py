@@ -6,7 +6,7 @@ as the model, whichever runtime runs it: ONNX Runtime on CPU or CUDA, its Tensor
 native TensorRT engine built from the file. We chose the graph over a hand-written CUDA kernel
 because it needs no CuPy or NVRTC on the box (JetPack has neither by default), runs the same on
 every backend, and ONNX Runtime's CPU provider runs it too, so CI checks its numbers against the
-host letterbox (`tests/test_graph_preprocess.py`).
+host letterbox (`tests/exporters/test_graph_preprocess.py`).
 
 The graph in front of the model, for frames [B, H, W, 3] uint8 BGR and plan [6] int64
 (new_h, new_w, top, left, bottom, right) from `preprocess.plan_vector`:

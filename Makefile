@@ -6,14 +6,32 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-gpu test test-gpu test-deploy demo bench lint soak clean docs docs-serve
+.PHONY: install install-gpu lock test test-gpu test-deploy demo bench lint soak clean docs docs-serve
 
 install: $(STAMP)
 
+# From the lock (constraints.txt: every package at the version the suite last passed with), so two installs a
+# week apart get the same packages; pyproject.toml keeps the ranges a user's own install resolves.
+EXTRAS := cpu,openvino,train,dev,record,docs
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,openvino,train,dev,record,docs]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+
+# The lock written again: a fresh venv resolves pyproject.toml's ranges with the hand-picked pins of
+# constraints.in (torch, OpenVINO), its `pip freeze` becomes constraints.txt, then .venv is installed from it
+# and the whole suite runs. Commit constraints.txt when it passes.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q -c constraints.in -e '.[$(EXTRAS)]'
+	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; \
+	  { $(LOCK_VENV)/bin/pip freeze --exclude-editable; \
+	    $(LOCK_VENV)/bin/pip freeze | sed -n 's/^opencv-python==/opencv-python-headless==/p'; } | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+	$(MAKE) test
 
 test: install
 	$(BIN)/python -m pytest -q -ra
@@ -121,4 +139,4 @@ docs-serve: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info

@@ -104,7 +104,7 @@ def bench_pipeline(
     `engine_budget_s` bounds the bare-engine measurement on a slow box (bench_engine's `budget_s`)."""
     from ..camera.sources import parse_source
     from ..config import build_run_config
-    from ..detect.preprocess import plan_letterbox
+    from ..detect.letterbox import plan_letterbox
     from ..engines import load_engine
     from ..runner import planned_batch, resolve_batch, run
 

@@ -21,7 +21,8 @@ from ..ops.memory import trim_heap
 from ..ops.redact import redact_url
 from .readers import VideoReader, gstreamer_supported, open_capture
 from .reconnect import CaptureSettings
-from .sources import Frame, FrameSlot, SourceKind, SourceSpec
+from .slot import FrameSlot
+from .sources import Frame, SourceKind, SourceSpec
 
 log = logging.getLogger("edge_rt.sources")
 

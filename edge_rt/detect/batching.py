@@ -6,7 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..camera.sources import Frame, FrameSlot
+from ..camera.slot import FrameSlot
+from ..camera.sources import Frame
 
 
 @dataclass(frozen=True, eq=False)

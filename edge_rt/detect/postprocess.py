@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import Letterbox
+from .letterbox import Letterbox
 
 MAX_WH = 7680  # per-class box offset for class-aware NMS (Ultralytics' max_wh)
 MAX_NMS = 30000  # boxes kept for NMS, by confidence

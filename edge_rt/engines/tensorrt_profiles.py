@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..detect.letterbox import plan_letterbox
 from ..detect.model_info import ModelInfo
-from ..detect.preprocess import plan_letterbox
 from ..errors import ConfigError, ModelError
 
 FRAME_MIN, FRAME_OPT, FRAME_MAX = (32, 32), (720, 1280), (2160, 3840)  # camera frames of graph-preprocess models

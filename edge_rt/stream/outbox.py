@@ -18,7 +18,8 @@ from ..tracking.events import Event
 from ..tracking.stage import Objects, ObjectStage
 from ..wire.schema import events_topic
 from .inference import Inferred
-from .messages import StageTimes, detection_items, detections_message, eos_message, event_message
+from .messages import detection_items, detections_message, eos_message, event_message
+from .timing import StageTimes
 
 
 class Sink(Protocol):

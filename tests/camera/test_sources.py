@@ -11,7 +11,8 @@ import pytest
 
 from edge_rt.camera.capture import CaptureState, SourceGroup
 from edge_rt.camera.reconnect import CaptureSettings
-from edge_rt.camera.sources import Frame, FrameSlot, SourceKind, parse_source
+from edge_rt.camera.slot import FrameSlot
+from edge_rt.camera.sources import Frame, SourceKind, parse_source
 from edge_rt.detect.batching import Batcher
 from edge_rt.errors import ConfigError, SourceError
 from tests.conftest import write_clip

@@ -33,12 +33,14 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(MAKE) test
 
-# In parallel: most tests wait on sockets, processes and clocks, so 4 workers overlap well on 2 cores.
-# --dist loadscope keeps each module on one worker, so a module's fixtures (a trained model) are made once;
-# the session's models are made once for all workers (tests/conftest.py). PYTEST_WORKERS=0: one process.
+# In parallel: most tests wait on sockets, processes and clocks, so 4 workers overlap on 2 cores. --dist loadscope
+# keeps each module on one worker, so its module fixtures (a trained model) are made once; the session's models
+# are made once for all workers (tests/conftest.py). Then the tests marked `serial` (rates, replies timed
+# against a clock) run alone. PYTEST_WORKERS=0: all in one process.
 PYTEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope --durations=20
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope --durations=20 -m "not serial"
+	$(BIN)/python -m pytest -q -ra -m serial
 
 # The CPU container image built and run for real with podman (tests/deploy/; not in `make test`: minutes,
 # root, a Debian mirror and the package registry): a debootstrapped bookworm base, the image, detections at

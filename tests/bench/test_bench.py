@@ -35,6 +35,7 @@ def test_bench_engine_table_and_json(onnx_dynamic: Path, onnx_static: Path, tmp_
         assert r["host"]["device"] == "cpu" and r["host"]["cores"] >= 1 and "CPUExecutionProvider" in r["host"]["onnxruntime_providers"]
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_bench_pipeline_reports_stages_rates_and_a_plot(onnx_dynamic: Path, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", frames=20)
     out, plot = tmp_path / "p.json", tmp_path / "p.png"

@@ -22,6 +22,7 @@ def onnx_graph(onnx_dynamic: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return add_graph_preprocess(onnx_dynamic, tmp_path_factory.mktemp("graph") / "y11_graph.onnx")
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_pipeline_on_synthetic_cameras_reports_the_ratio_to_the_engine(onnx_dynamic: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     proc = run_cli("bench", "pipeline", "-m", str(onnx_dynamic), "--synthetic", "2", "--frame-size", "640x360", "--duration", "2",
@@ -42,6 +43,7 @@ def test_pipeline_on_synthetic_cameras_reports_the_ratio_to_the_engine(onnx_dyna
     assert any(line.startswith("pipeline ") and "at batch 2 on input 192x320" in line and line.endswith(f"= {ratio:.1%}") for line in lines)
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_pipeline_mixes_files_and_paced_synthetic_cameras(onnx_dynamic: Path, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", frames=20)
     out = tmp_path / "p.json"

@@ -162,6 +162,7 @@ def _config(rec: Recorder, topic: str) -> dict[str, Any]:
 # --- against a real broker ------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_events_counts_health_and_discovery_reach_mqtt_retained(mosquitto: Mosquitto, box: tuple[FakeBox, str]) -> None:
     fake, endpoint = box
     rec = Recorder(mosquitto.port, ["edge_rt/#", "homeassistant/#"])

@@ -332,6 +332,7 @@ def test_connect_errors_are_clear() -> None:
         Publisher("connect:tcp://*:5556")
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_subscribe_timeout_still_honours_sigint() -> None:
     import signal as sig
 

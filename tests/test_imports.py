@@ -156,6 +156,25 @@ def _one_cycle(g: dict[str, set[str]], component: set[str]) -> list[str]:
     raise AssertionError(f"no cycle in {component}")
 
 
+def test_every_import_of_edge_rt_names_a_module_that_exists() -> None:
+    """A module that moved leaves no import of its old path behind (an editable install elsewhere on the
+    machine could still answer it, and hide the mistake until a clean clone)."""
+    wrong = []
+    for module, path in modules().items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [target]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            wrong += [f"{module}: line {node.lineno}: {n}" for n in names if n.startswith("edge_rt") and n not in modules()]
+    assert not wrong, "imports of modules that do not exist:\n" + "\n".join(wrong)
+
+
 def test_every_room_has_a_rule() -> None:
     rooms = {room(m) for m in modules()}
     assert rooms <= set(ALLOWED), f"rooms without a rule in ALLOWED: {sorted(rooms - set(ALLOWED))}"

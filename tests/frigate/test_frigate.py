@@ -688,6 +688,7 @@ def test_request_older_than_frigates_timeout_is_not_run(local: Callable[..., Loc
     assert gate.sizes == [1, 1] and srv.server.stats.late == 1
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_several_frigate_detectors_at_once_within_200_ms(cli_server: CliServer, scene: np.ndarray, expected: np.ndarray) -> None:
     tensor = frigate_tensor(rgb(scene))
     clients = [FrigateZmqDetector(cli_server.endpoint, "demo.onnx") for _ in range(4)]
@@ -828,6 +829,7 @@ def test_sigint_exits_0_and_removes_its_socket(tmp_path: Path) -> None:
     probe.close()
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 def test_bench_runs_frigate_like_clients(tmp_path: Path) -> None:
     from edge_rt.bench.frigate import BenchSettings, format_runs, run_bench
 

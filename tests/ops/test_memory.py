@@ -16,7 +16,7 @@ pytestmark = [
     pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt(M_ARENA_MAX) is glibc's"),
 ]
 
-_CODE = "from edge_rt.memory import cap_malloc_arenas; print(cap_malloc_arenas())"
+_CODE = "from edge_rt.ops.memory import cap_malloc_arenas; print(cap_malloc_arenas())"
 
 
 @pytest.mark.parametrize("env,expected", [({}, "True"), ({"MALLOC_ARENA_MAX": "4"}, "False")])
@@ -29,7 +29,7 @@ def test_arena_cap(env: dict[str, str], expected: str) -> None:
 
 _TRIM = """
 import ctypes
-from edge_rt.memory import trim_heap
+from edge_rt.ops.memory import trim_heap
 
 def rss_kb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])

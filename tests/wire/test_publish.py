@@ -245,7 +245,7 @@ def test_bind_errors_are_publish_errors() -> None:
 
 @contextmanager
 def running_broker(front: str, back: str, keys: BrokerKeys | None = None) -> Iterator[Broker]:
-    """A real `edge_rt.broker.Broker` (zmq.proxy_steerable) in this process, bound on both sides."""
+    """A real `edge_rt.wire.broker.Broker` (zmq.proxy_steerable) in this process, bound on both sides."""
     broker = Broker(BrokerConfig((Endpoint(front),), Endpoint(back), keys=keys, stats_interval=0))
     worker = threading.Thread(target=broker.run, daemon=True)
     worker.start()

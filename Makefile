@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-gpu lock test test-gpu test-deploy demo bench lint soak clean docs docs-serve
+.PHONY: install install-gpu lock test test-gpu test-deploy demo bench bench-track lint soak clean docs docs-serve
 
 install: $(STAMP)
 
@@ -118,6 +118,19 @@ bench: install $(V8S)
 	$(BIN)/edge-rt bench compare -m $(BENCH)/yolov8s_ov_int8.xml -s $(BENCH)/clip720_heldout.mp4 --reference $(V8S) \
 	    --reference-export $(BENCH)/yolov8s_shapes_int8_openvino_model --rounds 3 --json $(BENCH)/compare_yolov8s_ov.json \
 	    | tee $(BENCH)/compare_yolov8s_ov.txt
+
+# Trackers on people (docs/tracking.md#people): the four people scenes, and the same scenes drawn with seeds 1-3,
+# through the shipped people detector; edge_rt's tracker beside Ultralytics' ByteTrack and BoT-SORT, every frame and
+# every 2nd, with the middle line's counts. About 6 minutes on 2 cores.
+PEOPLE := $(BENCH)/people
+bench-track: install
+	mkdir -p $(PEOPLE)
+	for seed in 0 1 2 3; do for s in cross groups stopgo line; do \
+	    $(BIN)/edge-rt dataset clip $(PEOPLE)/$$s$$seed.mp4 --tracks --people $$s --seed $$seed > /dev/null || exit 1; done; done
+	$(BIN)/edge-rt bench track -m models/people/people.onnx $(foreach s,cross groups stopgo line,-s $(PEOPLE)/$(s)0.mp4) \
+	    --every 1,2 --json $(PEOPLE)/track4.json | tee $(PEOPLE)/track4.txt
+	$(BIN)/edge-rt bench track -m models/people/people.onnx \
+	    $(foreach k,1 2 3,$(foreach s,cross groups stopgo line,-s $(PEOPLE)/$(s)$(k).mp4)) --every 1,2 | tee $(PEOPLE)/track12.txt
 
 # The YOLOv8s the bench uses: trained once, briefly, from scratch on the synthetic shapes (~25 min on 2 cores);
 # no pretrained weights can be downloaded here. models/bench/make_yolov8s_shapes.py says how.

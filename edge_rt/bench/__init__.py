@@ -22,7 +22,8 @@ from .pipeline import PipelineResult, bench_pipeline, pipeline_table
 from .plot import plot_pipeline
 from .publish import PublishResult, bench_publish, publish_table
 from .stats import QS, Progress, parse_frame_size, parse_shape, pct, write_json
-from .track import TrackBenchResult, bench_track, track_table
+from .track import TrackBenchResult, bench_track
+from .track_table import mean_table, track_table
 
 __all__ = [
     "DEFAULT_FRAME_SIZE",
@@ -48,6 +49,7 @@ __all__ = [
     "pipeline_table",
     "plot_pipeline",
     "publish_table",
+    "mean_table",
     "track_table",
     "write_json",
 ]

@@ -30,8 +30,9 @@ import numpy as np
 from ..detect.postprocess import Detections
 from ..errors import ConfigError, MissingDependencyError, SourceError
 from ..tracking.mot import MotRows, MotScore, check_unique, read_mot, score
-from .hardware import describe_host, host_line
+from .hardware import describe_host
 from .stats import pct
+from .track_lines import LineCounts, LineTruth, count_lines, lines_file, read_truth
 
 TRACKERS = ("edge_rt", "bytetrack", "botsort")
 TRACK_CONF = 0.1  # Ultralytics' conf in track mode: boxes down to 0.1 reach the tracker's second pass
@@ -50,6 +51,7 @@ class TrackRow:
     every: int
     score: MotScore
     cost_ms: dict[str, float]  # per update call: percentiles (empty for a recorded run)
+    lines: LineCounts | None = None  # where the clip has true line crossings
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class TrackBenchResult:
     detect_ms: dict[str, float] = field(default_factory=dict)  # engine + letterbox + decode per frame
     messages: str = ""
     host: dict[str, Any] = field(default_factory=dict)
+    lines: LineTruth | None = None
 
 
 def parse_every(text: str) -> list[int]:
@@ -308,9 +311,14 @@ def bench_track(
     device: str = "cpu",
     min_visibility: float = 0.0,
     fps: float | None = None,
+    lines: Path | None = None,
 ) -> TrackBenchResult:
-    """Detect once, track with each tracker at each frame step, score all against `gt_path`."""
+    """Detect once, track with each tracker at each frame step, score all against `gt_path`; where the clip
+    has true line crossings (`lines`, or `<stem>.lines.json` beside the source), count them too."""
     gt = read_mot(gt_path, "--gt")
+    if lines is None and source is not None and lines_file(source).is_file():
+        lines = lines_file(source)
+    truth = read_truth(lines) if lines is not None else None
     if (model is None) != (source is None):
         raise ConfigError("--model and --source go together: the detector runs the model over the clip")
     if model is None and messages is None:
@@ -338,7 +346,8 @@ def bench_track(
         for name in trackers:
             for k in every:
                 tracks, fed, cost = run_tracker(name, detections, k, rate, source, size)
-                result_rows.append(TrackRow(name, k, score(gt, tracks, fed, min_visibility), pct(cost)))
+                counts = count_lines(tracks, fed, rate, size, truth) if truth is not None else None
+                result_rows.append(TrackRow(name, k, score(gt, tracks, fed, min_visibility), pct(cost), counts))
         extra = {
             "source": str(source),
             "model": Path(model).name,
@@ -360,31 +369,6 @@ def bench_track(
         rows=result_rows,
         conf=conf,
         host=describe_host(device),
+        lines=truth,
         **extra,
     )
-
-
-def track_table(r: TrackBenchResult) -> str:
-    """Scores in percent (MOTChallenge's habit), ID switches and ids as counts, cost per update."""
-    lines = [host_line(r.host)]
-    if r.model:
-        lines.append(
-            f"{r.model} on {r.source}: {r.frames} frames, {r.fps:g} frames/s, {r.size[0]}x{r.size[1]}; "
-            f"detector at conf {r.conf:g}: {r.detections_per_frame:.1f} boxes/frame, p50 {r.detect_ms.get('p50', 0):.2f} ms/frame"
-        )
-    lines.append(f"ground truth {r.gt}: {r.gt_ids} ids, {r.gt_boxes} boxes")
-    head = f"{'tracker':<24} {'every':>5} {'frames':>6} {'HOTA':>6} {'DetA':>6} {'AssA':>6} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'ids':>5} {'p50 ms':>7}"
-    lines += [head, "-" * len(head)]
-    for row in r.rows:
-        s = row.score
-        label = LABELS.get(row.tracker, f"recorded {Path(r.messages).name}" if row.tracker == "messages" else row.tracker)
-        cost = f"{row.cost_ms['p50']:7.3f}" if row.cost_ms else f"{'-':>7}"
-        lines.append(
-            f"{label:<24} {row.every:>5} {s.frames:>6} {100 * s.hota:6.1f} {100 * s.deta:6.1f} {100 * s.assa:6.1f} "
-            f"{100 * s.mota:6.1f} {100 * s.idf1:6.1f} {s.idsw:>5} {s.tracker_ids:>5} {cost}"
-        )
-    lines.append(
-        "HOTA/DetA/AssA: TrackEval, mean over IoU 0.05..0.95; MOTA, IDF1, IDSW at IoU 0.5; ids: track ids the tracker gave; "
-        "p50 ms: one update call"
-    )
-    return "\n".join(lines)

@@ -97,11 +97,27 @@ def add_bench(sub: Any) -> None:
         "boxes to each tracker (every frame, or every k-th with --every), and scores each with TrackEval against a "
         "MOTChallenge ground-truth file (HOTA, DetA, AssA, MOTA, IDF1, ID switches). --messages scores a recorded "
         "`edge-rt run --track` (the JSON lines `edge-rt subscribe` prints). Make a clip and its ground truth with "
-        "`edge-rt dataset clip OUT.mp4 --tracks`.",
+        "`edge-rt dataset clip OUT.mp4 --tracks` (shapes) or `--tracks --people SCENE` (people, with the true crossings of a "
+        "line, which are then counted too). Several --source: a table each, then the mean.",
     )
     t.add_argument("--model", "-m", help="the detector (with --source)")
-    t.add_argument("--source", "-s", help="the video file the ground truth describes (with --model)")
-    t.add_argument("--gt", required=True, help="MOTChallenge ground truth: frame,id,left,top,width,height,conf,class,visibility")
+    t.add_argument(
+        "--source",
+        "-s",
+        action="append",
+        help="the video file the ground truth describes (with --model); repeat for several clips: a table each, then the mean",
+    )
+    t.add_argument(
+        "--gt",
+        action="append",
+        help="MOTChallenge ground truth: frame,id,left,top,width,height,conf,class,visibility (default: the source's "
+        "<stem>.gt.txt beside it, as `edge-rt dataset clip --tracks` writes it); one per --source",
+    )
+    t.add_argument(
+        "--lines",
+        help="true line crossings to count against (default: the source's <stem>.lines.json where it exists; "
+        "`dataset clip --tracks --people` writes one)",
+    )
     t.add_argument("--every", default="1,2", help="give the trackers every k-th frame, comma-separated (default 1,2)")
     t.add_argument(
         "--trackers",
@@ -224,22 +240,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
         print(bench_lib.compare_table(out))
     elif args.what == "track":
-        from ..bench.track import bench_track, parse_every, parse_trackers, track_table
-
-        out = bench_track(
-            Path(args.gt),
-            Path(args.model) if args.model else None,
-            Path(args.source) if args.source else None,
-            parse_every(args.every),
-            args.imgsz,
-            parse_trackers(args.trackers),
-            Path(args.messages) if args.messages else None,
-            args.conf,
-            args.device,
-            args.min_visibility,
-            args.fps,
-        )
-        print(track_table(out))
+        return _bench_track(args)
     elif args.what == "objects":
         from ..bench.objects import bench_objects, objects_table
 
@@ -288,3 +289,57 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"edge-rt bench report: {problem}", file=sys.stderr)
     return report.exit_code
+
+
+def _bench_track(args: argparse.Namespace) -> int:
+    """One clip: its table; several: a table each, then the mean (and --json holds all of them)."""
+    from .. import bench as bench_lib
+    from ..bench.track import bench_track, parse_every, parse_trackers
+    from ..bench.track_lines import lines_file
+    from ..bench.track_table import mean_table, track_table
+    from ..training.synth_tracks import gt_path
+
+    sources = [Path(s) for s in args.source or []]
+    gts = [Path(g) for g in args.gt or []]
+    if gts and sources and len(gts) != len(sources):
+        raise ConfigError(
+            f"{len(sources)} --source and {len(gts)} --gt: give one --gt per --source, or none (each clip's <stem>.gt.txt)"
+        )
+    if not gts:
+        if not sources:
+            raise ConfigError("--gt: the ground truth to score against (or --source with its <stem>.gt.txt beside it)")
+        gts = [gt_path(s) for s in sources]
+        missing = [g for g in gts if not g.is_file()]
+        if missing:
+            raise ConfigError(
+                f"--gt not given and {str(missing[0])!r} does not exist; pass --gt, or make the clip with `edge-rt dataset clip OUT.mp4 --tracks`"
+            )
+    if len(gts) > 1 and (args.messages or args.lines):
+        raise ConfigError("--messages and --lines score one clip; pass one --source")
+    results = []
+    for i, gt in enumerate(gts):
+        source = sources[i] if sources else None
+        out = bench_track(
+            gt,
+            Path(args.model) if args.model else None,
+            source,
+            parse_every(args.every),
+            args.imgsz,
+            parse_trackers(args.trackers),
+            Path(args.messages) if args.messages else None,
+            args.conf,
+            args.device,
+            args.min_visibility,
+            args.fps,
+            Path(args.lines) if args.lines else (lines_file(source) if source and lines_file(source).is_file() else None),
+        )
+        print(track_table(out))
+        results.append(out)
+        if len(gts) > 1:
+            print()
+    if len(results) > 1:
+        print(mean_table(results))
+    if args.json:
+        bench_lib.write_json(results[0] if len(results) == 1 else results, Path(args.json))
+        print(f"json: {args.json}")
+    return 0

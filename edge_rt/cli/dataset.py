@@ -40,10 +40,10 @@ def add_dataset(sub: Any) -> None:
     )
     c.add_argument("data", help="the dataset YAML")
     c.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings too, e.g. an image in two splits")
-    v = dsub.add_parser("clip", help="write a moving-shapes video (mp4) for demos and benchmarks")
+    v = dsub.add_parser("clip", help="write a video (mp4) of moving shapes, or of real people with --tracks --people, for demos and benchmarks")
     v.add_argument("out", help="the .mp4 to write")
     v.add_argument("--frames", type=int, default=300, help="default 300")
-    v.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
+    v.add_argument("--size", metavar="WxH", help="frame size (default 640x360; with --people 1280x720)")
     v.add_argument("--fps", type=int, default=30, help="default 30")
     v.add_argument("--seed", type=int, default=7, help="default 7")
     v.add_argument(
@@ -53,6 +53,12 @@ def add_dataset(sub: Any) -> None:
         "format (OUT's stem + .gt.txt, and .seqinfo.ini), for `edge-rt bench track`",
     )
     v.add_argument("--objects", type=int, help="with --tracks: objects over the clip (default: one per 30 frames)")
+    v.add_argument(
+        "--people",
+        metavar="SCENE",
+        help="with --tracks: real people (cut out of Ultralytics' bus.jpg and zidane.jpg) instead of shapes, in one of the "
+        "scenes cross, groups, stopgo, line; also writes the true crossings of the middle line (OUT's stem + .lines.json)",
+    )
     v.add_argument(
         "--h264",
         action="store_true",
@@ -95,6 +101,24 @@ def add_dataset(sub: Any) -> None:
     pv.add_argument("--seed", type=int, default=0, help="same seed, same grid (default 0)")
     pv.add_argument("--imgsz", type=int, default=320, help="training image size, also the tile size (default 320)")
     p.set_defaults(handler=_cmd_dataset)
+
+
+def _people_clip(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    from ..training.people_clips import SCENES, people_clip
+
+    if not args.tracks:
+        raise ConfigError("--people goes with --tracks: it writes a clip with ground truth for `edge-rt bench track`")
+    if args.people not in SCENES:
+        raise ConfigError(f"--people {args.people!r}: choose a scene from {', '.join(SCENES)}")
+    if args.objects is not None:
+        raise ConfigError("--objects is for shapes; a people scene has its own walkers")
+    made = people_clip(Path(args.out), args.people, frames=args.frames, size=size, fps=args.fps, seed=args.seed)
+    _h264(made.video, args.h264)
+    print(made.video)
+    print(f"gt: {made.gt} ({made.objects} people, MOTChallenge: frame,id,left,top,width,height,conf,class,visibility)")
+    print(f"lines: {made.video.with_name(made.video.stem + '.lines.json')} (true crossings of the middle line, each way)")
+    print(f"seqinfo: {made.seqinfo}")
+    return 0
 
 
 def _split_options(p: argparse.ArgumentParser) -> None:
@@ -147,10 +171,11 @@ def _action(args: argparse.Namespace) -> int:
     if args.action == "clip":
         from ..training.synth_video import synth_clip
 
+        size = args.size or ("1280x720" if args.people else "640x360")
         try:
-            w, h = (int(v) for v in args.size.lower().split("x"))
+            w, h = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise ConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
+            raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
         if args.frames < 1 or args.fps < 1 or w < 32 or h < 32:
             raise ConfigError("--frames and --fps must be >= 1, the size at least 32x32")
         if args.objects is not None and (not args.tracks or args.objects < 1):
@@ -160,6 +185,8 @@ def _action(args: argparse.Namespace) -> int:
                 import av  # noqa: F401
             except ImportError:
                 raise ConfigError("--h264 needs PyAV, which is not installed: pip install 'edge_rt[record]'") from None
+        if args.people is not None:
+            return _people_clip(args, (w, h))
         if args.tracks:
             from ..training.synth_tracks import synth_track_clip
 

@@ -48,7 +48,8 @@ class RegionEvents:
         self._since = np.zeros((0, z))  # when the track entered each zone
         self._loitered = np.zeros((0, z), bool)
         self._side = np.zeros((0, n_lines), np.int8)  # -1, +1, or 0 before the anchor left the line's margin
-        self._last_pt = np.zeros((0, n_lines, 2))  # where the anchor last was clear of the line
+        self._last_pt = np.zeros((0, n_lines, 2))  # where the anchor last was clear of the line, on its side
+        self._over = np.zeros((0, n_lines), np.int32)  # boxes in a row past the line's margin on the other side
 
     def membership(self, xyxy: np.ndarray, cls: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """(N, Z): which zones each box's anchor is in now, class filters applied."""
@@ -108,6 +109,7 @@ class RegionEvents:
             self._ids, self._cls = self._ids[keep], self._cls[keep]
             self._inside, self._streak, self._since = self._inside[keep], self._streak[keep], self._since[keep]
             self._loitered, self._side, self._last_pt = self._loitered[keep], self._side[keep], self._last_pt[keep]
+            self._over = self._over[keep]
         return events
 
     def counts(self) -> dict[str, dict[int, int]]:
@@ -132,6 +134,7 @@ class RegionEvents:
             self._loitered = np.concatenate([self._loitered, np.zeros((n, z), bool)])
             self._side = np.concatenate([self._side, np.zeros((n, n_lines), np.int8)])
             self._last_pt = np.concatenate([self._last_pt, np.zeros((n, n_lines, 2))])
+            self._over = np.concatenate([self._over, np.zeros((n, n_lines), np.int32)])
         return np.searchsorted(self._ids, ids)
 
     def _zones(
@@ -193,8 +196,11 @@ class RegionEvents:
             if allowed is not None:
                 side[~np.isin(cls, list(allowed))] = 0
             old = self._side[idx, j]
-            for k in np.flatnonzero((side != 0) & (old != 0) & (side != old)):
+            over = np.where((side != 0) & (old != 0) & (side != old), self._over[idx, j] + 1, 0)
+            self._over[idx, j] = over
+            for k in np.flatnonzero(over >= line.inertia):
                 i = idx[k]
+                self._over[i, j] = 0
                 if segment_hit(self._last_pt[i, j], pts[k], a, b):
                     events.append(
                         Event(
@@ -207,7 +213,9 @@ class RegionEvents:
                             direction=DIRECTIONS[0] if side[k] > 0 else DIRECTIONS[1],
                         )
                     )
-            clear = side != 0
-            self._side[idx[clear], j] = side[clear]
-            self._last_pt[idx[clear], j] = pts[clear]
+            # The side changes once the crossing is counted (or its path passed beyond the line's ends);
+            # until then the anchor's last point on the old side stays where the path left it.
+            settled = (side != 0) & ((old == 0) | (side == old) | (over >= line.inertia))
+            self._side[idx[settled], j] = side[settled]
+            self._last_pt[idx[settled], j] = pts[settled]
         return events

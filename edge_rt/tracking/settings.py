@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from .zones import LineSpec, ZoneSpec, parse_regions
 
-_TRACK_KEYS = ("lost_s", "low_conf")
+_TRACK_KEYS = ("lost_s", "low_conf", "confirm_conf")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class TrackConfig:
 
     lost_s: float = 1.0  # a lost object keeps its id this long (Ultralytics' 30 frames at 30 fps)
     low_conf: float = 0.1  # boxes down to this confidence may continue a track (ByteTrack's second pass)
+    confirm_conf: float = 0.5  # a new object is published once one of its boxes reaches this confidence
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class SourceTracking:
 
 
 def parse_track(key: str, value: Any, default: TrackConfig | None = None) -> TrackConfig | None:
-    """`track: true`, `false`, or `{lost_s: 2, low_conf: 0.1}`; a mapping refines `default`."""
+    """`track: true`, `false`, or `{lost_s: 2, low_conf: 0.1, confirm_conf: 0.5}`; a mapping refines `default`."""
     if value is None:
         return default
     if isinstance(value, bool):
@@ -44,7 +45,7 @@ def parse_track(key: str, value: Any, default: TrackConfig | None = None) -> Tra
         raise ConfigError(f"{key}: unknown key {unknown[0]!r} (known: {', '.join(_TRACK_KEYS)})")
     base = default or TrackConfig()
     out = {}
-    for k, lo, hi in (("lost_s", 0.0, 3600.0), ("low_conf", 0.0, 1.0)):
+    for k, lo, hi in (("lost_s", 0.0, 3600.0), ("low_conf", 0.0, 1.0), ("confirm_conf", 0.0, 1.0)):
         v = value.get(k, getattr(base, k))
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
             raise ConfigError(f"{key}.{k}: expected a number in [{lo:g}, {hi:g}], got {v!r:.40}")

@@ -50,7 +50,9 @@ class SourceObjects:
     def __init__(self, tracking: SourceTracking, regions: Regions, conf: float) -> None:
         track = tracking.track
         assert track is not None  # built only for tracked sources
-        self.tracker = ByteTracker(TrackerSettings(conf=conf, low_conf=min(track.low_conf, conf), lost_s=track.lost_s))
+        self.tracker = ByteTracker(
+            TrackerSettings(conf=conf, low_conf=min(track.low_conf, conf), lost_s=track.lost_s, confirm_conf=track.confirm_conf)
+        )
         self.regions = RegionEvents(regions)
         self._has_regions = bool(regions)
         self._names_of: dict[int, tuple[str, ...]] = {}  # zone bit mask -> names, built as masks occur

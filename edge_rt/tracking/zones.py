@@ -20,7 +20,7 @@ from ..errors import ConfigError
 ANCHORS = ("bottom_center", "center", "top_center")
 MAX_ZONES = 62  # per source: a box's zones travel as bits of one int64 inside the stage
 _ZONE_KEYS = ("points", "classes", "loiter_s", "anchor", "inertia")
-_LINE_KEYS = ("points", "classes", "anchor", "margin")
+_LINE_KEYS = ("points", "classes", "anchor", "margin", "inertia")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class LineSpec:
     classes: tuple[str | int, ...] | None = None
     anchor: str = "bottom_center"
     margin: float = 0.01  # the anchor must get this far past the line (a fraction of the frame diagonal) to count
+    inertia: int = 2  # boxes in a row past the margin on the other side before the crossing counts
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def parse_regions(source: str, zones: Any, lines: Any) -> tuple[tuple[ZoneSpec, 
                 _classes(source, f"{key}.classes", e.get("classes")),
                 e.get("anchor", "bottom_center"),
                 float(margin),
+                int(_positive(source, f"{key}.inertia", e.get("inertia", 2), integer=True)),
             )
         )
     if len(zone_specs) > MAX_ZONES:

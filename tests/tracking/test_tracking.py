@@ -12,9 +12,10 @@ from edge_rt.camera.sources import Frame
 from edge_rt.detect.postprocess import Detections
 from edge_rt.errors import ConfigError
 from edge_rt.tracking.bytetrack import ByteTracker, TrackerSettings
+from edge_rt.tracking.events import RegionEvents
 from edge_rt.tracking.settings import SourceTracking, TrackConfig, parse_track, source_tracking
 from edge_rt.tracking.stage import ObjectStage
-from edge_rt.tracking.zones import parse_regions, resolve
+from edge_rt.tracking.zones import LineSpec, parse_regions, resolve
 
 NAMES = {0: "person", 1: "car"}
 
@@ -145,6 +146,41 @@ def test_a_line_counts_a_crossing_once_however_the_object_jitters_on_it() -> Non
     assert counts == {("gate", "gate", "in", "person"): 1, ("gate", "gate", "out", "person"): 1}
 
 
+def test_two_people_passing_each_other_on_the_line_never_add_a_count_the_wrong_way() -> None:
+    """The ids swap as they meet, 5 px either side of the line: each track jumps across it and walks back.
+    Counted from one box's side, that is two crossings each way; the line waits for two boxes past it."""
+    for inertia, expected in ((1, 4), (2, 0)):
+        zones, lines = parse_regions("gate", None, {"gate": {"points": [[0.5, 0.0], [0.5, 1.0]], "inertia": inertia}})
+        events = RegionEvents(resolve("gate", zones, lines, NAMES))  # fed the tracks as given: the swap is forced
+        crossings = []
+        for f in range(41):
+            a, b = 100 + 5 * f, 300 - 5 * f  # A walks right (out), B walks left (in): they meet at x = 200
+            xa, xb = (a, b) if f < 19 else (b, a)  # track 1 is A until frame 19, then B
+            boxes = np.array([[xa - 10, 50, xa + 10, 100], [xb - 10, 50, xb + 10, 100]], np.float64)
+            _, raised = events.update(
+                f / 30, np.array([1, 2]), boxes, np.zeros(2, np.int64), np.ones(2), np.zeros((2, 0), bool), (400, 200)
+            )
+            crossings += [(e.track_id, e.direction) for e in raised if e.kind == "cross"]
+        assert len(crossings) == expected, crossings
+    assert expected == 0  # the default: no count rather than a wrong one (both people are missed: off by 1 each way)
+    assert LineSpec("gate", ((0.5, 0.0), (0.5, 1.0))).inertia == 2
+
+
+def test_a_track_whose_boxes_never_reach_confirm_conf_is_never_published() -> None:
+    """A static false detection (a poster, a reflection) at 0.3 for three seconds: no id, nothing published,
+    every box counted as unconfirmed. A person at 0.3 who then shows at 0.6 is published from that box on."""
+    tracker = ByteTracker(TrackerSettings(conf=0.25))
+    for f in range(90):
+        assert tracker.update(dets([square(50, 50, 60)], conf=0.3), f / 30).ids.tolist() == []
+    assert tracker.unconfirmed == 90
+    res = tracker.update(dets([square(50, 50, 60)], conf=0.6), 90 / 30)
+    assert res.ids.tolist() == [1] and res.started == {1}
+    assert tracker.update(dets([square(51, 50, 60)], conf=0.3), 91 / 30).ids.tolist() == [1]  # confirmed: it stays
+    low = ByteTracker(TrackerSettings(conf=0.25, confirm_conf=0.25))  # as Ultralytics: any second box confirms
+    low.update(dets([square(50, 50, 60)], conf=0.3), 0.0)
+    assert low.update(dets([square(50, 50, 60)], conf=0.3), 1 / 30).ids.tolist() == [1]
+
+
 def test_a_line_ignores_objects_passing_beyond_its_ends_and_classes_outside_its_filter() -> None:
     stage = stage_for(lines={"half": [[0.5, 0.0], [0.5, 0.4]]})  # top 40 % only (y < 80 px)
     assert [e for e in feed(stage, [(260 - 10 * i, 150) for i in range(15)]) if e[1] == "cross"] == []
@@ -195,6 +231,8 @@ BAD = [
     ({"zones": {"dock": {"points": [[0, 0], [1, 0], [1, 1]], "loiter_s": -1}}}, "zones.dock.loiter_s: expected a number > 0"),
     ({"zones": {"dock": [[0, 0], [1, 0], [1, 1]]}, "track": False}, "track: false, but zones and lines need tracking"),
     ({"track": {"lost": 2}}, "track: unknown key 'lost'"),
+    ({"track": {"confirm_conf": 1.5}}, "track.confirm_conf: expected a number in [0, 1]"),
+    ({"lines": {"gate": {"points": [[0.5, 0.0], [0.5, 1.0]], "inertia": 0}}}, "lines.gate.inertia: expected a whole number > 0"),
 ]
 
 
@@ -212,6 +250,7 @@ def test_an_unknown_class_in_a_filter_is_named_with_what_the_model_has() -> None
     ):
         resolve("gate", zones, lines, NAMES)
     assert parse_track("track", True) == TrackConfig() and parse_track("track", {"lost_s": 2}) == TrackConfig(lost_s=2.0)
+    assert parse_track("track", {"confirm_conf": 0.3}) == TrackConfig(confirm_conf=0.3)
 
 
 def test_prometheus_shows_objects_in_zones_crossings_and_events() -> None:

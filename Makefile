@@ -6,17 +6,41 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-gpu test test-gpu test-deploy demo bench bench-track lint soak clean docs docs-serve
+.PHONY: install install-gpu lock test test-gpu test-deploy demo bench bench-track lint soak clean docs docs-serve
 
 install: $(STAMP)
 
+# From the lock (constraints.txt: every package at the version the suite last passed with), so two installs a
+# week apart get the same packages; pyproject.toml keeps the ranges a user's own install resolves.
+EXTRAS := cpu,openvino,train,dev,record,docs
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,openvino,train,dev,record,docs]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# The lock written again: a fresh venv resolves pyproject.toml's ranges with the hand-picked pins of
+# constraints.in (torch, OpenVINO), its `pip freeze` becomes constraints.txt, then .venv is installed from it
+# and the whole suite runs. Commit constraints.txt when it passes.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q -c constraints.in -e '.[$(EXTRAS)]'
+	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; \
+	  { $(LOCK_VENV)/bin/pip freeze --exclude-editable; \
+	    $(LOCK_VENV)/bin/pip freeze | sed -n 's/^opencv-python==/opencv-python-headless==/p'; } | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+	$(MAKE) test
+
+# In parallel: most tests wait on sockets, processes and clocks, so 4 workers overlap on 2 cores. --dist loadscope
+# keeps each module on one worker, so its module fixtures (a trained model) are made once; the session's models
+# are made once for all workers (tests/conftest.py). Then the tests marked `serial` (rates, replies timed
+# against a clock) run alone. PYTEST_WORKERS=0: all in one process.
+PYTEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope --durations=20 -m "not serial"
+	$(BIN)/python -m pytest -q -ra -m serial
 
 # The CPU container image built and run for real with podman (tests/deploy/; not in `make test`: minutes,
 # root, a Debian mirror and the package registry): a debootstrapped bookworm base, the image, detections at
@@ -134,4 +158,4 @@ docs-serve: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info

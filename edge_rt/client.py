@@ -47,7 +47,7 @@ from pathlib import Path
 import zmq
 
 from .errors import ConfigError
-from .received import (
+from .wire.received import (
     EVENT_KINDS,
     HEALTH_EVENTS,
     HEALTH_STATES,
@@ -60,14 +60,14 @@ from .received import (
     Message,
     parse_message,
 )
-from .schema import (
+from .wire.schema import (
     BOX_NAME_MAX,
     EVENTS_TOPIC,
     HEALTH_TOPIC,
     decode,
     is_box_name,
 )
-from .security import ClientKeys, is_ipv6_endpoint
+from .wire.security import ClientKeys, is_ipv6_endpoint
 
 # The typed messages live in received.py; they stay importable from here, where clients look for them.
 __all__ = [

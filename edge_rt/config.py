@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .camera.sources import SourceKind, SourceSpec, parse_source
 from .config_values import (
     check_boolean,
     check_box_name,
@@ -29,10 +30,9 @@ from .config_values import (
 )
 from .errors import ConfigError
 from .recording.settings import SourceRecord, parse_record, source_records
-from .schema import BOX_NAME_MAX
-from .security import check_exposure, split_publish
-from .sources import SourceKind, SourceSpec, parse_source
 from .tracking.settings import SourceTracking, TrackConfig, parse_track, source_tracking
+from .wire.schema import BOX_NAME_MAX
+from .wire.security import check_exposure, split_publish
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigError
-from .schema import BOX_NAME_MAX, is_box_name
-from .security import endpoint_host, split_publish
+from .wire.schema import BOX_NAME_MAX, is_box_name
+from .wire.security import endpoint_host, split_publish
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4

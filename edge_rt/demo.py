@@ -15,7 +15,7 @@ import numpy as np
 
 from .client import DetectionMessage, EndOfStream, Subscriber
 from .config import build_run_config
-from .metrics import STAGES
+from .ops.metrics import STAGES
 from .runner import run
 
 log = logging.getLogger("edge_rt.demo")

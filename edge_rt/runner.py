@@ -7,29 +7,30 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from .capture import SourceGroup
-from .collect import CollectSettings, CollectStage, make_collector
+from .camera.capture import SourceGroup
+from .camera.reconnect import CaptureSettings
+from .camera.sources import SourceKind
 from .config import RunConfig
+from .detect.collect import CollectSettings, CollectStage, make_collector
+from .detect.model_info import ModelInfo
+from .detect.postprocess import Postprocessor, PostprocessSettings
+from .detect.preprocess import make_preprocessor
 from .engines import Engine, load_engine
 from .errors import ConfigError
-from .inference import in_flight
-from .memory import cap_malloc_arenas
-from .metrics import Metrics
-from .model_info import ModelInfo
+from .ops.memory import cap_malloc_arenas
+from .ops.metrics import Metrics
+from .ops.prometheus import CountersFn, LinkFn, ObjectsFn, PrometheusMetrics, StatesFn
+from .ops.redact import redact_url
+from .ops.systemd import Notifier, ServiceWatch
 from .pipeline import Pipeline
-from .postprocess import Postprocessor, PostprocessSettings
-from .preprocess import make_preprocessor
-from .prometheus import CountersFn, LinkFn, ObjectsFn, PrometheusMetrics, StatesFn
-from .publish import Publisher
-from .reconnect import CaptureSettings
 from .recording.recorder import Recorder
 from .recording.settings import RECORDABLE
-from .schema import check_encoding, events_topic
-from .security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, redact_url, split_publish
-from .sources import SourceKind
-from .systemd import Notifier, ServiceWatch
+from .stream.inference import in_flight
 from .tracking.settings import SourceTracking
 from .tracking.stage import ObjectStage
+from .wire.publish import Publisher
+from .wire.schema import check_encoding, events_topic
+from .wire.security import ClientKeys, ServerKeys, check_exposure, is_local_endpoint, split_publish
 
 log = logging.getLogger("edge_rt.run")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -117,7 +121,10 @@ def _export(yaml: str, out: Path, seed: int = 0, **kwargs: object) -> Path:
 
     torch.manual_seed(seed)
     cwd = os.getcwd()
-    os.chdir(out.parent)  # Ultralytics writes a YAML-built model's export into the working directory
+    # Ultralytics writes a YAML-built model's export into the working directory: one of its own, so two
+    # exports (two xdist workers) never write the same file.
+    build = Path(tempfile.mkdtemp(prefix="export-", dir=out.parent))
+    os.chdir(build)
     try:
         model = YOLO(yaml)
         _calibrate_head(model, seed)
@@ -125,6 +132,32 @@ def _export(yaml: str, out: Path, seed: int = 0, **kwargs: object) -> Path:
         shutil.move(str(produced), out)
     finally:
         os.chdir(cwd)
+        shutil.rmtree(build, ignore_errors=True)
+    return out
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def shared_file(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """A file made once per test run, however many xdist workers want it: the first to take its lock
+    builds it in the run's base folder (common to all workers), the others wait and reuse it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / "shared"
+    folder.mkdir(exist_ok=True)
+    out = folder / name
+    with _locked(folder / f"{name}.lock"):
+        if not out.exists():
+            build(out)
     return out
 
 
@@ -134,39 +167,40 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def onnx_static(model_dir: Path) -> Path:
+def onnx_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """YOLO11n, classic head [1, 84, A], static 1x3x320x320."""
-    return _export("yolo11n.yaml", model_dir / "y11_static.onnx", batch=1)
+    return shared_file(tmp_path_factory, "y11_static.onnx", lambda out: _export("yolo11n.yaml", out, batch=1))
 
 
 @pytest.fixture(scope="session")
-def onnx_dynamic(model_dir: Path) -> Path:
+def onnx_dynamic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same weights with dynamic batch, height and width."""
-    return _export("yolo11n.yaml", model_dir / "y11_dynamic.onnx", dynamic=True, batch=4)
+    return shared_file(tmp_path_factory, "y11_dynamic.onnx", lambda out: _export("yolo11n.yaml", out, dynamic=True, batch=4))
 
 
 @pytest.fixture(scope="session")
-def onnx_batch2(model_dir: Path) -> Path:
+def onnx_batch2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Static batch of 2: fewer frames than that are padded."""
-    return _export("yolo11n.yaml", model_dir / "y11_b2.onnx", batch=2)
+    return shared_file(tmp_path_factory, "y11_b2.onnx", lambda out: _export("yolo11n.yaml", out, batch=2))
 
 
 @pytest.fixture(scope="session")
-def onnx_e2e(model_dir: Path) -> Path:
+def onnx_e2e(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """YOLO26n end-to-end head: [1, 300, 6], NMS inside the model."""
-    return _export("yolo26n.yaml", model_dir / "y26_e2e.onnx", batch=1, nms=False)
+    return shared_file(tmp_path_factory, "y26_e2e.onnx", lambda out: _export("yolo26n.yaml", out, batch=1, nms=False))
 
 
 @pytest.fixture(scope="session")
-def onnx_fp16(onnx_static: Path, model_dir: Path) -> Path:
+def onnx_fp16(onnx_static: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """float16 inputs and outputs, as a GPU fp16 export has."""
-    import onnx
-    from onnxruntime.transformers import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(onnx_static)), keep_io_types=False)
-    out = model_dir / "y11_fp16.onnx"
-    onnx.save(model, str(out))
-    return out
+    def build(out: Path) -> None:
+        import onnx
+        from onnxruntime.transformers import float16
+
+        onnx.save(float16.convert_float_to_float16(onnx.load(str(onnx_static)), keep_io_types=False), str(out))
+
+    return shared_file(tmp_path_factory, "y11_fp16.onnx", build)
 
 
 @pytest.fixture(scope="session")
@@ -217,10 +251,8 @@ def device_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo weights exported for the GPU path: uint8 frames in, letterbox and NMS in the graph."""
     from edge_rt.exporters import ExportOptions, export
 
-    out = tmp_path_factory.mktemp("gpu_path") / "demo_gpu.onnx"
     options = ExportOptions(imgsz=320, dynamic=True, max_batch=4, graph_preprocess=True, nms=True).check()
-    export(DEMO_PT, out, options)
-    return out
+    return shared_file(tmp_path_factory, "demo_gpu.onnx", lambda out: export(DEMO_PT, out, options))
 
 
 def _read_frames(path: Path) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edge_rt.client import DetectionMessage, EndOfStream, Message, Subscriber
-from edge_rt.schema import json_schema
+from edge_rt.wire.schema import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 

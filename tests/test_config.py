@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_rt.camera.sources import SourceKind
 from edge_rt.config import build_run_config, load_yaml
 from edge_rt.errors import ConfigError
-from edge_rt.sources import SourceKind
 
 from .conftest import write_clip
 

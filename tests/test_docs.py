@@ -265,3 +265,43 @@ def test_readme_links_point_at_files_that_exist() -> None:
 def test_readme_is_a_front_page() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines: move reference text into docs/"
+
+
+# Python the docs show: every `from edge_rt... import ...`, `import edge_rt...`, `python -m edge_rt...` and
+# mkdocstrings' `::: edge_rt...` must still import after modules move (edge_rt's rooms, issue 30).
+_FROM = re.compile(r"^\s*(?:>>>\s*)?from (edge_rt[\w.]*) import ([\w, ]+)", re.M)
+_IMPORT = re.compile(r"^\s*(?:>>>\s*)?import (edge_rt[\w.]*)", re.M)
+_MODULE = re.compile(r"(?:^:::|python -m) (edge_rt[\w.]*)", re.M)
+
+
+def doc_imports() -> list[tuple[str, str | None, str]]:
+    """(module, name or None, where) for each import the docs and docstrings that mkdocs renders show."""
+    out: list[tuple[str, str | None, str]] = []
+    for path in [*doc_files(), ROOT / "Makefile", ROOT / "mkdocs.yml"]:
+        text, where = path.read_text(), str(path.relative_to(ROOT))
+        out += [(m.group(1), n.strip(), where) for m in _FROM.finditer(text) for n in m.group(2).split(",") if n.strip()]
+        out += [(m.group(1), None, where) for m in _IMPORT.finditer(text)]
+        out += [(m.group(1), None, where) for m in _MODULE.finditer(text)]
+    return out
+
+
+def test_the_docs_show_edge_rt_imports_at_all() -> None:
+    names = {(module, name) for module, name, _ in doc_imports()}
+    assert {("edge_rt", "Subscriber"), ("edge_rt", "EndOfStream"), ("edge_rt", "HealthMessage"), ("edge_rt", "EventMessage")} <= names
+    assert ("edge_rt.client", None) in names, "the client's API page (mkdocstrings)"
+
+
+@pytest.mark.parametrize(("module", "name", "where"), sorted(set(doc_imports()), key=str))
+def test_every_import_the_docs_show_works(module: str, name: str | None, where: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    if name is not None:
+        assert hasattr(mod, name), f"{where}: `from {module} import {name}` fails: {module} has no {name}"
+
+
+def test_the_package_root_offers_what_the_client_docs_use() -> None:
+    import edge_rt
+
+    for name in edge_rt.__all__:
+        assert getattr(edge_rt, name) is not None, name

@@ -315,6 +315,7 @@ def _zmq_hog(endpoint: str, size: int, within: float) -> str:
     return out.stdout.strip() or f"exit {out.returncode}: {out.stderr[-500:]}"
 
 
+@pytest.mark.serial  # measures rates or waits against a clock: run alone, after the parallel part
 @pytest.mark.timeout(120)
 def test_hostile_peers_on_the_publisher_port_do_not_disturb_a_subscriber(onnx_dynamic: Path, tmp_path: Path) -> None:
     import random

@@ -25,12 +25,12 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from edge_rt.camera.sources import SourceKind
 from edge_rt.client import DetectionMessage, EndOfStream, MalformedMessage, Subscriber, parse_message
 from edge_rt.config import RunConfig, build_run_config, load_yaml
 from edge_rt.errors import ConfigError, EdgeRtError
-from edge_rt.schema import DETECTIONS, ENCODINGS, EOS, VERSION, decode, encode, is_box_name
-from edge_rt.security import endpoint_host, is_local_endpoint, split_publish
-from edge_rt.sources import SourceKind
+from edge_rt.wire.schema import DETECTIONS, ENCODINGS, EOS, VERSION, decode, encode, is_box_name
+from edge_rt.wire.security import endpoint_host, is_local_endpoint, split_publish
 
 pytestmark = pytest.mark.timeout(120)
 

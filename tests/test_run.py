@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from edge_rt.client import EndOfStream, Subscriber
-from edge_rt.postprocess import PostprocessSettings
+from edge_rt.detect.postprocess import PostprocessSettings
+from tests.detect.test_parity import ultralytics_detect
 
 from .conftest import free_port, write_clip
 from .helpers import assert_clean_failure, collect, detections_of, read_frames, run_cli, start_cli
 from .support.rtsp import RtspServer, rtsp_available
-from .test_parity import ultralytics_detect
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,8 +81,8 @@ def test_two_sources_batched_on_a_dynamic_model_over_msgpack(onnx_dynamic: Path,
 
 
 def test_fixed_batch_model_pads_a_single_source(onnx_batch2: Path, onnx_static: Path, tmp_path: Path) -> None:
+    from edge_rt.detect.preprocess import Preprocessor
     from edge_rt.engines import load_engine
-    from edge_rt.preprocess import Preprocessor
 
     clip = write_clip(tmp_path / "clip.mp4", frames=5)
     endpoint = f"tcp://127.0.0.1:{free_port()}"

@@ -9,6 +9,8 @@ reported as percentiles, never as a single average, and carries what it ran on (
     engine    the engine alone             collector  the benchmarks' subscriber process
     pipeline  the whole runtime (+ plot)   compare    edge_rt vs Ultralytics
     publish   the publisher alone          track      trackers scored against ground truth
+
+May import: the runtime's rooms, exporters/, training/, doctor/, frigate/ (a tool: the runtime never imports it).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.postprocess import Detections
 from ..errors import ConfigError
-from ..postprocess import Detections
 from .collector import Collector
 from .hardware import describe_host, host_line
 from .stats import pct
@@ -162,8 +162,8 @@ def bench_compare(
     """Ultralytics (on the reference, then on its own export when given) and edge_rt over the whole clip, `rounds`
     times alternating (a neighbour's load then hits all alike); frames/s are the medians over rounds, latencies
     and boxes those of the last round. Boxes are scored against Ultralytics' predict on the reference."""
+    from ..camera.sources import SourceKind, parse_source
     from ..engines import load_engine
-    from ..sources import SourceKind, parse_source
 
     if parse_source(source, 0).kind is not SourceKind.FILE:  # before Ultralytics, which would raise its own way
         raise ConfigError(f"--source {source!r}: compare runs a video file through both, once")

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo
 from ..engines.base import Engine
 from ..errors import ConfigError, ModelError
-from ..inference import in_flight
-from ..model_info import ModelInfo
+from ..stream.inference import in_flight
 from .hardware import describe_host, host_line
 from .stats import Progress, pct
 
@@ -48,8 +48,8 @@ def engine_input(
     """What one call takes: random float input of the model's shape, or, for a model that letterboxes
     in its graph, `batch` synthetic camera frames of `frame_size` (W, H) and their letterbox plan."""
     if info.graph_preprocess:
-        from ..preprocess import make_preprocessor
-        from ..synthetic import render_synthetic
+        from ..camera.synthetic import render_synthetic
+        from ..detect.preprocess import make_preprocessor
 
         w, h = frame_size or DEFAULT_FRAME_SIZE
         rendered = render_synthetic(w, h, 4)

@@ -74,13 +74,13 @@ def study(
     threads: int | None = None,
     variants: list[str] | None = None,
 ) -> list[VariantResult]:
+    from ..detect.postprocess import PostprocessSettings
+    from ..detect.preprocess import make_preprocessor
     from ..engines import load_engine
     from ..exporters.calibration import CalibrationFrames, load_frames
     from ..exporters.int8 import Int8Quantizer
     from ..exporters.onnx import export_onnx
     from ..exporters.verify import match, runtime_detector, ultralytics_detector
-    from ..postprocess import PostprocessSettings
-    from ..preprocess import make_preprocessor
 
     out.mkdir(parents=True, exist_ok=True)
     hw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz

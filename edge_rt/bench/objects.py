@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..camera.sources import Frame
+from ..detect.postprocess import Detections
 from ..errors import ConfigError
-from ..postprocess import Detections
-from ..sources import Frame
 from ..tracking.settings import SourceTracking, TrackConfig
 from ..tracking.stage import ObjectStage
 from ..tracking.zones import parse_regions

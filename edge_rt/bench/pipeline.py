@@ -72,9 +72,9 @@ def synthetic_uris(count: int, frame_size: tuple[int, int], fps: float | None) -
 
 def _frame_hw(source: str) -> tuple[int, int] | None:
     """The first frame's size, read through the runtime's own opener (files, cameras, synthetic)."""
-    from ..readers import open_capture
-    from ..reconnect import CaptureSettings
-    from ..sources import parse_source
+    from ..camera.readers import open_capture
+    from ..camera.reconnect import CaptureSettings
+    from ..camera.sources import parse_source
 
     reader = open_capture(parse_source(source, 0), CaptureSettings())
     try:
@@ -102,11 +102,11 @@ def bench_pipeline(
 ) -> PipelineResult:
     """Run the real runtime for `duration` s (files loop) and measure at a real ZeroMQ subscriber.
     `engine_budget_s` bounds the bare-engine measurement on a slow box (bench_engine's `budget_s`)."""
+    from ..camera.sources import parse_source
     from ..config import build_run_config
+    from ..detect.letterbox import plan_letterbox
     from ..engines import load_engine
-    from ..preprocess import plan_letterbox
     from ..runner import planned_batch, resolve_batch, run
-    from ..sources import parse_source
 
     if duration <= 0:
         raise ConfigError("--duration must be > 0")

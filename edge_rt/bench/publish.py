@@ -53,8 +53,8 @@ def bench_publish(
     import subprocess
     import uuid
 
-    from ..publish import Publisher, ZmqSettings
-    from ..schema import DETECTIONS, VERSION, encode
+    from ..wire.publish import Publisher, ZmqSettings
+    from ..wire.schema import DETECTIONS, VERSION, encode
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,11 +25,9 @@ from typing import Any
 
 from ..errors import EdgeRtError
 from .hardware import describe_host
+from .report_data import ERROR, FAILED, OK, SKIPPED, Report, Section
 
-SCHEMA = "edge_rt.bench_report"
-SCHEMA_VERSION = 1
 SECTIONS = ("doctor", "parity", "engine", "pipeline", "compare")
-OK, SKIPPED, FAILED, ERROR = "ok", "skipped", "failed", "error"
 PARITY_IMAGES = ("bus.jpg", "zidane.jpg")
 VERSIONED = ("numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python", "opencv-python-headless", "opencv-contrib-python",
              "pyzmq", "ultralytics", "torch", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings")
@@ -78,48 +76,6 @@ class ReportSettings:
         would otherwise spend minutes on it, twice (edge_rt, then Ultralytics)."""
         frames = max(min(self.clip_frames, 30), min(self.clip_frames, round(images_per_s * self.compare_s)))
         return replace(self, clip_frames=frames)
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    status: str  # ok | skipped | failed | error
-    seconds: float
-    reason: str = ""  # why skipped, what failed, or the error's one line
-    result: Any = None  # JSON-ready figures
-    headline: str = ""  # the progress line's summary
-
-
-@dataclass(frozen=True)
-class Report:
-    created: str  # ISO 8601, local time with its offset
-    hostname: str
-    settings: dict[str, Any]
-    model: dict[str, Any]
-    host: dict[str, Any]  # bench/hardware.py's facts, read right after the benchmarks (GPU clocks then)
-    versions: dict[str, str]
-    sections: tuple[Section, ...]
-    wall_s: float
-    schema: str = SCHEMA
-    version: int = SCHEMA_VERSION
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        """"section: why" for each section that failed (the doctor found the box broken) or raised."""
-        return tuple(f"{s.name}: {s.reason}" for s in self.sections if s.status in (FAILED, ERROR))
-
-    @property
-    def exit_code(self) -> int:
-        """1 when the doctor found the box broken or a section raised; skipped sections are fine."""
-        return 1 if self.problems else 0
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["sections"] = {s.name: {k: v for k, v in asdict(s).items() if k != "name"} for s in self.sections}
-        out["skipped"] = {s.name: s.reason for s in self.sections if s.status == SKIPPED}
-        out["problems"] = list(self.problems)
-        out["exit_code"] = self.exit_code
-        return out
 
 
 def default_stem(hostname: str | None = None, now: datetime.datetime | None = None) -> str:
@@ -188,8 +144,8 @@ def run_parity(s: ReportSettings, model: dict[str, Any]) -> tuple[dict[str, Any]
     import cv2
     import numpy as np
 
+    from ..detect.postprocess import PostprocessSettings
     from ..exporters.verify import compare, runtime_detector, ultralytics_detector
-    from ..postprocess import PostprocessSettings
 
     assets = _reference_runs(s, model)
     frames: dict[str, np.ndarray] = {}

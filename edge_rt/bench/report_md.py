@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .hardware import host_line
-from .report import OK, Report, Section
+from .report_data import OK, Report, Section
 
 TITLES = {
     "doctor": "Doctor",

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.postprocess import Detections
 from ..errors import ConfigError, MissingDependencyError, SourceError
-from ..postprocess import Detections
 from ..tracking.mot import MotRows, MotScore, check_unique, read_mot, score
 from .hardware import describe_host
 from .stats import pct
@@ -130,8 +130,8 @@ def detect_clip(
     model: Path, source: Path, imgsz: int | None = None, conf: float = TRACK_CONF, device: str = "cpu"
 ) -> tuple[list[Detections], list[float]]:
     """Every frame of `source` through edge_rt's engine, letterbox and decoder: boxes and ms per frame."""
-    from ..postprocess import Postprocessor, PostprocessSettings
-    from ..preprocess import make_preprocessor
+    from ..detect.postprocess import Postprocessor, PostprocessSettings
+    from ..detect.preprocess import make_preprocessor
     from ..runner import check_graph_nms, resolve_imgsz
     from ..training.eval_models import open_model
 

@@ -2,6 +2,8 @@
 
 One module per command group. Commands import what they need inside their handler, so
 `edge-rt run` never loads torch or Ultralytics and `edge-rt --help` starts fast.
+
+May import: anything in edge_rt; nothing imports it (a tool: the runtime never imports it).
 """
 
 from __future__ import annotations

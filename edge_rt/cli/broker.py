@@ -1,4 +1,4 @@
-"""`edge-rt broker`: fan-in for a fleet, one address for every box's detections (see edge_rt/broker.py)."""
+"""`edge-rt broker`: fan-in for a fleet, one address for every box's detections (see edge_rt/wire/broker.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from ..systemd import Notifier
+from ..ops.systemd import Notifier
 from .common import add_service_options, on_signals, setup_logging
 
 log = logging.getLogger("edge_rt.broker")
@@ -57,8 +57,8 @@ def add_broker(sub: Any) -> None:
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from ..broker import Broker, BrokerConfig, BrokerKeys, Endpoint
     from ..errors import ConfigError
+    from ..wire.broker import Broker, BrokerConfig, BrokerKeys, Endpoint
 
     keys = None
     if args.curve_secret_key or args.curve_allow or args.curve_allow_publishers:

@@ -22,8 +22,8 @@ from ..errors import ConfigError, EdgeRtError, SourceError
 from .common import Parser, quiet_native_logs
 
 if TYPE_CHECKING:
+    from ..camera.sources import SourceSpec
     from ..config import RunConfig
-    from ..sources import SourceSpec
     from ..tracking.events import Event
     from ..tracking.settings import SourceTracking
     from ..tracking.stage import Objects
@@ -109,7 +109,7 @@ def _cmd_clip(args: argparse.Namespace) -> int:
     output = _check_output(args.output, (".mp4",), "an .mp4 file")
     config = _load(args.config, {"model": args.model}, need_model=True)
     spec, tracking = pick_source(config, args.source)
-    from ..sources import SourceKind
+    from ..camera.sources import SourceKind
 
     if spec.kind is not SourceKind.FILE:
         raise ConfigError(
@@ -123,7 +123,7 @@ def _cmd_clip(args: argparse.Namespace) -> int:
 def _load(path: str, cli: dict[str, Any], need_model: bool) -> RunConfig:
     """The run config, as `edge-rt run` reads it; `draw zones` needs no model, so a config may lack one."""
     from ..config import build_run_config, check_relative_paths, load_yaml
-    from ..security import redact_url
+    from ..ops.redact import redact_url
 
     quiet_native_logs("error")  # FFmpeg's own lines about a source that will not open stay out of the one-line error
     try:
@@ -146,7 +146,7 @@ def _count(n: int, noun: str) -> str:
 def pick_source(config: RunConfig, name: str | None) -> tuple[SourceSpec, SourceTracking]:
     """The named source, else the first with zones or lines, else the first file source, else the first;
     its tracking as configured, or a default tracker where the config tracks it not."""
-    from ..sources import SourceKind
+    from ..camera.sources import SourceKind
     from ..tracking.settings import SourceTracking, TrackConfig
 
     tracked = {t.source: t for t in config.tracking}
@@ -201,9 +201,9 @@ def grab_frame(spec: SourceSpec, index: int, open_timeout_s: float) -> np.ndarra
     """Frame `index` of a source (0: the first it delivers), opened with bounded open and read timeouts."""
     import cv2
 
-    from ..readers import open_capture
-    from ..reconnect import CaptureSettings
-    from ..sources import SourceKind
+    from ..camera.readers import open_capture
+    from ..camera.reconnect import CaptureSettings
+    from ..camera.sources import SourceKind
 
     cap = open_capture(spec, CaptureSettings(open_timeout_s=open_timeout_s, stall_timeout_s=2 * open_timeout_s))
     try:
@@ -228,11 +228,11 @@ def annotate_clip(config: RunConfig, spec: SourceSpec, tracking: SourceTracking,
     returns the one-line summary. The clip is written beside `output` and moved there once complete."""
     import cv2
 
+    from ..camera.sources import Frame
+    from ..detect.preprocess import make_preprocessor
     from ..draw import draw_counters, draw_events, draw_objects, draw_regions
     from ..engines import load_engine
-    from ..preprocess import make_preprocessor
     from ..runner import detection_stages, resolve_imgsz
-    from ..sources import Frame
 
     cap = cv2.VideoCapture(spec.uri)
     if not cap.isOpened():

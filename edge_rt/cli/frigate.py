@@ -169,7 +169,7 @@ def _log_start(host: Any, server: Any, store: Any) -> None:
 
 def _notify_ready(status: str) -> Callable[[], None] | None:
     """systemd Type=notify: READY once bound and loaded, WATCHDOG=1 from the loop while it turns."""
-    from ..systemd import Notifier
+    from ..ops.systemd import Notifier
 
     notifier = Notifier.from_env()
     if notifier is None:

@@ -72,7 +72,7 @@ class Verdict:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    from ..schema import BOX_NAME_MAX, is_box_name
+    from ..wire.schema import BOX_NAME_MAX, is_box_name
 
     if not 0 < args.timeout <= 300:
         raise ConfigError(f"--timeout must be > 0 and <= 300, got {args.timeout:g}")
@@ -89,7 +89,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace) -> tuple[str, Any]:
-    from ..security import ClientKeys, KeyPair, load_public_key
+    from ..wire.security import ClientKeys, KeyPair, load_public_key
 
     endpoint, server_key = args.endpoint or DEFAULT_ENDPOINT, None
     if args.config:

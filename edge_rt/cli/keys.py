@@ -22,7 +22,7 @@ def add_keys(sub: Any) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from ..security import create_keys
+    from ..wire.security import create_keys
 
     public, secret = create_keys(args.name, args.dir, force=args.force)
     print(public)

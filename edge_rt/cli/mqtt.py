@@ -83,7 +83,7 @@ def add_mqtt(sub: Any) -> None:
 def _settings(args: argparse.Namespace) -> Any:
     from ..errors import ConfigError
     from ..mqtt.settings import BrokerAddress, Credentials, MqttSettings, TlsOptions, default_name
-    from ..security import ClientKeys
+    from ..wire.security import ClientKeys
 
     tls = None
     if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
@@ -115,7 +115,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _cmd_mqtt(args: argparse.Namespace) -> int:
     from ..mqtt.bridge import Bridge
-    from ..systemd import Notifier
+    from ..ops.systemd import Notifier
 
     setup_logging(args.log_level, args.log_format)  # first: the credentials file's permission warning is a log line
     settings = _settings(args)

@@ -176,8 +176,8 @@ def add_run(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config import build_run_config, check_relative_paths, load_yaml
+    from ..ops.redact import install_log_redaction, redact_url
     from ..runner import run
-    from ..security import install_log_redaction, redact_url
 
     try:
         file_values = load_yaml(args.config) if args.config else {}
@@ -270,8 +270,8 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
     from ..client import EndOfStream, EventMessage, HealthMessage, Subscriber
-    from ..schema import BOX_NAME_MAX, is_box_name
-    from ..security import ClientKeys
+    from ..wire.schema import BOX_NAME_MAX, is_box_name
+    from ..wire.security import ClientKeys
 
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
@@ -365,7 +365,7 @@ def add_schema(sub: Any) -> None:
     p.add_argument("--events", action="store_true", help="the schema of events (edge_rt.event, topics $events/...) instead")
     p.set_defaults(
         handler=lambda args: print(
-            json.dumps(__import__("edge_rt.schema").schema.json_schema("events" if args.events else "detections"), indent=2)
+            json.dumps(__import__("edge_rt.wire.schema").wire.schema.json_schema("events" if args.events else "detections"), indent=2)
         )
         or 0
     )

@@ -1,4 +1,7 @@
-"""Backends behind one protocol; each is imported only when chosen."""
+"""Backends behind one protocol; each is imported only when chosen.
+
+May import: errors, ops/, detect/ (model_info, letterbox geometry). tests/test_imports.py holds the rule.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..model_info import ModelInfo
+from ..detect.model_info import ModelInfo
 
 
 class Engine(Protocol):

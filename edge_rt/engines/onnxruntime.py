@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo, info_from_metadata
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo, info_from_metadata
 from .base import cache_root, first_line
 from .ort_tensorrt import ProviderVersions, RunShape, fallback_hint, read_versions, trt_profile_shapes
 

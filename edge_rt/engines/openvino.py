@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo, info_from_metadata
 from ..errors import ConfigError, EngineError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo, info_from_metadata
 from .base import cache_root, first_line
 
 log = logging.getLogger("edge_rt.engines.openvino")

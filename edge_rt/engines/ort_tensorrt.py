@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..detect.model_info import ModelInfo
 from ..errors import EngineError
-from ..model_info import ModelInfo
 
 log = logging.getLogger("edge_rt.engines.onnxruntime")
 
@@ -164,7 +164,7 @@ def trt_profile_shapes(
 def _plan_profile(
     image_input: str, dims: tuple[object, ...], info: ModelInfo, run: RunShape, versions: ProviderVersions | None
 ) -> dict[str, str]:
-    from ..exporters.tensorrt_profiles import plan_frames_profile  # shape arithmetic only: no onnx, no TensorRT
+    from .tensorrt_profiles import plan_frames_profile  # shape arithmetic only: no onnx, no TensorRT
 
     shape = [d if isinstance(d, int) else -1 for d in dims]
     # a file from before the frames input stated a static export's batch: its metadata says it (info.batch)

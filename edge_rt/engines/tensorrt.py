@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo, info_from_metadata
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo, info_from_metadata
 from .cuda_runtime import DeviceBuffer, Event, Graph, PinnedBuffer, Stream, capture, gpu_name, load_cudart
 from .tensorrt_memory import SharedActivations
 from .tensorrt_select import ProfileRange, check_run_fits, choose_profile, plan_problem

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..detect.model_info import ModelInfo
 from ..errors import ModelError
-from ..model_info import ModelInfo
 from .tensorrt_sidecar import rebuild_command
 
 

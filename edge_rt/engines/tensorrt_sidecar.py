@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..detect.model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, _literal
 from ..errors import ModelError
-from ..model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, _literal
 
 # The sidecar keys that become model metadata (each through str(), then the ONNX metadata rules).
 MODEL_KEYS = ("names", "imgsz", "stride", "task", "end2end", "batch", GRAPH_PREPROCESS_KEY, GRAPH_NMS_KEY)

@@ -1,6 +1,8 @@
 """`edge-rt export`: weights -> ONNX (fp32/fp16/int8), an OpenVINO IR or a TensorRT engine, with proof of parity.
 
 Profiles in `export/NAME.yaml` hold a deployment target's settings; explicit flags override them.
+
+May import: errors, ops/, detect/, engines/. A tool (it needs torch): the runtime never imports it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..detect.postprocess import PostprocessSettings
 from ..errors import ConfigError, EdgeRtError
-from ..postprocess import PostprocessSettings
 from .verify import ParityReport
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..detect.model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
+from ..engines.tensorrt_profiles import Profile, batch_profiles
 from ..engines.tensorrt_sidecar import plan_input_name
 from ..errors import MissingDependencyError, ModelError
-from ..model_info import GRAPH_NMS_KEY, GRAPH_PREPROCESS_KEY, ModelInfo, info_from_metadata
-from .tensorrt_profiles import Profile, batch_profiles
 
 
 def read_onnx(onnx_path: Path) -> tuple[ModelInfo, dict[str, str]]:

@@ -6,7 +6,7 @@ as the model, whichever runtime runs it: ONNX Runtime on CPU or CUDA, its Tensor
 native TensorRT engine built from the file. We chose the graph over a hand-written CUDA kernel
 because it needs no CuPy or NVRTC on the box (JetPack has neither by default), runs the same on
 every backend, and ONNX Runtime's CPU provider runs it too, so CI checks its numbers against the
-host letterbox (`tests/test_graph_preprocess.py`).
+host letterbox (`tests/exporters/test_graph_preprocess.py`).
 
 The graph in front of the model, for frames [B, H, W, 3] uint8 BGR and plan [6] int64
 (new_h, new_w, top, left, bottom, right) from `preprocess.plan_vector`:
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detect.model_info import GRAPH_PREPROCESS_KEY
 from ..errors import MissingDependencyError, ModelError
-from ..model_info import GRAPH_PREPROCESS_KEY
 
 FRAMES = "frames"
 PLAN = "letterbox"
@@ -155,7 +155,7 @@ def add_graph_preprocess(model_path: Path, output: Path) -> Path:
     pre = preprocess_graph(opset, model.ir_version, _PREFIX + "image", dtype, fixed_hw, dims[0] or None)
     sort_topologically(model.graph)
     merged = compose.merge_models(pre, model, io_map=[(_PREFIX + "image", image.name)])
-    from ..model_info import _literal
+    from ..detect.model_info import _literal
 
     imgsz = _literal(meta.get("imgsz"), "imgsz")
     inner_hw = list(imgsz) if isinstance(imgsz, (list, tuple)) else [dims[2] or 640, dims[3] or 640]

@@ -156,7 +156,7 @@ def _root_quiet() -> Iterator[None]:
 def _static_info(float_onnx: Path) -> tuple[Any, dict[str, str]]:
     import onnx
 
-    from ..model_info import info_from_metadata
+    from ..detect.model_info import info_from_metadata
 
     model = onnx.load(str(float_onnx), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}

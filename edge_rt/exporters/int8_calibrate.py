@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.preprocess import Preprocessor
 from ..errors import EdgeRtError, ModelError
-from ..preprocess import Preprocessor
 
 log = logging.getLogger("edge_rt.export.int8")
 
@@ -92,7 +92,7 @@ class ActivationRanges:
         self.frames = 0
 
     def _outputs(self, frames: Iterable[np.ndarray], what: str) -> Iterator[dict[str, np.ndarray]]:
-        from ..progress import Progress
+        from ..ops.progress import Progress
 
         total = len(frames) if isinstance(frames, Sized) else getattr(frames, "count", 0)  # CalibrationFrames: an upper bound
         progress = Progress(total if isinstance(total, int) else 0, what)

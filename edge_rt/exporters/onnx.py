@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..detect.model_info import GRAPH_NMS_KEY
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import GRAPH_NMS_KEY
 
 
 def _yolo(weights: Path):  # type: ignore[no-untyped-def]

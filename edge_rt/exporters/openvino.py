@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.preprocess import Preprocessor
 from ..errors import ConfigError, MissingDependencyError
-from ..preprocess import Preprocessor
 from .int8 import float_nodes
 
 # Float: each head branch's last conv, DFL, the sigmoid and the stem conv; the head's inner convs are INT8. Measured on a

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo
 from ..engines.cuda_runtime import gpu_name, load_cudart
+from ..engines.tensorrt_profiles import FRAME_MAX, Profile, engine_profiles
 from ..engines.tensorrt_sidecar import sidecar_path
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo
 from .engine_sidecar import make_sidecar, read_onnx
 from .tensorrt_int8 import configure_int8, has_qdq
-from .tensorrt_profiles import FRAME_MAX, Profile, engine_profiles
 
 log = logging.getLogger("edge_rt.exporters.tensorrt")
 

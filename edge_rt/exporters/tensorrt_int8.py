@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.preprocess import Preprocessor
 from ..engines.cuda_runtime import check
+from ..engines.tensorrt_profiles import Profile
 from ..errors import ConfigError, ModelError
-from ..preprocess import Preprocessor
-from .tensorrt_profiles import Profile
 
 log = logging.getLogger("edge_rt.exporters.tensorrt")
 

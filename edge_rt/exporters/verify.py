@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..postprocess import Detections, Postprocessor, PostprocessSettings
-from ..preprocess import make_preprocessor
+from ..detect.postprocess import Detections, Postprocessor, PostprocessSettings
+from ..detect.preprocess import make_preprocessor
 
 Detector = Callable[[np.ndarray], Detections]
 

@@ -8,6 +8,8 @@ per request and waits 200 ms for 20 rows of boxes. One module per responsibility
 - `store`: the handshake, the served model and the folder received models are saved in;
 - `detector`: one model as Frigate uses it, through edge_rt's preprocess, engine and postprocess;
 - `server`: the ROUTER loop, batching, load shedding, counters.
+
+May import: errors, wire/, ops/, detect/, engines/, runner. tests/test_imports.py holds the rule.
 """
 
 from __future__ import annotations

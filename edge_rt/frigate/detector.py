@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detect.postprocess import Postprocessor, PostprocessSettings
+from ..detect.preprocess import make_preprocessor
 from ..engines import Engine, load_engine
-from ..postprocess import Postprocessor, PostprocessSettings
-from ..preprocess import make_preprocessor
 from ..runner import check_graph_nms, resolve_batch
 from .protocol import TensorRequest, to_rows
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from ..postprocess import Detections
+from ..detect.postprocess import Detections
 
 ROWS = 20  # Frigate reads exactly [20, 6]
 ANSWER_HEADER = orjson.dumps({"shape": [ROWS, 6], "dtype": "float32"})

@@ -30,7 +30,7 @@ import numpy as np
 import zmq
 
 from ..errors import ConfigError, PublishError
-from ..security import is_ipv6_endpoint, is_local_endpoint
+from ..wire.security import is_ipv6_endpoint, is_local_endpoint
 from .protocol import (
     PIXEL_FORMATS,
     ZEROS,

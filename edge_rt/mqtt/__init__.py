@@ -7,6 +7,8 @@
 - bridge.py: the loop that wires them; metrics.py: Prometheus.
 
 Imported only by the `mqtt` command, so paho is never loaded by `edge-rt run`. See docs/mqtt.md.
+
+May import: errors, wire/, ops/, the client and the package's version. tests/test_imports.py holds the rule.
 """
 
 from __future__ import annotations

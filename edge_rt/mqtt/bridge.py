@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import ConfigError
-from ..received import DetectionMessage, EventMessage, Message
-from ..schema import encode
+from ..wire.received import DetectionMessage, EventMessage, Message
+from ..wire.schema import encode
 from .link import CONNECTED, HA_ONLINE, LOST, REFUSED, Link, LinkStats
 from .settings import MqttSettings
 from .state import NO_BOX, Board

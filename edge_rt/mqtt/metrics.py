@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..prometheus import MetricsEndpoint, client_module
+from ..ops.prometheus import MetricsEndpoint, client_module
 from .bridge import BridgeStats
 
 

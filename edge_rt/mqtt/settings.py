@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..schema import BOX_NAME_MAX, is_box_name
-from ..security import ClientKeys
+from ..wire.schema import BOX_NAME_MAX, is_box_name
+from ..wire.security import ClientKeys
 
 log = logging.getLogger("edge_rt.mqtt")
 

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..received import DetectionMessage, EndOfStream, EventMessage, HealthMessage, Message
+from ..wire.received import DetectionMessage, EndOfStream, EventMessage, HealthMessage, Message
 from .topics import COUNT, HEALTH, ZONE, Entity
 
 NO_BOX = "unnamed"  # a version-1 publisher names no box

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..received import HEALTH_STATES
+from ..wire.received import HEALTH_STATES
 
 COUNT, ZONE, HEALTH = "count", "zone", "health"
 _NOT_IN_LEVEL = re.compile(r"[/+#\x00]")

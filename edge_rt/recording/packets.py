@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..reconnect import ReconnectSchedule
-from ..security import redact_url
-from ..sources import SourceSpec
+from ..camera.reconnect import ReconnectSchedule
+from ..camera.sources import SourceSpec
+from ..ops.redact import redact_url
 
 log = logging.getLogger("edge_rt.record")
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..camera.sources import Frame, SourceKind, SourceSpec
 from ..errors import ConfigError
-from ..sources import Frame, SourceKind, SourceSpec
 from ..tracking.events import Event
 from ..tracking.stage import frame_time
 from .clip import ClipWriter

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..camera.sources import SourceKind, SourceSpec
 from ..errors import ConfigError
-from ..sources import SourceKind, SourceSpec
 
 EVENT_KINDS = ("start", "end", "enter", "exit", "cross", "loiter")
 _KEYS = ("dir", "pre_s", "post_s", "events", "max_clip_s", "keep_days", "keep_mb")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import lap
 import numpy as np
 
-from ..postprocess import Detections
+from ..detect.postprocess import Detections
 from . import kalman
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2

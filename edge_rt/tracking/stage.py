@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..postprocess import Detections
-from ..sources import Frame
+from ..camera.sources import Frame
+from ..detect.postprocess import Detections
 from .bytetrack import ByteTracker, EndedTrack, TrackerSettings, box_tuple
 from .events import Event, RegionEvents
 from .settings import SourceTracking

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.model_info import ModelInfo
 from ..engines import Engine, load_engine
 from ..errors import ConfigError, MissingDependencyError, ModelError
-from ..model_info import ModelInfo
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})

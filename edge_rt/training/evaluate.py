@@ -1,8 +1,8 @@
 """Accuracy of what is deployed: a model file through edge_rt's own stages, scored like ``yolo val``.
 
 An INT8 ONNX or a TensorRT engine is not the ``.pt`` it came from, so an export is run exactly as
-``edge-rt run`` runs it: ``load_engine``, the letterbox of ``preprocess.py``, the decoder and NMS of
-``postprocess.py``, boxes mapped back to the image's pixels. A ``.pt`` runs through PyTorch behind
+``edge-rt run`` runs it: ``load_engine``, the letterbox of ``detect/preprocess.py``, the decoder and NMS of
+``detect/postprocess.py``, boxes mapped back to the image's pixels. A ``.pt`` runs through PyTorch behind
 the same letterbox and decoder, so in a comparison only the engine differs. The scores come from
 Ultralytics' own code (its validator's prediction matching, ``DetMetrics``/``ap_per_class``,
 ``ConfusionMatrix``, ``box_iou``) with val's conventions (conf 0.001, IoU 0.7, max_det 300), so they
@@ -20,12 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..detect.model_info import ModelInfo
+from ..detect.postprocess import Detections, Postprocessor, PostprocessSettings
+from ..detect.preprocess import make_preprocessor
 from ..engines import Engine
 from ..errors import ConfigError, ModelError
-from ..model_info import ModelInfo
-from ..postprocess import Detections, Postprocessor, PostprocessSettings
-from ..preprocess import make_preprocessor
-from ..progress import Progress
+from ..ops.progress import Progress
 from .eval_data import EvalSet, load_split, read_labels
 from .eval_models import describe_model, open_model
 

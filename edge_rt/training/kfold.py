@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge_rt.progress import Progress
+from edge_rt.ops.progress import Progress
 from edge_rt.training.dataset import label_path, require_valid, split_files
 
 REPORT_KEYS: tuple[str, ...] = ("precision", "recall", "mAP50", "mAP50-95")

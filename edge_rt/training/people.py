@@ -264,6 +264,15 @@ def render(
     return np.clip(image, 0, 255).astype(np.uint8), out
 
 
+# Perspective, shared with people_clips.py (which imports this module, so these live here).
+HORIZON = 0.28  # of the frame's height: a person's height in pixels is proportional to how far below it they stand
+BODY = 0.95  # a whole body standing at the bottom edge is this fraction of (1 - HORIZON) of the height
+
+
+def body_height(y: float, height: int) -> float:
+    return BODY * max(y - HORIZON * height, 8.0) / (1 - HORIZON)
+
+
 def people_dataset(
     out: Path, images: int = 600, size: tuple[int, int] = (640, 360), seed: int = 0, val_fraction: float = 0.2
 ) -> Path:
@@ -271,8 +280,6 @@ def people_dataset(
     two emptied photos, far ones smaller and behind, some cut by the frame's edges or hidden by others. A
     person is labelled (its whole box, clipped) when at least a fifth of it can be seen. Returns data.yaml."""
     import yaml
-
-    from .people_clips import body_height
 
     out = Path(out)
     kit = load_people()

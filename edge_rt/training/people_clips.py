@@ -27,13 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .people import PeopleKit, Placed, load_people, place, render, scene_view
+from .people import PeopleKit, Placed, body_height, load_people, place, render, scene_view
 from .synth_tracks import TrackBox, TrackClip, gt_path
 
 SCENES = ("cross", "groups", "stopgo", "line")
 LINE = ((0.5, 0.0), (0.5, 1.0))  # A -> B: `in` is towards the left (A -> B turned 90 degrees clockwise)
-HORIZON = 0.28  # of the frame's height: a person's height in pixels is proportional to how far below it they stand
-BODY = 0.95  # a whole body standing at the bottom edge is this fraction of (1 - HORIZON) of the height
 _SALT = 3_000_017
 
 
@@ -63,10 +61,6 @@ class Walk:
                 u = (frame - f0) / max(f1 - f0, 1e-9)
                 return x0 + (x1 - x0) * u, y0 + (y1 - y0) * u, (x0, y0) != (x1, y1)
         return ks[-1][1], ks[-1][2], False
-
-
-def body_height(y: float, height: int) -> float:
-    return BODY * max(y - HORIZON * height, 8.0) / (1 - HORIZON)
 
 
 def _half_width(kit: PeopleKit, cutout: int, y: float, height: int) -> float:

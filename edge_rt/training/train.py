@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_rt.progress import Progress
+from edge_rt.ops.progress import Progress
 from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
 from edge_rt.training.yolo_io import load_model, ultralytics_log

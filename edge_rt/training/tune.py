@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from edge_rt.progress import Progress
+from edge_rt.ops.progress import Progress
 from edge_rt.training.dataset import require_valid
 from edge_rt.training.overrides import MAPPED_KEYS, check_keys, check_values
 from edge_rt.training.train import make_folder

@@ -25,9 +25,8 @@ import pytest
 import yaml
 
 from edge_rt.client import DetectionMessage, EndOfStream, Subscriber
-
-from ..conftest import free_port
-from ..helpers import ROOT, validate
+from tests.conftest import free_port
+from tests.helpers import ROOT, validate
 
 pytestmark = [
     pytest.mark.deploy,

@@ -300,9 +300,6 @@ def _bench_track(args: argparse.Namespace) -> int:
     from ..training.synth_tracks import gt_path
 
     sources = [Path(s) for s in args.source or []]
-    gone = [s for s in sources if not s.is_file()]
-    if gone:
-        raise ConfigError(f"--source {str(gone[0])!r}: no such file; pass the clip the ground truth describes")
     gts = [Path(g) for g in args.gt or []]
     if gts and sources and len(gts) != len(sources):
         raise ConfigError(
@@ -311,6 +308,9 @@ def _bench_track(args: argparse.Namespace) -> int:
     if not gts:
         if not sources:
             raise ConfigError("--gt: the ground truth to score against (or --source with its <stem>.gt.txt beside it)")
+        gone = [s for s in sources if not s.is_file()]
+        if gone:  # its ground truth is looked for beside it: name the clip, not a .gt.txt the user never typed
+            raise ConfigError(f"--source {str(gone[0])!r}: no such file; pass the clip the ground truth describes")
         gts = [gt_path(s) for s in sources]
         missing = [g for g in gts if not g.is_file()]
         if missing:

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..tracking.mot import MotRows
 from ..tracking.zones import anchor_points, parse_regions, resolve, side_of_line
+from ..training.people_clips import lines_file as lines_file  # where the truth lies beside a clip
 
 DIRECTIONS = ("in", "out")
 
@@ -37,11 +38,6 @@ class LineCounts:
 
     events: dict[str, int]
     naive: dict[str, int]
-
-
-def lines_file(video: Path) -> Path:
-    video = Path(video)
-    return video.with_name(f"{video.stem}.lines.json")
 
 
 def read_truth(path: Path) -> LineTruth:

@@ -24,11 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .people import PeopleKit, Placed, body_height, load_people, place, render, scene_view
-from .synth_tracks import TrackBox, TrackClip, gt_path
+from .synth_tracks import TrackBox, TrackClip, write_track_clip
 
 SCENES = ("cross", "groups", "stopgo", "line")
 LINE = ((0.5, 0.0), (0.5, 1.0))  # A -> B: `in` is towards the left (A -> B turned 90 degrees clockwise)
@@ -262,7 +261,8 @@ def true_crossings(feet: list[dict[int, tuple[float, float]]], size: tuple[int, 
     return out
 
 
-def lines_path(video: Path) -> Path:
+def lines_file(video: Path) -> Path:
+    """Where a people clip's true crossings go: `<stem>.lines.json` beside it (bench track looks there)."""
     video = Path(video)
     return video.with_name(f"{video.stem}.lines.json")
 
@@ -277,34 +277,16 @@ def people_clip(
     kit: PeopleKit | None = None,
 ) -> TrackClip:
     """Write the clip (mp4v), `<stem>.gt.txt`, `<stem>.seqinfo.ini` and `<stem>.lines.json` beside it."""
-    from ..tracking.mot import MotRows, write_mot
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), tuple(size))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4v video to {path}; is this OpenCV built with FFmpeg?")
-    rows: list[tuple[int, TrackBox]] = []
     feet: list[dict[int, tuple[float, float]]] = []
-    try:
-        for f, (image, boxes, at) in enumerate(iter_people_clip(scene, frames, size, fps, seed, kit)):
-            writer.write(image)
-            rows += [(f + 1, b) for b in boxes]
+
+    def clip() -> Iterator[tuple[np.ndarray, list[TrackBox]]]:
+        for image, boxes, at in iter_people_clip(scene, frames, size, fps, seed, kit):
             feet.append(at)
-    finally:
-        writer.release()
-    gt = write_mot(
-        gt_path(path),
-        MotRows.build(
-            [f for f, _ in rows],
-            [b.track_id for _, b in rows],
-            [(b.x1, b.y1, b.x2, b.y2) for _, b in rows],
-            classes=[1] * len(rows),
-            visibility=[b.visibility for _, b in rows],
-        ),
-    )
+            yield image, boxes
+
+    made = write_track_clip(path, clip(), frames, size, fps)
     crossings = true_crossings(feet, size)
-    lines_path(path).write_text(
+    lines_file(made.video).write_text(
         json.dumps(
             {
                 "scene": scene,
@@ -318,9 +300,4 @@ def people_clip(
         )
         + "\n"
     )
-    seqinfo = path.with_name(f"{path.stem}.seqinfo.ini")
-    seqinfo.write_text(
-        f"[Sequence]\nname={path.stem}\nimDir={path.name}\nframeRate={fps}\nseqLength={frames}\n"
-        f"imWidth={size[0]}\nimHeight={size[1]}\nimExt={path.suffix}\n"
-    )
-    return TrackClip(path, gt, seqinfo, frames, float(fps), (int(size[0]), int(size[1])), len({b.track_id for _, b in rows}))
+    return made

@@ -30,7 +30,7 @@ MOTChallenge's seqinfo.ini does.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -308,6 +308,14 @@ def synth_track_clip(
     crossing: float = 150.0,
 ) -> TrackClip:
     """Write the clip (mp4v) to `path`, its ground truth to `<stem>.gt.txt` and `<stem>.seqinfo.ini` beside it."""
+    return write_track_clip(path, iter_track_clip(frames, size, seed, objects, crossing), frames, size, fps)
+
+
+def write_track_clip(
+    path: Path, clip: Iterable[tuple[np.ndarray, list[TrackBox]]], frames: int, size: tuple[int, int], fps: int
+) -> TrackClip:
+    """Frames to `path` (mp4v), their true boxes to `<stem>.gt.txt` (MOTChallenge's class column: cls + 1) and
+    `<stem>.seqinfo.ini`: the files of every clip with ground truth (shapes here, people in people_clips.py)."""
     from ..tracking.mot import MotRows, write_mot
 
     path = Path(path)
@@ -317,7 +325,7 @@ def synth_track_clip(
         raise RuntimeError(f"OpenCV cannot write mp4v video to {path}; is this OpenCV built with FFmpeg?")
     rows: list[tuple[int, TrackBox]] = []
     try:
-        for f, (image, boxes) in enumerate(iter_track_clip(frames, size, seed, objects, crossing)):
+        for f, (image, boxes) in enumerate(clip):
             writer.write(image)
             rows += [(f + 1, b) for b in boxes]
     finally:

@@ -18,39 +18,16 @@ import shutil
 import time
 from pathlib import Path
 
-MODEL_YAML = """\
-# edge_rt people detector: YOLO11 layout, depth 0.33, width 0.125
-nc: 1
-depth_multiple: 0.33
-width_multiple: 0.125
-max_channels: 512
-backbone:
-  - [-1, 1, Conv, [64, 3, 2]] # 0-P1/2
-  - [-1, 1, Conv, [128, 3, 2]] # 1-P2/4
-  - [-1, 2, C3k2, [256, False, 0.25]]
-  - [-1, 1, Conv, [256, 3, 2]] # 3-P3/8
-  - [-1, 2, C3k2, [512, False, 0.25]]
-  - [-1, 1, Conv, [512, 3, 2]] # 5-P4/16
-  - [-1, 2, C3k2, [512, True]]
-  - [-1, 1, Conv, [1024, 3, 2]] # 7-P5/32
-  - [-1, 2, C3k2, [1024, True]]
-  - [-1, 1, SPPF, [1024, 5]] # 9
-  - [-1, 2, C2PSA, [1024]] # 10
-head:
-  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
-  - [[-1, 6], 1, Concat, [1]] # cat backbone P4
-  - [-1, 2, C3k2, [512, False]] # 13
-  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
-  - [[-1, 4], 1, Concat, [1]] # cat backbone P3
-  - [-1, 2, C3k2, [256, False]] # 16 (P3/8-small)
-  - [-1, 1, Conv, [256, 3, 2]]
-  - [[-1, 13], 1, Concat, [1]] # cat head P4
-  - [-1, 2, C3k2, [512, False]] # 19 (P4/16-medium)
-  - [-1, 1, Conv, [512, 3, 2]]
-  - [[-1, 10], 1, Concat, [1]] # cat head P5
-  - [-1, 2, C3k2, [1024, True]] # 22 (P5/32-large)
-  - [[16, 19, 22], 1, Detect, [nc]] # Detect(P3, P4, P5)
-"""
+
+def people_yaml() -> str:
+    """The demo model's architecture, as models/demo/make_demo_model.py spells it out, with one class."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo_model", Path(__file__).resolve().parents[1] / "demo" / "make_demo_model.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return str(demo.MODEL_YAML).replace("nc: 4", "nc: 1").replace("demo detector", "people detector")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = people_dataset(work / "data", images=args.images, seed=args.seed)
     model_yaml = work / "edge_rt_people.yaml"
-    model_yaml.write_text(MODEL_YAML)
+    model_yaml.write_text(people_yaml())
     start = work / "start.pt"  # the demo weights under the one-class head: everything but the class branch carries over
     YOLO(str(model_yaml)).load(str(Path(__file__).resolve().parents[1] / "demo" / "demo.pt")).save(str(start))
     t0 = time.perf_counter()

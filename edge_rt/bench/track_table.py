@@ -74,15 +74,10 @@ def mean_table(results: Sequence[TrackBenchResult]) -> str:
     out = [f"mean of {len(results)} clips: " + ", ".join(Path(r.source or r.gt).stem for r in results), head, "-" * len(head)]
     for tracker, every in keys:
         rows = [(r, row) for r in results for row in r.rows if (row.tracker, row.every) == (tracker, every)]
-        sc = [row.score for _, row in rows]
-
-        def mean(attr: str, pct: bool = True, sc: list = sc) -> float:  # type: ignore[type-arg]
-            return float(np.mean([getattr(s, attr) for s in sc])) * (100 if pct else 1)
-
+        m = {k: float(np.mean([getattr(row.score, k) for _, row in rows])) for k in ("hota", "idf1", "idp", "idr", "mota", "idsw", "fp", "fn")}
         text = (
-            f"{LABELS.get(tracker, tracker):<24} {every:>5} {len(rows):>5} {mean('hota'):6.1f} {mean('idf1'):6.1f} "
-            f"{mean('idp'):6.1f} {mean('idr'):6.1f} {mean('mota'):6.1f} {mean('idsw', False):6.1f} {mean('fp', False):6.1f} "
-            f"{mean('fn', False):6.1f}"
+            f"{LABELS.get(tracker, tracker):<24} {every:>5} {len(rows):>5} {100 * m['hota']:6.1f} {100 * m['idf1']:6.1f} "
+            f"{100 * m['idp']:6.1f} {100 * m['idr']:6.1f} {100 * m['mota']:6.1f} {m['idsw']:6.1f} {m['fp']:6.1f} {m['fn']:6.1f}"
         )
         if with_lines:
             counted = [(r.lines, row.lines) for r, row in rows if r.lines is not None and row.lines is not None]

@@ -295,7 +295,6 @@ def _bench_track(args: argparse.Namespace) -> int:
     """One clip: its table; several: a table each, then the mean (and --json holds all of them)."""
     from .. import bench as bench_lib
     from ..bench.track import bench_track, parse_every, parse_trackers
-    from ..bench.track_lines import lines_file
     from ..bench.track_table import mean_table, track_table
     from ..training.synth_tracks import gt_path
 
@@ -334,7 +333,7 @@ def _bench_track(args: argparse.Namespace) -> int:
             args.device,
             args.min_visibility,
             args.fps,
-            Path(args.lines) if args.lines else (lines_file(source) if source and lines_file(source).is_file() else None),
+            Path(args.lines) if args.lines else None,  # bench_track finds <stem>.lines.json beside the source itself
         )
         print(track_table(out))
         results.append(out)
